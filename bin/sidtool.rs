@@ -1,0 +1,423 @@
+//! The `sidtool` command line: parses arguments, merges them over the config file, calls the
+//! library, and reports. All real work lives in the library.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sidtool::config::{Config, Dedup, Method};
+use sidtool::ids::stats::render;
+use sidtool::pipeline::{self, Source};
+use sidtool::progress::Progress;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "sidtool",
+    version,
+    about = "Turn an item catalogue into semantic IDs (SIDs)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    /// TOML config file; command-line flags override its values.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Random seed: the same input, config and seed give identical IDs.
+    #[arg(long, global = true)]
+    seed: Option<u64>,
+    /// Print errors only.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More detail (-v: per-level training info, -vv: debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+}
+
+#[derive(Args, Default)]
+struct InputArgs {
+    /// Column with the item identifier [default: item_id].
+    #[arg(long)]
+    id_column: Option<String>,
+    /// Column with precomputed vectors [default: embedding].
+    #[arg(long)]
+    embedding_column: Option<String>,
+}
+
+#[derive(Args, Default)]
+struct QuantArgs {
+    /// Quantization method [default: rq-kmeans].
+    #[arg(long, value_enum)]
+    method: Option<Method>,
+    /// Codes per level, comma-separated, e.g. 256,256,256 or 1024,512,256 [default: 256,256,256].
+    #[arg(long, value_delimiter = ',')]
+    codebook_sizes: Option<Vec<usize>>,
+    /// Train on a seeded sample of at most N rows; 0 = all [default: 1000000].
+    #[arg(long, value_name = "N")]
+    train_sample: Option<usize>,
+    /// Maximum Lloyd iterations per level [default: 50].
+    #[arg(long)]
+    max_iter: Option<usize>,
+    /// Stop when inertia changes by less than this fraction [default: 1e-4].
+    #[arg(long)]
+    tol: Option<f64>,
+    /// Balanced k-means: every cluster gets ⌊N/K⌋ or ⌈N/K⌉ training points.
+    #[arg(long)]
+    balanced: bool,
+}
+
+#[derive(Args, Default)]
+struct IdArgs {
+    /// Collision resolution [default: suffix].
+    #[arg(long, value_enum)]
+    dedup: Option<Dedup>,
+    /// Token pattern with {level} and {code} [default: "<{level}_{code}>"].
+    #[arg(long)]
+    token_format: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Catalogue with an embedding column → quantizer, SIDs, statistics, manifest.
+    Build {
+        items: PathBuf,
+        /// Output directory.
+        #[arg(long, default_value = "sidtool-out")]
+        out: PathBuf,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        quant: QuantArgs,
+        #[command(flatten)]
+        ids: IdArgs,
+    },
+    /// Train a quantizer on an embeddings table.
+    Train {
+        embeddings: PathBuf,
+        /// Directory for config.json + model.safetensors.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        quant: QuantArgs,
+    },
+    /// Encode every row with a trained quantizer and write unique SIDs.
+    Assign {
+        embeddings: PathBuf,
+        #[arg(long)]
+        quantizer: PathBuf,
+        /// Output sids.parquet.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write statistics as JSON here.
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        ids: IdArgs,
+    },
+    /// Collision and codebook statistics of a sids.parquet.
+    Stats {
+        sids: PathBuf,
+        /// Write the statistics as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Schema, row count and sample rows of any sidtool input or output.
+    Inspect {
+        file: PathBuf,
+        /// Sample rows to show.
+        #[arg(long, default_value_t = sidtool::io::inspect::SAMPLE_ROWS)]
+        rows: usize,
+    },
+    /// Performance figures (see docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// RQ-KMeans train/encode figures on a file made by `rq_anchor.py gen`.
+    Kmeans {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        levels: usize,
+        #[arg(long, default_value_t = 256)]
+        k: usize,
+        #[arg(long, default_value_t = 20)]
+        niter: usize,
+        /// Training rows per centroid (FAISS's default is 256).
+        #[arg(long, default_value_t = 256)]
+        max_points_per_centroid: usize,
+    },
+    /// Raw assignment-GEMM rate on random data.
+    Gemm {
+        #[arg(long, default_value_t = 65536)]
+        rows: usize,
+        #[arg(long, default_value_t = 256)]
+        k: usize,
+        #[arg(long, default_value_t = 1024)]
+        d: usize,
+    },
+}
+
+/// Progress as an indicatif bar on a terminal, plain lines otherwise, nothing when quiet.
+struct Reporter {
+    bars: bool,
+    quiet: bool,
+    state: Mutex<Option<(ProgressBar, String, Instant)>>,
+}
+
+impl Progress for Reporter {
+    fn start(&self, stage: &str, total: Option<u64>) {
+        if self.quiet {
+            return;
+        }
+        let bar = if self.bars {
+            let b = match total {
+                Some(t) => ProgressBar::new(t).with_style(
+                    ProgressStyle::with_template(
+                        "{msg:32} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                ),
+                None => ProgressBar::new_spinner().with_style(
+                    ProgressStyle::with_template("{msg:32} {spinner} {pos} {per_sec}")
+                        .expect("valid template"),
+                ),
+            };
+            b.set_message(stage.to_string());
+            b
+        } else {
+            eprintln!("{stage}: started");
+            ProgressBar::hidden()
+        };
+        *self.state.lock().unwrap() = Some((bar, stage.to_string(), Instant::now()));
+    }
+
+    fn advance(&self, units: u64) {
+        if let Some((b, _, _)) = &*self.state.lock().unwrap() {
+            b.inc(units);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some((b, stage, t)) = self.state.lock().unwrap().take() {
+            b.finish_and_clear();
+            if !self.quiet {
+                eprintln!("{stage}: done in {:.2}s", t.elapsed().as_secs_f64());
+            }
+        }
+    }
+}
+
+impl Cli {
+    /// Defaults ← config file ← flags, then validated before any work starts.
+    fn config(
+        &self,
+        input: Option<&InputArgs>,
+        quant: Option<&QuantArgs>,
+        ids: Option<&IdArgs>,
+    ) -> Result<Config> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_toml_file(p)?,
+            None => Config::default(),
+        };
+        if let Some(s) = self.seed {
+            c.seed = s;
+        }
+        if let Some(i) = input {
+            set(&mut c.input.id_column, &i.id_column);
+            set(&mut c.input.embedding_column, &i.embedding_column);
+        }
+        if let Some(q) = quant {
+            set(&mut c.quantizer.method, &q.method);
+            set(&mut c.quantizer.codebook_sizes, &q.codebook_sizes);
+            set(&mut c.quantizer.train_sample, &q.train_sample);
+            set(&mut c.quantizer.max_iter, &q.max_iter);
+            set(&mut c.quantizer.tol, &q.tol);
+            c.quantizer.balanced |= q.balanced;
+        }
+        if let Some(d) = ids {
+            set(&mut c.ids.dedup, &d.dedup);
+            set(&mut c.ids.token_format, &d.token_format);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
+    if let Some(v) = v {
+        *slot = v.clone();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| format!("sidtool={level}").into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    if let Some(t) = cli.threads {
+        // Must happen before candle or rayon start their pools.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global();
+        // SAFETY: set before any other thread exists.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", t.to_string()) };
+    }
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let reporter = Reporter {
+        bars: std::io::stderr().is_terminal(),
+        quiet: cli.quiet,
+        state: Mutex::new(None),
+    };
+    match &cli.cmd {
+        Cmd::Build {
+            items,
+            out,
+            input,
+            quant,
+            ids,
+        } => {
+            let cfg = cli.config(Some(input), Some(quant), Some(ids))?;
+            let (manifest, stats) = pipeline::build(items, out, &cfg, &reporter)
+                .with_context(|| format!("build of {} failed", items.display()))?;
+            if !cli.quiet {
+                eprint!("{}", render(&stats));
+                let total: f64 = manifest.timings.iter().map(|t| t.seconds).sum();
+                eprintln!("wrote {} ({:.2}s)", out.display(), total);
+            }
+        }
+        Cmd::Train {
+            embeddings,
+            out,
+            input,
+            quant,
+        } => {
+            let cfg = cli.config(Some(input), Some(quant), None)?;
+            let q = pipeline::train(embeddings, &cfg, &reporter)
+                .with_context(|| format!("training on {} failed", embeddings.display()))?;
+            q.save(out)?;
+            if !cli.quiet {
+                eprintln!(
+                    "wrote {} ({} levels: {:?})",
+                    out.display(),
+                    q.levels(),
+                    q.codebook_sizes()
+                );
+            }
+        }
+        Cmd::Assign {
+            embeddings,
+            quantizer,
+            out,
+            stats,
+            input,
+            ids,
+        } => {
+            let cfg = cli.config(Some(input), None, Some(ids))?;
+            let q = sidtool::quant::load(quantizer)?;
+            let source = Source::File {
+                path: embeddings,
+                input: &cfg.input,
+            };
+            let a = pipeline::assign(&source, q.as_ref(), &cfg, &reporter)
+                .with_context(|| format!("assign of {} failed", embeddings.display()))?;
+            pipeline::write_assigned(&a, out, stats.as_deref())?;
+            if !cli.quiet {
+                eprint!("{}", render(&a.stats));
+                eprintln!("wrote {}", out.display());
+            }
+        }
+        Cmd::Stats { sids, json } => {
+            let s = pipeline::stats_of_table(sids)?;
+            if let Some(p) = json {
+                pipeline::write_json(p, &s)?;
+            }
+            if !cli.quiet {
+                eprint!("{}", render(&s));
+            }
+        }
+        Cmd::Inspect { file, rows } => {
+            print_out(&sidtool::io::inspect::describe(file, *rows)?)?;
+        }
+        Cmd::Bench { what } => bench(cli, what)?,
+    }
+    Ok(())
+}
+
+fn bench(cli: &Cli, what: &BenchCmd) -> Result<()> {
+    match what {
+        BenchCmd::Kmeans {
+            data,
+            levels,
+            k,
+            niter,
+            max_points_per_centroid,
+        } => {
+            let seed = cli.seed.unwrap_or(sidtool::config::DEFAULT_SEED);
+            let r = sidtool::bench::rq_kmeans(
+                data,
+                &vec![*k; *levels],
+                *niter,
+                *max_points_per_centroid,
+                seed,
+            )?;
+            print_out(&(serde_json::to_string(&r)? + "\n"))?;
+        }
+        BenchCmd::Gemm { rows, k, d } => {
+            let g = sidtool::bench::gemm(*rows, *k, *d)?;
+            print_out(&format!(
+                "{{\"rows\": {rows}, \"k\": {k}, \"d\": {d}, \"gflops\": {g:.1}}}\n"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+fn print_out(s: &str) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    o.write_all(s.as_bytes())?;
+    o.flush()?;
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! Typed configuration: defaults, the TOML file (`--config sidtool.toml`), and validation that
+//! runs before any heavy work so a bad value fails in milliseconds, not after training.
+
+use crate::error::{Error, Result};
+use crate::ids::tokens::TokenFormat;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Default seed, so two runs without `--seed` agree.
+pub const DEFAULT_SEED: u64 = 42;
+/// MiniOneRec's default: 3 levels of 256 codes.
+pub const DEFAULT_CODEBOOK_SIZES: [usize; 3] = [256, 256, 256];
+/// Train on at most this many rows by default (METHODS.md §2).
+pub const DEFAULT_TRAIN_SAMPLE: usize = 1_000_000;
+/// Codes are stored as UInt16, and the largest code must stay representable.
+pub const MAX_CODEBOOK_SIZE: usize = 65_535;
+/// Rows per Parquet row group in outputs (DESIGN.md).
+pub const ROW_GROUP_ROWS: usize = 65_536;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+#[derive(clap::ValueEnum)]
+pub enum Method {
+    /// Residual k-means (OneRec / MiniOneRec).
+    #[default]
+    RqKmeans,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::RqKmeans => "rq-kmeans",
+        }
+    }
+}
+
+/// How items that received the same code tuple get distinct final IDs (METHODS.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dedup {
+    /// Append a level holding the item's rank within its collision group (TIGER).
+    #[default]
+    Suffix,
+    /// Move colliding items to the nearest free last-level code of the same prefix (LC-Rec).
+    Reassign,
+    /// Keep duplicates and only report them.
+    None,
+}
+
+impl Dedup {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dedup::Suffix => "suffix",
+            Dedup::Reassign => "reassign",
+            Dedup::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub seed: u64,
+    pub input: InputConfig,
+    pub quantizer: QuantizerConfig,
+    pub ids: IdsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seed: DEFAULT_SEED,
+            input: InputConfig::default(),
+            quantizer: QuantizerConfig::default(),
+            ids: IdsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InputConfig {
+    /// Column holding the item identifier (Utf8/LargeUtf8/Utf8View or Int64/Int32).
+    pub id_column: String,
+    /// Column holding precomputed vectors (FixedSizeList or List of Float32/Float64).
+    pub embedding_column: String,
+    /// Rows per record batch when streaming Parquet.
+    pub batch_rows: usize,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            id_column: "item_id".into(),
+            embedding_column: "embedding".into(),
+            batch_rows: 8192,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuantizerConfig {
+    pub method: Method,
+    /// K_l per level; may shrink with depth (PLUM's multi-resolution codebooks).
+    pub codebook_sizes: Vec<usize>,
+    /// Train on a seeded random sample of at most this many rows (0 = all rows).
+    pub train_sample: usize,
+    pub max_iter: usize,
+    pub tol: f64,
+    pub balanced: bool,
+}
+
+impl Default for QuantizerConfig {
+    fn default() -> Self {
+        QuantizerConfig {
+            method: Method::RqKmeans,
+            codebook_sizes: DEFAULT_CODEBOOK_SIZES.to_vec(),
+            train_sample: DEFAULT_TRAIN_SAMPLE,
+            max_iter: crate::quant::kmeans::DEFAULT_MAX_ITER,
+            tol: crate::quant::kmeans::DEFAULT_TOL,
+            balanced: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdsConfig {
+    pub dedup: Dedup,
+    /// Token pattern: `{level}` is the level letter (a, b, c, ...), `{code}` the code.
+    pub token_format: String,
+}
+
+impl Default for IdsConfig {
+    fn default() -> Self {
+        IdsConfig {
+            dedup: Dedup::Suffix,
+            token_format: crate::ids::tokens::DEFAULT_TOKEN_FORMAT.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Read a TOML config file; unknown keys are errors so typos do not pass silently.
+    pub fn from_toml_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Check everything that can be checked without reading data.
+    pub fn validate(&self) -> Result<()> {
+        let q = &self.quantizer;
+        if q.codebook_sizes.is_empty() {
+            return Err(Error::Config(
+                "codebook_sizes needs at least one level".into(),
+            ));
+        }
+        for (l, &k) in q.codebook_sizes.iter().enumerate() {
+            if k == 0 {
+                return Err(Error::Config(format!(
+                    "codebook size of level {} is 0",
+                    l + 1
+                )));
+            }
+            if k > MAX_CODEBOOK_SIZE {
+                return Err(Error::Config(format!(
+                    "codebook size {k} at level {} exceeds {MAX_CODEBOOK_SIZE}: codes are stored as UInt16",
+                    l + 1
+                )));
+            }
+        }
+        if q.tol.is_nan() || q.tol < 0.0 {
+            return Err(Error::Config(format!("tol must be ≥ 0, got {}", q.tol)));
+        }
+        if self.input.batch_rows == 0 {
+            return Err(Error::Config("batch_rows must be ≥ 1".into()));
+        }
+        let fmt = TokenFormat::new(&self.ids.token_format)?;
+        // The suffix level (when used) takes one more letter.
+        fmt.check_levels(q.codebook_sizes.len() + 1)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys() {
+        let c: Config = toml::from_str(
+            "seed = 7\n[quantizer]\ncodebook_sizes = [1024, 512, 256]\nbalanced = true\n[ids]\ndedup = \"reassign\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.seed, 7);
+        assert_eq!(c.quantizer.codebook_sizes, vec![1024, 512, 256]);
+        assert_eq!(c.ids.dedup, Dedup::Reassign);
+        assert_eq!(c.input.id_column, "item_id");
+        assert!(toml::from_str::<Config>("[quantizer]\ncodebok_sizes = [2]\n").is_err());
+        let back: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn validation_rejects_oversized_codebooks() {
+        let mut c = Config::default();
+        c.quantizer.codebook_sizes = vec![70_000];
+        assert!(c.validate().unwrap_err().to_string().contains("UInt16"));
+    }
+}

@@ -1,0 +1,114 @@
+//! The library's error type: every failure a user can cause names the file, column and row.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where in an input file a problem was found, so messages can point the user at it.
+#[derive(Debug, Clone, Default)]
+pub struct Location {
+    pub file: PathBuf,
+    pub column: Option<String>,
+    /// 0-based row index within the file (the same index pandas and pyarrow show).
+    pub row: Option<u64>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(c) = &self.column {
+            write!(f, ", column `{c}`")?;
+        }
+        if let Some(r) = self.row {
+            write!(f, ", row {r}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input data is unusable as given (wrong type, nulls, NaN, duplicates ...).
+    #[error("{location}: {message}")]
+    Input { location: Location, message: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a readable Parquet file: {source}", path.display())]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{}: {source}", path.display())]
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+    /// A configuration value that cannot work (caught before any heavy work starts).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A saved quantizer or other artefact that is missing pieces or inconsistent.
+    #[error("{}: {message}", path.display())]
+    Artifact { path: PathBuf, message: String },
+    #[error("tensor computation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+    #[error("{}: invalid JSON: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    pub fn input(
+        file: &Path,
+        column: Option<&str>,
+        row: Option<u64>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Input {
+            location: Location {
+                file: file.to_path_buf(),
+                column: column.map(str::to_string),
+                row,
+            },
+            message: message.into(),
+        }
+    }
+
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn parquet(path: &Path, source: parquet::errors::ParquetError) -> Self {
+        Error::Parquet {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn arrow(path: &Path, source: arrow_schema::ArrowError) -> Self {
+        Error::Arrow {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn artifact(path: &Path, message: impl Into<String>) -> Self {
+        Error::Artifact {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+}

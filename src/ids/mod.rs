@@ -1,0 +1,5 @@
+//! From raw quantizer codes to final IDs: collision resolution, token strings, statistics.
+
+pub mod dedup;
+pub mod stats;
+pub mod tokens;

@@ -1,0 +1,115 @@
+//! Atomic outputs: write beside the destination under a temporary name, rename on success,
+//! delete on failure or drop, so a crash or bad input never leaves a half-written file.
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Temporary sibling name for `dest`: hidden, unique per process.
+fn temp_name(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+fn ensure_parent(dest: &Path) -> Result<()> {
+    if let Some(p) = dest.parent()
+        && !p.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+    }
+    Ok(())
+}
+
+/// A file being written; becomes `dest` on [`AtomicFile::commit`], vanishes otherwise.
+pub struct AtomicFile {
+    tmp: PathBuf,
+    dest: PathBuf,
+    done: bool,
+}
+
+impl AtomicFile {
+    pub fn create(dest: &Path) -> Result<(Self, std::fs::File)> {
+        ensure_parent(dest)?;
+        let tmp = temp_name(dest);
+        let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok((
+            AtomicFile {
+                tmp,
+                dest: dest.to_path_buf(),
+                done: false,
+            },
+            f,
+        ))
+    }
+
+    pub fn commit(mut self) -> Result<()> {
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Write `bytes` to `dest` atomically.
+pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let (guard, mut f) = AtomicFile::create(dest)?;
+    f.write_all(bytes).map_err(|e| Error::io(dest, e))?;
+    drop(f);
+    guard.commit()
+}
+
+/// A directory being filled; replaces `dest` on [`AtomicDir::commit`].
+pub struct AtomicDir {
+    tmp: PathBuf,
+    dest: PathBuf,
+    done: bool,
+}
+
+impl AtomicDir {
+    pub fn create(dest: &Path) -> Result<Self> {
+        ensure_parent(dest)?;
+        let tmp = temp_name(dest);
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(AtomicDir {
+            tmp,
+            dest: dest.to_path_buf(),
+            done: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    pub fn commit(mut self) -> Result<()> {
+        if self.dest.exists() {
+            let old = temp_name(&self.dest).with_extension("old");
+            std::fs::rename(&self.dest, &old).map_err(|e| Error::io(&self.dest, e))?;
+            std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for AtomicDir {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+}

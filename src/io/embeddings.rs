@@ -1,0 +1,355 @@
+//! Reading item vectors from Parquet (streamed by record batch, validated row by row) and
+//! writing `embeddings.parquet`.
+
+use crate::error::{Error, Result};
+use crate::io::item_ids::ItemIds;
+use crate::io::parquet_out::ParquetOut;
+use crate::matrix::Matrix;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type};
+use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One record batch of validated items.
+#[derive(Debug, Clone)]
+pub struct EmbeddingBatch {
+    pub ids: ItemIds,
+    pub vectors: Matrix,
+    /// File row index of the first row in this batch.
+    pub first_row: u64,
+}
+
+/// Open a Parquet file and return its reader builder, mapping failures to clear messages.
+pub fn open_parquet(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(Error::input(
+            path,
+            None,
+            None,
+            "is a directory, expected a Parquet file",
+        ));
+    }
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(path, e))
+}
+
+/// Whether the file's schema has a top-level column `name`.
+pub fn has_column(path: &Path, name: &str) -> Result<bool> {
+    Ok(open_parquet(path)?
+        .schema()
+        .column_with_name(name)
+        .is_some())
+}
+
+/// Streams `(id, vector)` rows out of a Parquet file, checking every row.
+pub struct EmbeddingReader {
+    path: PathBuf,
+    id_col: String,
+    emb_col: String,
+    inner: ParquetRecordBatchReader,
+    pub num_rows: u64,
+    /// Vector length: known up front for FixedSizeList, after the first row for List.
+    pub dim: Option<usize>,
+    next_row: u64,
+}
+
+impl EmbeddingReader {
+    pub fn open(path: &Path, id_col: &str, emb_col: &str, batch_rows: usize) -> Result<Self> {
+        let builder = open_parquet(path)?;
+        let schema = builder.schema().clone();
+        let col = |name: &str, role: &str| -> Result<(usize, DataType)> {
+            schema
+                .column_with_name(name)
+                .map(|(i, f)| (i, f.data_type().clone()))
+                .ok_or_else(|| {
+                    let have: Vec<&str> =
+                        schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    Error::input(
+                        path,
+                        Some(name),
+                        None,
+                        format!(
+                            "no such column (the {role}); the file has: {}",
+                            have.join(", ")
+                        ),
+                    )
+                })
+        };
+        let (id_idx, id_type) = col(id_col, "item id column, set with --id-column")?;
+        let (emb_idx, emb_type) = col(emb_col, "embedding column, set with --embedding-column")?;
+        if !ItemIds::supported(&id_type) {
+            return Err(Error::input(
+                path,
+                Some(id_col),
+                None,
+                format!(
+                    "has type {id_type}; item ids must be Utf8, LargeUtf8, Utf8View, Int64 or Int32"
+                ),
+            ));
+        }
+        let dim = match &emb_type {
+            DataType::FixedSizeList(f, n) if is_float(f.data_type()) => Some(*n as usize),
+            DataType::List(f) | DataType::LargeList(f) if is_float(f.data_type()) => None,
+            t => {
+                return Err(Error::input(
+                    path,
+                    Some(emb_col),
+                    None,
+                    format!(
+                        "has type {t}; embeddings must be FixedSizeList or List of Float32 or Float64"
+                    ),
+                ));
+            }
+        };
+        let num_rows = builder.metadata().file_metadata().num_rows() as u64;
+        if num_rows == 0 {
+            return Err(Error::input(path, None, None, "contains no rows"));
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [id_idx, emb_idx]);
+        let inner = builder
+            .with_projection(mask)
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(|e| Error::parquet(path, e))?;
+        Ok(EmbeddingReader {
+            path: path.to_path_buf(),
+            id_col: id_col.into(),
+            emb_col: emb_col.into(),
+            inner,
+            num_rows,
+            dim,
+            next_row: 0,
+        })
+    }
+
+    fn convert(&mut self, batch: RecordBatch) -> Result<EmbeddingBatch> {
+        let first = self.next_row;
+        let ids_arr = batch
+            .column_by_name(&self.id_col)
+            .expect("projected id column");
+        if let Some(r) = first_null(ids_arr.as_ref()) {
+            return Err(Error::input(
+                &self.path,
+                Some(&self.id_col),
+                Some(first + r as u64),
+                "item id is null",
+            ));
+        }
+        let ids = ItemIds::from_arrow(ids_arr.as_ref()).expect("id type checked at open");
+        let emb = batch
+            .column_by_name(&self.emb_col)
+            .expect("projected embedding column");
+        let vectors = self.vectors(emb, first)?;
+        self.next_row += batch.num_rows() as u64;
+        Ok(EmbeddingBatch {
+            ids,
+            vectors,
+            first_row: first,
+        })
+    }
+
+    fn vectors(&mut self, emb: &ArrayRef, first: u64) -> Result<Matrix> {
+        let n = emb.len();
+        let err = |row: usize, msg: String| {
+            Error::input(
+                &self.path,
+                Some(&self.emb_col),
+                Some(first + row as u64),
+                msg,
+            )
+        };
+        if let Some(r) = first_null(emb.as_ref()) {
+            return Err(err(r, "embedding is null".into()));
+        }
+        // (values, start offset of each row, end offset of each row)
+        let (values, bounds): (ArrayRef, Vec<(usize, usize)>) = match emb.data_type() {
+            DataType::FixedSizeList(_, _) => {
+                let a = emb.as_fixed_size_list();
+                let len = a.value_length() as usize;
+                (
+                    a.values().clone(),
+                    (0..n)
+                        .map(|i| (a.value_offset_at(i), a.value_offset_at(i) + len))
+                        .collect(),
+                )
+            }
+            DataType::List(_) => {
+                let a = emb.as_list::<i32>();
+                let o = a.value_offsets();
+                (
+                    a.values().clone(),
+                    (0..n).map(|i| (o[i] as usize, o[i + 1] as usize)).collect(),
+                )
+            }
+            DataType::LargeList(_) => {
+                let a = emb.as_list::<i64>();
+                let o = a.value_offsets();
+                (
+                    a.values().clone(),
+                    (0..n).map(|i| (o[i] as usize, o[i + 1] as usize)).collect(),
+                )
+            }
+            _ => unreachable!("type checked at open"),
+        };
+        let floats: Vec<f32> = match values.data_type() {
+            DataType::Float32 => values.as_primitive::<Float32Type>().values().to_vec(),
+            DataType::Float64 => values
+                .as_primitive::<Float64Type>()
+                .values()
+                .iter()
+                .map(|&v| v as f32)
+                .collect(),
+            _ => unreachable!("type checked at open"),
+        };
+        let child_nulls = values.nulls().filter(|b| b.null_count() > 0);
+        let dim = match self.dim {
+            Some(d) => d,
+            None => {
+                let d = bounds[0].1 - bounds[0].0;
+                self.dim = Some(d);
+                d
+            }
+        };
+        if dim == 0 {
+            return Err(err(0, "embedding has length 0".into()));
+        }
+        let mut data = Vec::with_capacity(n * dim);
+        for (row, &(s, e)) in bounds.iter().enumerate() {
+            if e - s != dim {
+                return Err(err(
+                    row,
+                    format!("embedding has {} values but earlier rows have {dim}", e - s),
+                ));
+            }
+            if let Some(nb) = child_nulls
+                && (s..e).any(|j| nb.is_null(j))
+            {
+                return Err(err(row, "embedding contains a null component".into()));
+            }
+            let v = &floats[s..e];
+            if let Some(j) = v.iter().position(|x| !x.is_finite()) {
+                return Err(err(
+                    row,
+                    format!(
+                        "embedding component {j} is {} (NaN and ±Inf are not allowed)",
+                        v[j]
+                    ),
+                ));
+            }
+            data.extend_from_slice(v);
+        }
+        Ok(Matrix::new(data, n, dim))
+    }
+}
+
+impl Iterator for EmbeddingReader {
+    type Item = Result<EmbeddingBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let batch = self.inner.next()?;
+        Some(match batch {
+            Ok(b) => self.convert(b),
+            Err(e) => Err(Error::arrow(&self.path, e)),
+        })
+    }
+}
+
+fn is_float(t: &DataType) -> bool {
+    matches!(t, DataType::Float32 | DataType::Float64)
+}
+
+fn first_null(a: &dyn Array) -> Option<usize> {
+    a.nulls()
+        .filter(|n| n.null_count() > 0)
+        .and_then(|n| (0..a.len()).find(|&i| n.is_null(i)))
+}
+
+/// Read every row into memory, rejecting duplicate ids.
+pub fn read_all(
+    path: &Path,
+    id_col: &str,
+    emb_col: &str,
+    batch_rows: usize,
+) -> Result<(ItemIds, Matrix)> {
+    let mut reader = EmbeddingReader::open(path, id_col, emb_col, batch_rows)?;
+    let first = reader.next().expect("file has rows")?;
+    let (mut ids, mut m) = (first.ids, first.vectors);
+    for b in reader {
+        let b = b?;
+        ids.extend(b.ids);
+        m.append(&b.vectors);
+    }
+    check_unique(&ids, path, id_col)?;
+    Ok((ids, m))
+}
+
+pub fn check_unique(ids: &ItemIds, path: &Path, id_col: &str) -> Result<()> {
+    if let Some((first, dup)) = ids.first_duplicate() {
+        return Err(Error::input(
+            path,
+            Some(id_col),
+            Some(dup as u64),
+            format!(
+                "duplicate item id {} (first seen at row {first})",
+                ids.display(dup)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Schema of `embeddings.parquet`.
+pub fn embeddings_schema(id_type: DataType, dim: usize) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("item_id", id_type, false),
+        Field::new(
+            "embedding",
+            DataType::FixedSizeList(
+                Arc::new(Field::new("item", DataType::Float32, false)),
+                dim as i32,
+            ),
+            false,
+        ),
+    ]))
+}
+
+/// The Arrow column for a block of vectors.
+pub fn vectors_to_arrow(m: &Matrix) -> ArrayRef {
+    let field = Arc::new(Field::new("item", DataType::Float32, false));
+    let values = Arc::new(Float32Array::from(m.data.clone()));
+    Arc::new(FixedSizeListArray::new(field, m.cols as i32, values, None))
+}
+
+/// Streaming writer of `embeddings.parquet`.
+pub struct EmbeddingWriter {
+    out: ParquetOut,
+    schema: SchemaRef,
+}
+
+impl EmbeddingWriter {
+    pub fn create(dest: &Path, id_type: DataType, dim: usize) -> Result<Self> {
+        let schema = embeddings_schema(id_type, dim);
+        let meta = vec![("sidtool:version".to_string(), crate::VERSION.to_string())];
+        Ok(EmbeddingWriter {
+            out: ParquetOut::create(dest, schema.clone(), meta)?,
+            schema,
+        })
+    }
+
+    pub fn write(&mut self, ids: &ItemIds, vectors: &Matrix) -> Result<()> {
+        let batch = RecordBatch::try_new(
+            self.schema.clone(),
+            vec![ids.to_arrow(0, ids.len()), vectors_to_arrow(vectors)],
+        )
+        .expect("columns match the embeddings schema");
+        self.out.write(&batch)
+    }
+
+    pub fn finish(self) -> Result<()> {
+        self.out.finish()
+    }
+}

@@ -1,0 +1,8 @@
+//! Parquet/Arrow readers and writers for every table sidtool consumes or produces.
+
+pub mod atomic;
+pub mod embeddings;
+pub mod inspect;
+pub mod item_ids;
+pub mod parquet_out;
+pub mod sid_table;

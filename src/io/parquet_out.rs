@@ -1,0 +1,57 @@
+//! Parquet writing shared by every output table: zstd, ~64k-row row groups, atomic rename.
+
+use crate::config::ROW_GROUP_ROWS;
+use crate::error::{Error, Result};
+use crate::io::atomic::AtomicFile;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use std::path::{Path, PathBuf};
+
+pub struct ParquetOut {
+    writer: ArrowWriter<std::fs::File>,
+    guard: AtomicFile,
+    dest: PathBuf,
+}
+
+impl ParquetOut {
+    /// Start writing `dest`; `metadata` lands in the file footer's key-value metadata.
+    pub fn create(dest: &Path, schema: SchemaRef, metadata: Vec<(String, String)>) -> Result<Self> {
+        let (guard, file) = AtomicFile::create(dest)?;
+        let kv: Vec<KeyValue> = metadata
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("valid zstd level"),
+            ))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_key_value_metadata(if kv.is_empty() { None } else { Some(kv) })
+            .build();
+        let writer =
+            ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::parquet(dest, e))?;
+        Ok(ParquetOut {
+            writer,
+            guard,
+            dest: dest.to_path_buf(),
+        })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer
+            .write(batch)
+            .map_err(|e| Error::parquet(&self.dest, e))
+    }
+
+    /// Flush the footer and move the file into place.
+    pub fn finish(self) -> Result<()> {
+        self.writer
+            .close()
+            .map_err(|e| Error::parquet(&self.dest, e))?;
+        self.guard.commit()
+    }
+}

@@ -1,0 +1,209 @@
+//! `sids.parquet`: one row per item with its final codes, SID string and collision group size.
+
+use crate::config::ROW_GROUP_ROWS;
+use crate::error::{Error, Result};
+use crate::ids::dedup::Resolution;
+use crate::ids::tokens::TokenFormat;
+use crate::io::embeddings::open_parquet;
+use crate::io::item_ids::ItemIds;
+use crate::io::parquet_out::ParquetOut;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt16Type, UInt32Type};
+use arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, RecordBatch, StringArray, UInt16Array, UInt32Array,
+};
+use arrow_schema::{DataType, Field, Schema};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Key of the JSON footer metadata that makes a sids.parquet self-describing.
+pub const META_KEY: &str = "sidtool:sids";
+
+/// What the footer records about how the table was made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SidMeta {
+    pub sidtool_version: String,
+    pub method: String,
+    /// K_l of the quantizer levels.
+    pub codebook_sizes: Vec<usize>,
+    pub dedup: String,
+    /// Whether the last code column is a suffix level.
+    pub suffix_level: bool,
+    pub token_format: String,
+}
+
+/// A sids.parquet read back into memory.
+#[derive(Debug, Clone)]
+pub struct SidTable {
+    pub ids: ItemIds,
+    pub codes: Vec<u16>,
+    pub width: usize,
+    pub group_size: Vec<u32>,
+    /// Codes before `reassign` moved them (only written for that strategy).
+    pub original_codes: Option<Vec<u16>>,
+    pub meta: Option<SidMeta>,
+}
+
+fn codes_field(width: usize) -> DataType {
+    DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::UInt16, false)),
+        width as i32,
+    )
+}
+
+fn codes_array(codes: &[u16], width: usize) -> ArrayRef {
+    let values = Arc::new(UInt16Array::from(codes.to_vec()));
+    Arc::new(FixedSizeListArray::new(
+        Arc::new(Field::new("item", DataType::UInt16, false)),
+        width as i32,
+        values,
+        None,
+    ))
+}
+
+/// Write the final IDs. `raw` (rows × quantizer levels) is stored as `original_codes` when
+/// `reassign` changed codes, so the pre-resolution statistics can be recomputed later.
+pub fn write(
+    dest: &Path,
+    ids: &ItemIds,
+    res: &Resolution,
+    raw: &[u16],
+    meta: &SidMeta,
+) -> Result<()> {
+    let fmt = TokenFormat::new(&meta.token_format)?;
+    let levels = meta.codebook_sizes.len();
+    let keep_original = meta.dedup == "reassign";
+    let mut fields = vec![
+        Field::new("item_id", ids.data_type(), false),
+        Field::new("codes", codes_field(res.width), false),
+        Field::new("sid", DataType::Utf8, false),
+        Field::new("collision_group_size", DataType::UInt32, false),
+    ];
+    if keep_original {
+        fields.push(Field::new("original_codes", codes_field(levels), false));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let json = serde_json::to_string(meta).expect("metadata serialises");
+    let mut out = ParquetOut::create(dest, schema.clone(), vec![(META_KEY.to_string(), json)])?;
+    let n = ids.len();
+    let w = res.width;
+    for s in (0..n).step_by(ROW_GROUP_ROWS) {
+        let e = (s + ROW_GROUP_ROWS).min(n);
+        let block = &res.codes[s * w..e * w];
+        let sids = StringArray::from_iter_values(block.chunks(w).map(|c| fmt.sid(c)));
+        let mut cols: Vec<ArrayRef> = vec![
+            ids.to_arrow(s, e),
+            codes_array(block, w),
+            Arc::new(sids),
+            Arc::new(UInt32Array::from(res.group_size[s..e].to_vec())),
+        ];
+        if keep_original {
+            cols.push(codes_array(&raw[s * levels..e * levels], levels));
+        }
+        out.write(
+            &RecordBatch::try_new(schema.clone(), cols).expect("columns match the sids schema"),
+        )?;
+    }
+    out.finish()
+}
+
+/// Read a sids.parquet written by sidtool (or any table with `item_id` and `codes`).
+pub fn read(path: &Path) -> Result<SidTable> {
+    let builder = open_parquet(path)?;
+    let meta = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == META_KEY))
+        .and_then(|k| k.value.as_deref())
+        .map(|v| {
+            serde_json::from_str::<SidMeta>(v).map_err(|source| Error::Json {
+                path: path.to_path_buf(),
+                source,
+            })
+        })
+        .transpose()?;
+    let schema = builder.schema().clone();
+    for need in ["item_id", "codes"] {
+        if schema.column_with_name(need).is_none() {
+            return Err(Error::input(
+                path,
+                Some(need),
+                None,
+                "no such column; is this a sids.parquet?",
+            ));
+        }
+    }
+    let reader = builder.build().map_err(|e| Error::parquet(path, e))?;
+    let mut ids: Option<ItemIds> = None;
+    let (mut codes, mut group, mut orig) = (Vec::new(), Vec::new(), Vec::new());
+    let mut width = 0;
+    let mut row = 0u64;
+    for b in reader {
+        let b = b.map_err(|e| Error::arrow(path, e))?;
+        let id_col = b.column_by_name("item_id").unwrap();
+        let bi = ItemIds::from_arrow(id_col.as_ref()).ok_or_else(|| {
+            Error::input(
+                path,
+                Some("item_id"),
+                None,
+                format!("unsupported type {}", id_col.data_type()),
+            )
+        })?;
+        if id_col.null_count() > 0 {
+            return Err(Error::input(
+                path,
+                Some("item_id"),
+                Some(row),
+                "null item id in this batch",
+            ));
+        }
+        match &mut ids {
+            Some(all) => all.extend(bi),
+            None => ids = Some(bi),
+        }
+        let (w, c) = read_codes(b.column_by_name("codes").unwrap(), path, "codes")?;
+        width = w;
+        codes.extend(c);
+        if let Some(g) = b.column_by_name("collision_group_size") {
+            group.extend(
+                g.as_primitive_opt::<UInt32Type>()
+                    .map(|a| a.values().to_vec())
+                    .unwrap_or_default(),
+            );
+        }
+        if let Some(o) = b.column_by_name("original_codes") {
+            orig.extend(read_codes(o, path, "original_codes")?.1);
+        }
+        row += b.num_rows() as u64;
+    }
+    let ids = ids.ok_or_else(|| Error::input(path, None, None, "contains no rows"))?;
+    Ok(SidTable {
+        width,
+        group_size: group,
+        original_codes: if orig.is_empty() { None } else { Some(orig) },
+        ids,
+        codes,
+        meta,
+    })
+}
+
+fn read_codes(a: &ArrayRef, path: &Path, col: &str) -> Result<(usize, Vec<u16>)> {
+    let bad = || {
+        Error::input(
+            path,
+            Some(col),
+            None,
+            format!("has type {}, expected FixedSizeList<UInt16>", a.data_type()),
+        )
+    };
+    let l = a.as_fixed_size_list_opt().ok_or_else(bad)?;
+    let w = l.value_length() as usize;
+    let v = l
+        .values()
+        .as_primitive_opt::<UInt16Type>()
+        .ok_or_else(bad)?;
+    let start = l.value_offset_at(0);
+    Ok((w, v.values()[start..start + l.len() * w].to_vec()))
+}

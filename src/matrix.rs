@@ -1,0 +1,147 @@
+//! A dense row-major f32 matrix: the in-memory form of embeddings, residuals and codebooks.
+
+use crate::error::Result;
+use candle_core::{Device, Tensor};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    pub data: Vec<f32>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Matrix {
+    pub fn new(data: Vec<f32>, rows: usize, cols: usize) -> Self {
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "matrix data does not match its shape"
+        );
+        Matrix { data, rows, cols }
+    }
+
+    pub fn zeros(rows: usize, cols: usize) -> Self {
+        Matrix::new(vec![0.0; rows * cols], rows, cols)
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        &mut self.data[i * self.cols..(i + 1) * self.cols]
+    }
+
+    /// Rows `idx` copied into a new matrix, in that order.
+    pub fn gather(&self, idx: &[usize]) -> Matrix {
+        let mut data = Vec::with_capacity(idx.len() * self.cols);
+        for &i in idx {
+            data.extend_from_slice(self.row(i));
+        }
+        Matrix::new(data, idx.len(), self.cols)
+    }
+
+    /// Squared L2 norm of every row.
+    pub fn row_sq_norms(&self) -> Vec<f32> {
+        use rayon::prelude::*;
+        if self.cols == 0 {
+            return vec![0.0; self.rows];
+        }
+        self.data.par_chunks(self.cols).map(sq_norm).collect()
+    }
+
+    /// A CPU tensor holding a copy of the matrix (candle cannot borrow host memory).
+    pub fn to_tensor(&self) -> Result<Tensor> {
+        Ok(Tensor::from_slice(
+            &self.data,
+            (self.rows, self.cols),
+            &Device::Cpu,
+        )?)
+    }
+
+    pub fn from_tensor(t: &Tensor) -> Result<Matrix> {
+        let (rows, cols) = t.dims2()?;
+        let data = t.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Matrix::new(data, rows, cols))
+    }
+
+    pub fn append(&mut self, other: &Matrix) {
+        if self.rows == 0 {
+            self.cols = other.cols;
+        }
+        assert_eq!(self.cols, other.cols);
+        self.data.extend_from_slice(&other.data);
+        self.rows += other.rows;
+    }
+}
+
+/// Lanes of the partial sums below: independent accumulators let the compiler vectorise the
+/// loops (a single running sum is a serial dependency chain) and keep rounding error small.
+const LANES: usize = 16;
+
+/// Dot product of two equal-length vectors.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (ac, ar) = a.as_chunks::<LANES>();
+    let (bc, br) = b.as_chunks::<LANES>();
+    let mut acc = [0f32; LANES];
+    for (x, y) in ac.iter().zip(bc) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + ar.iter().zip(br).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// Squared L2 norm.
+#[inline]
+pub fn sq_norm(v: &[f32]) -> f32 {
+    dot(v, v)
+}
+
+/// Squared Euclidean distance, computed directly (not by the GEMM expansion), so it is exact
+/// up to f32 rounding even for nearby points.
+#[inline]
+pub fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+    let (ac, ar) = a.as_chunks::<LANES>();
+    let (bc, br) = b.as_chunks::<LANES>();
+    let mut acc = [0f32; LANES];
+    for (x, y) in ac.iter().zip(bc) {
+        for i in 0..LANES {
+            let d = x[i] - y[i];
+            acc[i] += d * d;
+        }
+    }
+    acc.iter().sum::<f32>()
+        + ar.iter()
+            .zip(br)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_match_f64_sums() {
+        let a: Vec<f32> = (0..1027)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let b: Vec<f32> = (0..1027)
+            .map(|i| ((i * 11 % 89) as f32 - 40.0) / 3.0)
+            .collect();
+        let d64: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(&x, &y)| (x as f64) * (y as f64))
+            .sum();
+        let s64: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(&x, &y)| ((x - y) as f64).powi(2))
+            .sum();
+        assert!(((dot(&a, &b) as f64) - d64).abs() / d64.abs() < 1e-5);
+        assert!(((sq_dist(&a, &b) as f64) - s64).abs() / s64 < 1e-5);
+    }
+}

@@ -1,0 +1,551 @@
+//! Stage orchestration: `train`, `assign` and the whole `build`, each usable from the library.
+
+use crate::config::{Config, Dedup, InputConfig};
+use crate::error::{Error, Result};
+use crate::ids::dedup::{self, Resolution};
+use crate::ids::stats::{self, ResolutionStats, Stats};
+use crate::io::embeddings::{self, EmbeddingReader, EmbeddingWriter};
+use crate::io::item_ids::ItemIds;
+use crate::io::sid_table::{self, SidMeta};
+use crate::matrix::Matrix;
+use crate::progress::Progress;
+use crate::quant::{self, Quantizer, kmeans::sample_indices};
+use rand::SeedableRng;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Vectors to encode: already in memory, or a Parquet file streamed batch by batch.
+pub enum Source<'a> {
+    Memory {
+        ids: &'a ItemIds,
+        vectors: &'a Matrix,
+        path: &'a Path,
+    },
+    File {
+        path: &'a Path,
+        input: &'a InputConfig,
+    },
+}
+
+impl Source<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Source::Memory { path, .. } | Source::File { path, .. } => path,
+        }
+    }
+
+    /// Call `f(first_row, ids, vectors)` for every batch, in file order.
+    fn for_each(&self, mut f: impl FnMut(usize, &ItemIds, &Matrix) -> Result<()>) -> Result<()> {
+        match self {
+            Source::Memory { ids, vectors, .. } => f(0, ids, vectors),
+            Source::File { path, input } => {
+                let reader = EmbeddingReader::open(
+                    path,
+                    &input.id_column,
+                    &input.embedding_column,
+                    input.batch_rows,
+                )?;
+                for b in reader {
+                    let b = b?;
+                    f(b.first_row as usize, &b.ids, &b.vectors)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What one read of an embeddings file yields for training.
+pub struct Scan {
+    pub ids: ItemIds,
+    /// The training rows (all rows when the file fits in the sample).
+    pub sample: Matrix,
+    /// Whether `sample` holds every row, in file order.
+    pub complete: bool,
+    pub num_rows: u64,
+}
+
+/// Read `path` once: validate every row, keep a seeded sample of `train_sample` rows (0 = all),
+/// and optionally copy every row to `embeddings.parquet`. Fails before reading any data when
+/// the largest codebook (`max_k`) exceeds the training rows.
+pub fn scan(
+    path: &Path,
+    input: &InputConfig,
+    train_sample: usize,
+    max_k: usize,
+    seed: u64,
+    mut copy_to: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<Scan> {
+    let reader = EmbeddingReader::open(
+        path,
+        &input.id_column,
+        &input.embedding_column,
+        input.batch_rows,
+    )?;
+    let n = reader.num_rows as usize;
+    let complete = train_sample == 0 || n <= train_sample;
+    let train_rows = if complete { n } else { train_sample };
+    if max_k > train_rows {
+        return Err(Error::input(
+            path,
+            None,
+            None,
+            format!(
+                "codebook size {max_k} is larger than the {train_rows} training rows; \
+                 use smaller --codebook-sizes (or a larger --train-sample)"
+            ),
+        ));
+    }
+    let picked = if complete {
+        None
+    } else {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_5A3B1E);
+        Some(sample_indices(n, train_sample, &mut rng))
+    };
+    let mut next_pick = 0;
+    let mut ids: Option<ItemIds> = None;
+    let mut sample = Matrix::zeros(0, 0);
+    let mut writer: Option<EmbeddingWriter> = None;
+    progress.start("read embeddings (rows)", Some(n as u64));
+    for b in reader {
+        let b = b?;
+        if let Some(dest) = copy_to.take() {
+            writer = Some(EmbeddingWriter::create(
+                dest,
+                b.ids.data_type(),
+                b.vectors.cols,
+            )?);
+        }
+        if let Some(w) = &mut writer {
+            w.write(&b.ids, &b.vectors)?;
+        }
+        match &picked {
+            None => sample.append(&b.vectors),
+            Some(p) => {
+                let end = b.first_row as usize + b.vectors.rows;
+                let start = next_pick;
+                while next_pick < p.len() && p[next_pick] < end {
+                    next_pick += 1;
+                }
+                let local: Vec<usize> = p[start..next_pick]
+                    .iter()
+                    .map(|&r| r - b.first_row as usize)
+                    .collect();
+                sample.append(&b.vectors.gather(&local));
+            }
+        }
+        progress.advance(b.vectors.rows as u64);
+        match &mut ids {
+            Some(all) => all.extend(b.ids),
+            None => ids = Some(b.ids),
+        }
+    }
+    progress.finish();
+    let ids = ids.expect("reader rejects files without rows");
+    embeddings::check_unique(&ids, path, &input.id_column)?;
+    if let Some(w) = writer {
+        w.finish()?;
+    }
+    Ok(Scan {
+        ids,
+        sample,
+        complete,
+        num_rows: n as u64,
+    })
+}
+
+/// Train a quantizer on (a sample of) an embeddings file.
+pub fn train(path: &Path, cfg: &Config, progress: &dyn Progress) -> Result<Box<dyn Quantizer>> {
+    cfg.validate()?;
+    let s = scan(
+        path,
+        &cfg.input,
+        cfg.quantizer.train_sample,
+        max_k(cfg),
+        cfg.seed,
+        None,
+        progress,
+    )?;
+    quant::train(&s.sample, &cfg.quantizer, cfg.seed, progress)
+}
+
+fn max_k(cfg: &Config) -> usize {
+    cfg.quantizer
+        .codebook_sizes
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+}
+
+/// Everything `assign` produces.
+pub struct Assigned {
+    pub ids: ItemIds,
+    /// The quantizer's codes, rows × L.
+    pub raw: Vec<u16>,
+    pub resolution: Resolution,
+    pub stats: Stats,
+    pub meta: SidMeta,
+}
+
+/// Encode every row of `source`, resolve collisions and compute statistics.
+pub fn assign(
+    source: &Source,
+    q: &dyn Quantizer,
+    cfg: &Config,
+    progress: &dyn Progress,
+) -> Result<Assigned> {
+    let levels = q.levels();
+    let mut ids: Option<ItemIds> = None;
+    let mut raw = Vec::new();
+    let mut err = vec![0f64; levels];
+    let mut norm = 0f64;
+    progress.start("assign (rows)", None);
+    source.for_each(|_, bids, x| {
+        quant::check_dim(q, x.cols, source.path())?;
+        let codes = q.encode(x)?;
+        for (e, v) in err.iter_mut().zip(q.prefix_sq_errors(x, &codes)?) {
+            *e += v;
+        }
+        norm += x.row_sq_norms().iter().map(|&v| v as f64).sum::<f64>();
+        raw.extend_from_slice(&codes);
+        match &mut ids {
+            Some(all) => all.extend(bids.clone()),
+            None => ids = Some(bids.clone()),
+        }
+        progress.advance(x.rows as u64);
+        Ok(())
+    })?;
+    progress.finish();
+    let ids = ids.ok_or_else(|| Error::input(source.path(), None, None, "contains no rows"))?;
+    if let Source::File { path, input } = source {
+        embeddings::check_unique(&ids, path, &input.id_column)?;
+    }
+    let sizes = q.codebook_sizes().to_vec();
+    let last_k = sizes[levels - 1];
+    let resolution = dedup::resolve(&raw, levels, &ids, cfg.ids.dedup, last_k, |need| {
+        let x = gather_rows(source, need)?;
+        let codes: Vec<u16> = need
+            .iter()
+            .flat_map(|&i| raw[i * levels..(i + 1) * levels].iter().copied())
+            .collect();
+        q.last_level_distances(&x, &codes)
+    })?;
+    let recon = if norm > 0.0 {
+        Some(err.iter().map(|e| e / norm).collect())
+    } else {
+        None
+    };
+    let meta = SidMeta {
+        sidtool_version: crate::VERSION.into(),
+        method: q.method().name().into(),
+        codebook_sizes: sizes.clone(),
+        dedup: cfg.ids.dedup.name().into(),
+        suffix_level: resolution.suffix_level,
+        token_format: cfg.ids.token_format.clone(),
+    };
+    let stats = make_stats(&ids, &raw, &resolution, &meta, recon);
+    Ok(Assigned {
+        ids,
+        raw,
+        resolution,
+        stats,
+        meta,
+    })
+}
+
+/// Statistics before and after resolution.
+pub fn make_stats(
+    ids: &ItemIds,
+    raw: &[u16],
+    res: &Resolution,
+    meta: &SidMeta,
+    recon: Option<Vec<f64>>,
+) -> Stats {
+    let sizes = &meta.codebook_sizes;
+    Stats {
+        sidtool_version: crate::VERSION.into(),
+        method: Some(meta.method.clone()),
+        codebook_sizes: sizes.clone(),
+        dedup: meta.dedup.clone(),
+        before: stats::code_stats(raw, sizes.len(), ids, sizes),
+        after: stats::code_stats(&res.codes, res.width, ids, sizes),
+        resolution: ResolutionStats {
+            suffix_level: res.suffix_level,
+            moved_items: res.moved as u64,
+            unresolved_by_reassign: res.unresolved as u64,
+        },
+        relative_reconstruction_error: recon,
+    }
+}
+
+/// The vectors of rows `need` (sorted, file order) from a source.
+fn gather_rows(source: &Source, need: &[usize]) -> Result<Matrix> {
+    let mut out = Matrix::zeros(0, 0);
+    let mut t = 0;
+    source.for_each(|first, _, x| {
+        let end = first + x.rows;
+        let s = t;
+        while t < need.len() && need[t] < end {
+            t += 1;
+        }
+        let local: Vec<usize> = need[s..t].iter().map(|&r| r - first).collect();
+        out.append(&x.gather(&local));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Write sids.parquet (and stats.json when `stats_path` is given).
+pub fn write_assigned(a: &Assigned, sids_path: &Path, stats_path: Option<&Path>) -> Result<()> {
+    sid_table::write(sids_path, &a.ids, &a.resolution, &a.raw, &a.meta)?;
+    if let Some(p) = stats_path {
+        write_json(p, &a.stats)?;
+    }
+    Ok(())
+}
+
+pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(v).expect("serialisable") + "\n";
+    crate::io::atomic::write_file(path, text.as_bytes())
+}
+
+/// Recompute statistics from a sids.parquet (what `sidtool stats` does).
+pub fn stats_of_table(path: &Path) -> Result<Stats> {
+    let t = sid_table::read(path)?;
+    let meta = t.meta.clone().unwrap_or_else(|| SidMeta {
+        sidtool_version: "unknown".into(),
+        method: "unknown".into(),
+        codebook_sizes: vec![],
+        dedup: Dedup::None.name().into(),
+        suffix_level: false,
+        token_format: crate::ids::tokens::DEFAULT_TOKEN_FORMAT.into(),
+    });
+    let levels = if meta.codebook_sizes.is_empty() {
+        t.width
+    } else {
+        meta.codebook_sizes.len()
+    };
+    let raw: Vec<u16> = match &t.original_codes {
+        Some(o) => o.clone(),
+        None => t
+            .codes
+            .chunks(t.width)
+            .flat_map(|c| c[..levels].iter().copied())
+            .collect(),
+    };
+    let res = Resolution {
+        codes: t.codes.clone(),
+        width: t.width,
+        suffix_level: meta.suffix_level,
+        group_size: t.group_size.clone(),
+        moved: raw
+            .chunks(levels)
+            .zip(t.codes.chunks(t.width))
+            .filter(|(a, b)| a[..] != b[..levels])
+            .count(),
+        unresolved: 0,
+    };
+    Ok(make_stats(&t.ids, &raw, &res, &meta, None))
+}
+
+/// One stage's wall time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    pub stage: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputFile {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
+/// manifest.json: enough to know exactly how an output directory was made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub sidtool_version: String,
+    pub command: String,
+    pub created_unix_s: u64,
+    pub seed: u64,
+    pub config: Config,
+    pub inputs: Vec<InputFile>,
+    pub outputs: Vec<String>,
+    pub timings: Vec<Timing>,
+}
+
+pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((format!("{:x}", h.finalize()), total))
+}
+
+/// `sidtool build`: items with an embedding column → quantizer, SIDs, stats, manifest.
+pub fn build(
+    items: &Path,
+    out: &Path,
+    cfg: &Config,
+    progress: &dyn Progress,
+) -> Result<(Manifest, Stats)> {
+    cfg.validate()?;
+    let mut timings = Vec::new();
+    let mut clock = Instant::now();
+    let mut lap = |name: &str, timings: &mut Vec<Timing>| {
+        timings.push(Timing {
+            stage: name.into(),
+            seconds: clock.elapsed().as_secs_f64(),
+        });
+        clock = Instant::now();
+    };
+    if !embeddings::has_column(items, &cfg.input.embedding_column)? {
+        return Err(Error::input(
+            items,
+            Some(&cfg.input.embedding_column),
+            None,
+            "no such column: this version of `sidtool build` needs precomputed embeddings \
+             (text embedding with `sidtool embed` is not available yet); \
+             name the vector column with --embedding-column",
+        ));
+    }
+    let (sha, bytes) = sha256_file(items)?;
+    // Everything is written into a staging directory and moved into `out` only once the
+    // whole build succeeded: a failure never leaves a mix of old and new files behind.
+    let stage = Staging::create(out)?;
+    let dir = stage.path().to_path_buf();
+    let emb_path = dir.join("embeddings.parquet");
+    let s = scan(
+        items,
+        &cfg.input,
+        cfg.quantizer.train_sample,
+        max_k(cfg),
+        cfg.seed,
+        Some(&emb_path),
+        progress,
+    )?;
+    lap("read", &mut timings);
+    let q = quant::train(&s.sample, &cfg.quantizer, cfg.seed, progress)?;
+    q.save(&dir.join("quantizer"))?;
+    lap("train", &mut timings);
+    let emb_input = InputConfig {
+        id_column: "item_id".into(),
+        embedding_column: "embedding".into(),
+        ..cfg.input.clone()
+    };
+    let source = if s.complete {
+        Source::Memory {
+            ids: &s.ids,
+            vectors: &s.sample,
+            path: items,
+        }
+    } else {
+        Source::File {
+            path: &emb_path,
+            input: &emb_input,
+        }
+    };
+    let a = assign(&source, q.as_ref(), cfg, progress)?;
+    lap("assign", &mut timings);
+    write_assigned(&a, &dir.join("sids.parquet"), Some(&dir.join("stats.json")))?;
+    lap("write", &mut timings);
+    let manifest = Manifest {
+        sidtool_version: crate::VERSION.into(),
+        command: "build".into(),
+        created_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        seed: cfg.seed,
+        config: cfg.clone(),
+        inputs: vec![InputFile {
+            path: items.to_path_buf(),
+            sha256: sha,
+            bytes,
+            rows: s.num_rows,
+        }],
+        outputs: BUILD_OUTPUTS.map(String::from).to_vec(),
+        timings,
+    };
+    write_json(&dir.join("manifest.json"), &manifest)?;
+    stage.commit(&BUILD_OUTPUTS)?;
+    Ok((manifest, a.stats))
+}
+
+/// What `build` writes into its output directory.
+pub const BUILD_OUTPUTS: [&str; 5] = [
+    "embeddings.parquet",
+    "quantizer",
+    "sids.parquet",
+    "stats.json",
+    "manifest.json",
+];
+
+/// A hidden directory inside the output directory that receives a build's files; removed
+/// (with the output directory, if the build created it) unless committed.
+struct Staging {
+    out: PathBuf,
+    dir: PathBuf,
+    created_out: bool,
+    done: bool,
+}
+
+impl Staging {
+    fn create(out: &Path) -> Result<Self> {
+        let created_out = !out.exists();
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let dir = out.join(format!(".sidtool-build-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(Staging {
+            out: out.to_path_buf(),
+            dir,
+            created_out,
+            done: false,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Move each named entry into the output directory, replacing what was there.
+    fn commit(mut self, names: &[&str]) -> Result<()> {
+        for name in names {
+            let (from, to) = (self.dir.join(name), self.out.join(name));
+            if to.is_dir() {
+                std::fs::remove_dir_all(&to).map_err(|e| Error::io(&to, e))?;
+            }
+            std::fs::rename(&from, &to).map_err(|e| Error::io(&to, e))?;
+        }
+        self.done = true;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            if self.created_out {
+                let _ = std::fs::remove_dir(&self.out);
+            }
+        }
+    }
+}

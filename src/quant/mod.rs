@@ -1,0 +1,103 @@
+//! Quantizers: turn vectors into per-level codes. Every method implements [`Quantizer`], so
+//! `assign` and `stats` work the same whichever method trained the model.
+
+pub mod distance;
+pub mod kmeans;
+pub mod rq_kmeans;
+pub mod store;
+
+use crate::config::{Method, QuantizerConfig};
+use crate::error::{Error, Result};
+use crate::matrix::{Matrix, sq_dist};
+use crate::progress::Progress;
+use std::path::Path;
+
+/// A trained model mapping D-dimensional vectors to L codes (one per level).
+///
+/// Codes are laid out row-major: row i's codes are `codes[i*L..(i+1)*L]`.
+pub trait Quantizer: Send + Sync {
+    fn method(&self) -> Method;
+    /// Input vector dimension D.
+    fn dim(&self) -> usize;
+    /// K_l for every level l.
+    fn codebook_sizes(&self) -> &[usize];
+    fn levels(&self) -> usize {
+        self.codebook_sizes().len()
+    }
+
+    /// Train on the rows of `x`.
+    fn fit(x: &Matrix, cfg: &QuantizerConfig, seed: u64, progress: &dyn Progress) -> Result<Self>
+    where
+        Self: Sized;
+
+    /// Codes of every row of `x` (rows × L).
+    fn encode(&self, x: &Matrix) -> Result<Vec<u16>>;
+
+    /// Reconstruction from the first `depth` codes of each row (`codes` is rows × L).
+    fn decode_prefix(&self, codes: &[u16], depth: usize) -> Result<Matrix>;
+
+    /// Reconstruction from all L codes.
+    fn decode(&self, codes: &[u16]) -> Result<Matrix> {
+        self.decode_prefix(codes, self.levels())
+    }
+
+    /// For each row, the squared distance from what the last level quantizes to every code of
+    /// the last level: what `--dedup reassign` needs to move an item to its next-best code.
+    fn last_level_distances(&self, x: &Matrix, codes: &[u16]) -> Result<Vec<f32>>;
+
+    /// Sum over rows of ‖x − x̂_m‖² for every prefix length m = 1..=L.
+    fn prefix_sq_errors(&self, x: &Matrix, codes: &[u16]) -> Result<Vec<f64>> {
+        (1..=self.levels())
+            .map(|m| {
+                let xh = self.decode_prefix(codes, m)?;
+                Ok((0..x.rows)
+                    .map(|i| sq_dist(x.row(i), xh.row(i)) as f64)
+                    .sum())
+            })
+            .collect()
+    }
+
+    /// Write `config.json` and `model.safetensors` into `dir` (replacing it atomically).
+    fn save(&self, dir: &Path) -> Result<()>;
+
+    /// Read a model written by [`Quantizer::save`].
+    fn load(dir: &Path) -> Result<Self>
+    where
+        Self: Sized;
+}
+
+/// Train a quantizer of the configured method.
+pub fn train(
+    x: &Matrix,
+    cfg: &QuantizerConfig,
+    seed: u64,
+    progress: &dyn Progress,
+) -> Result<Box<dyn Quantizer>> {
+    match cfg.method {
+        Method::RqKmeans => Ok(Box::new(rq_kmeans::RqKMeans::fit(x, cfg, seed, progress)?)),
+    }
+}
+
+/// Load whichever quantizer `dir/config.json` describes.
+pub fn load(dir: &Path) -> Result<Box<dyn Quantizer>> {
+    let header = store::read_header(dir)?;
+    match header.method {
+        Method::RqKmeans => Ok(Box::new(rq_kmeans::RqKMeans::load(dir)?)),
+    }
+}
+
+/// Check that `x` has the dimension the quantizer was trained on.
+pub fn check_dim(q: &dyn Quantizer, x_dim: usize, what: &Path) -> Result<()> {
+    if q.dim() != x_dim {
+        return Err(Error::input(
+            what,
+            None,
+            None,
+            format!(
+                "vectors have {x_dim} dimensions but the quantizer was trained on {}",
+                q.dim()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! Residual k-means (OneRec, MiniOneRec; METHODS.md §2): k-means on the vectors, then on what
+//! each level leaves over. No neural network, so it trains in seconds and is exactly
+//! reproducible.
+
+use crate::config::{Method, QuantizerConfig};
+use crate::error::{Error, Result};
+use crate::matrix::Matrix;
+use crate::progress::Progress;
+use crate::quant::distance::Codebook;
+use crate::quant::kmeans::{self, KMeansConfig};
+use crate::quant::{Quantizer, store};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What config.json holds for an RQ-KMeans model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RqKMeansConfig {
+    pub method: Method,
+    pub format_version: u32,
+    pub sidtool_version: String,
+    pub dim: usize,
+    pub codebook_sizes: Vec<usize>,
+    pub seed: u64,
+    pub max_iter: usize,
+    pub tol: f64,
+    pub balanced: bool,
+    /// How training went, level by level (for the record; not needed to encode).
+    pub training: Vec<LevelFit>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LevelFit {
+    pub train_rows: usize,
+    pub iterations: usize,
+    pub converged: bool,
+    pub inertia: f64,
+    pub reseeded_clusters: usize,
+    pub distance_evals: u64,
+}
+
+pub struct RqKMeans {
+    config: RqKMeansConfig,
+    codebooks: Vec<Codebook>,
+}
+
+impl RqKMeans {
+    pub fn config(&self) -> &RqKMeansConfig {
+        &self.config
+    }
+
+    pub fn codebook(&self, level: usize) -> &Codebook {
+        &self.codebooks[level]
+    }
+
+    /// Subtract each row's chosen codeword from the residual, in place.
+    fn subtract(&self, r: &mut Matrix, level: usize, idx: &[u32]) {
+        let c = &self.codebooks[level].centroids;
+        let d = r.cols;
+        if d == 0 {
+            return;
+        }
+        r.data
+            .par_chunks_mut(d)
+            .zip(idx.par_iter())
+            .for_each(|(row, &j)| {
+                for (v, &cv) in row.iter_mut().zip(c.row(j as usize)) {
+                    *v -= cv;
+                }
+            });
+    }
+}
+
+impl Quantizer for RqKMeans {
+    fn method(&self) -> Method {
+        Method::RqKmeans
+    }
+
+    fn dim(&self) -> usize {
+        self.config.dim
+    }
+
+    fn codebook_sizes(&self) -> &[usize] {
+        &self.config.codebook_sizes
+    }
+
+    fn fit(x: &Matrix, cfg: &QuantizerConfig, seed: u64, progress: &dyn Progress) -> Result<Self> {
+        let mut residual = x.clone();
+        let mut model = RqKMeans {
+            config: RqKMeansConfig {
+                method: Method::RqKmeans,
+                format_version: store::FORMAT_VERSION,
+                sidtool_version: crate::VERSION.to_string(),
+                dim: x.cols,
+                codebook_sizes: cfg.codebook_sizes.clone(),
+                seed,
+                max_iter: cfg.max_iter,
+                tol: cfg.tol,
+                balanced: cfg.balanced,
+                training: Vec::new(),
+            },
+            codebooks: Vec::new(),
+        };
+        progress.start(
+            "train rq-kmeans (levels)",
+            Some(cfg.codebook_sizes.len() as u64),
+        );
+        for (level, &k) in cfg.codebook_sizes.iter().enumerate() {
+            let kc = KMeansConfig {
+                k,
+                max_iter: cfg.max_iter,
+                tol: cfg.tol,
+                balanced: cfg.balanced,
+                seed: seed.wrapping_add(level as u64),
+            };
+            let fit = kmeans::fit(&residual, &kc)?;
+            tracing::info!(
+                level = level + 1,
+                k,
+                iterations = fit.iterations,
+                inertia = fit.inertia,
+                "k-means level fitted"
+            );
+            model.config.training.push(LevelFit {
+                train_rows: x.rows,
+                iterations: fit.iterations,
+                converged: fit.converged,
+                inertia: fit.inertia,
+                reseeded_clusters: fit.reseeded,
+                distance_evals: fit.distance_evals,
+            });
+            model.codebooks.push(Codebook::new(fit.centroids)?);
+            if level + 1 < cfg.codebook_sizes.len() {
+                model.subtract(&mut residual, level, &fit.assignment);
+            }
+            progress.advance(1);
+        }
+        progress.finish();
+        Ok(model)
+    }
+
+    fn encode(&self, x: &Matrix) -> Result<Vec<u16>> {
+        let levels = self.levels();
+        let mut codes = vec![0u16; x.rows * levels];
+        let mut r = x.clone();
+        for level in 0..levels {
+            let near = self.codebooks[level].nearest(&r, false)?;
+            for (i, &j) in near.index.iter().enumerate() {
+                codes[i * levels + level] = j as u16;
+            }
+            if level + 1 < levels {
+                self.subtract(&mut r, level, &near.index);
+            }
+        }
+        Ok(codes)
+    }
+
+    fn decode_prefix(&self, codes: &[u16], depth: usize) -> Result<Matrix> {
+        let levels = self.levels();
+        let n = codes.len() / levels;
+        let d = self.dim();
+        let mut out = Matrix::zeros(n, d);
+        out.data
+            .par_chunks_mut(d.max(1))
+            .enumerate()
+            .for_each(|(i, row)| {
+                for l in 0..depth.min(levels) {
+                    let c = self.codebooks[l]
+                        .centroids
+                        .row(codes[i * levels + l] as usize);
+                    for (v, &cv) in row.iter_mut().zip(c) {
+                        *v += cv;
+                    }
+                }
+            });
+        Ok(out)
+    }
+
+    fn last_level_distances(&self, x: &Matrix, codes: &[u16]) -> Result<Vec<f32>> {
+        let levels = self.levels();
+        let mut r = x.clone();
+        for level in 0..levels - 1 {
+            let idx: Vec<u32> = (0..x.rows)
+                .map(|i| codes[i * levels + level] as u32)
+                .collect();
+            self.subtract(&mut r, level, &idx);
+        }
+        self.codebooks[levels - 1].all_distances(&r)
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        let mut tensors = HashMap::new();
+        for (l, cb) in self.codebooks.iter().enumerate() {
+            tensors.insert(format!("codebooks.{l}"), cb.centroids.to_tensor()?);
+        }
+        store::save(dir, &self.config, &tensors)
+    }
+
+    fn load(dir: &Path) -> Result<Self> {
+        let config: RqKMeansConfig = store::read_config(dir)?;
+        if config.method != Method::RqKmeans {
+            return Err(Error::artifact(
+                dir,
+                "config.json does not describe an rq-kmeans model",
+            ));
+        }
+        let tensors = store::load_tensors(dir)?;
+        let codebooks = config
+            .codebook_sizes
+            .iter()
+            .enumerate()
+            .map(|(l, &k)| {
+                let t = store::take(&tensors, dir, &format!("codebooks.{l}"), &[k, config.dim])?;
+                Codebook::new(Matrix::from_tensor(&t)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RqKMeans { config, codebooks })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+    use rand::{Rng, SeedableRng};
+
+    fn data(n: usize, d: usize, seed: u64) -> Matrix {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let centres: Vec<f32> = (0..10 * d)
+            .map(|_| rng.random_range(-3.0f32..3.0))
+            .collect();
+        let mut v = Vec::with_capacity(n * d);
+        for i in 0..n {
+            for j in 0..d {
+                v.push(centres[(i % 10) * d + j] + rng.random_range(-1.0f32..1.0));
+            }
+        }
+        Matrix::new(v, n, d)
+    }
+
+    fn cfg(sizes: &[usize]) -> QuantizerConfig {
+        QuantizerConfig {
+            codebook_sizes: sizes.to_vec(),
+            ..QuantizerConfig::default()
+        }
+    }
+
+    #[test]
+    fn error_decreases_with_each_level() {
+        let x = data(2000, 16, 1);
+        let q = RqKMeans::fit(&x, &cfg(&[16, 16, 16]), 7, &Silent).unwrap();
+        let codes = q.encode(&x).unwrap();
+        let errs = q.prefix_sq_errors(&x, &codes).unwrap();
+        let total: f64 = x.data.iter().map(|v| (*v as f64).powi(2)).sum();
+        assert!(errs[0] < total);
+        assert!(errs[1] < errs[0] && errs[2] < errs[1], "{errs:?}");
+        let full = q.decode(&codes).unwrap();
+        let direct: f64 = (0..x.rows)
+            .map(|i| crate::matrix::sq_dist(x.row(i), full.row(i)) as f64)
+            .sum();
+        assert!((direct - errs[2]).abs() / direct < 1e-5);
+    }
+
+    #[test]
+    fn same_seed_same_codes_and_save_load_round_trip() {
+        let x = data(1500, 12, 2);
+        let a = RqKMeans::fit(&x, &cfg(&[32, 8]), 3, &Silent).unwrap();
+        let b = RqKMeans::fit(&x, &cfg(&[32, 8]), 3, &Silent).unwrap();
+        let codes = a.encode(&x).unwrap();
+        assert_eq!(codes, b.encode(&x).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q");
+        a.save(&path).unwrap();
+        let c = crate::quant::load(&path).unwrap();
+        assert_eq!(c.codebook_sizes(), &[32, 8]);
+        assert_eq!(c.encode(&x).unwrap(), codes);
+    }
+
+    #[test]
+    fn last_level_distances_rank_the_chosen_code_first() {
+        let x = data(300, 8, 4);
+        let q = RqKMeans::fit(&x, &cfg(&[8, 8]), 1, &Silent).unwrap();
+        let codes = q.encode(&x).unwrap();
+        let d = q.last_level_distances(&x, &codes).unwrap();
+        for i in 0..x.rows {
+            let row = &d[i * 8..(i + 1) * 8];
+            let best = (0..8).min_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            assert_eq!(row[best], row[codes[i * 2 + 1] as usize]);
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! On-disk form of a quantizer: `config.json` (method-tagged, human-readable) next to
+//! `model.safetensors` (the tensors, named so the file is self-describing).
+
+use crate::config::Method;
+use crate::error::{Error, Result};
+use crate::io::atomic::AtomicDir;
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Bumped when the saved layout changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The fields every quantizer's config.json starts with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Header {
+    pub method: Method,
+    pub format_version: u32,
+}
+
+pub fn read_header(dir: &Path) -> Result<Header> {
+    let path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::artifact(
+                &path,
+                "no quantizer here (expected the output directory of `sidtool train`)",
+            )
+        } else {
+            Error::io(&path, e)
+        }
+    })?;
+    let h: Header = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    if h.format_version > FORMAT_VERSION {
+        return Err(Error::artifact(
+            &path,
+            format!(
+                "format version {} is newer than this sidtool understands ({FORMAT_VERSION})",
+                h.format_version
+            ),
+        ));
+    }
+    Ok(h)
+}
+
+pub fn read_config<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<T> {
+    let path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|source| Error::Json { path, source })
+}
+
+/// Write config + tensors into `dir` atomically (readers never see a half-written model).
+pub fn save<T: Serialize>(dir: &Path, config: &T, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let tmp = AtomicDir::create(dir)?;
+    let cfg_path = tmp.path().join(CONFIG_FILE);
+    let text = serde_json::to_string_pretty(config).expect("quantizer config serialises");
+    std::fs::write(&cfg_path, text + "\n").map_err(|e| Error::io(&cfg_path, e))?;
+    candle_core::safetensors::save(tensors, tmp.path().join(WEIGHTS_FILE))?;
+    tmp.commit()
+}
+
+/// All tensors of `dir/model.safetensors`, on the CPU.
+pub fn load_tensors(dir: &Path) -> Result<HashMap<String, Tensor>> {
+    let path = dir.join(WEIGHTS_FILE);
+    if !path.exists() {
+        return Err(Error::artifact(
+            &path,
+            "missing: the quantizer directory is incomplete",
+        ));
+    }
+    candle_core::safetensors::load(&path, &Device::Cpu)
+        .map_err(|e| Error::artifact(&path, format!("cannot read weights: {e}")))
+}
+
+/// Fetch a tensor by name and check its shape.
+pub fn take(
+    tensors: &HashMap<String, Tensor>,
+    dir: &Path,
+    name: &str,
+    shape: &[usize],
+) -> Result<Tensor> {
+    let path = dir.join(WEIGHTS_FILE);
+    let t = tensors
+        .get(name)
+        .ok_or_else(|| Error::artifact(&path, format!("tensor `{name}` is missing")))?;
+    if t.dims() != shape {
+        return Err(Error::artifact(
+            &path,
+            format!(
+                "tensor `{name}` has shape {:?} but config.json implies {:?}",
+                t.dims(),
+                shape
+            ),
+        ));
+    }
+    Ok(t.to_dtype(candle_core::DType::F32)?)
+}

@@ -1,0 +1,657 @@
+//! End-to-end tests of the `sidtool` binary on shipped and generated data.
+
+mod common;
+
+use common::*;
+use sidtool::ids::dedup::duplicate_ids;
+use sidtool::io::sid_table;
+use std::path::Path;
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn small_config(dir: &Path) -> std::path::PathBuf {
+    let cfg = dir.join("sidtool.toml");
+    std::fs::write(&cfg, "seed = 7\n[quantizer]\ncodebook_sizes = [16, 8, 8]\n").unwrap();
+    cfg
+}
+
+#[test]
+fn build_on_testdata_writes_every_output_with_unique_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let err = ok(&[
+        "build",
+        p(&testdata("items.parquet")),
+        "--config",
+        p(&testdata("sidtool.toml")),
+        "--out",
+        p(&out),
+    ]);
+    assert!(
+        err.contains("collision rate"),
+        "stats table on stderr:\n{err}"
+    );
+    let mut files = entries(&out);
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "embeddings.parquet",
+            "manifest.json",
+            "quantizer",
+            "sids.parquet",
+            "stats.json"
+        ]
+    );
+
+    let t = sid_table::read(&out.join("sids.parquet")).unwrap();
+    assert_eq!(t.ids.len(), 400);
+    let meta = t.meta.as_ref().unwrap();
+    assert_eq!(
+        t.width,
+        meta.codebook_sizes.len() + 1,
+        "suffix level by default"
+    );
+    assert_eq!(duplicate_ids(&t.codes, t.width, &t.ids), 0);
+    for (i, c) in t.codes.chunks(t.width).enumerate() {
+        for (l, &code) in c[..meta.codebook_sizes.len()].iter().enumerate() {
+            assert!(
+                (code as usize) < meta.codebook_sizes[l],
+                "row {i} level {l}"
+            );
+        }
+    }
+    let listing = ok(&["inspect", p(&out.join("sids.parquet"))]);
+    let stdout =
+        String::from_utf8(sidtool(&["inspect", p(&out.join("sids.parquet"))]).stdout).unwrap();
+    assert!(listing.is_empty() || !listing.contains("error"));
+    assert!(
+        stdout.contains("codes")
+            && stdout.contains("FixedSizeList")
+            && stdout.contains("sid=\"<a_"),
+        "{stdout}"
+    );
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(stats["after"]["collision_rate"], 0.0);
+    assert_eq!(stats["after"]["n_items"], 400);
+    let rel = stats["relative_reconstruction_error"].as_array().unwrap();
+    assert_eq!(rel.len(), 3);
+    assert!(
+        rel.windows(2).all(|w| w[1].as_f64() < w[0].as_f64()),
+        "{rel:?}"
+    );
+
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let (sha, _) = sidtool::pipeline::sha256_file(&testdata("items.parquet")).unwrap();
+    assert_eq!(manifest["inputs"][0]["sha256"], sha);
+    assert_eq!(manifest["config"]["seed"], 42);
+    let stages: Vec<&str> = manifest["timings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["read", "train", "assign", "write"]);
+    let q = sidtool::quant::load(&out.join("quantizer")).unwrap();
+    assert_eq!(q.dim(), 64);
+    let (_, emb) = sidtool::io::embeddings::read_all(
+        &out.join("embeddings.parquet"),
+        "item_id",
+        "embedding",
+        1024,
+    )
+    .unwrap();
+    assert_eq!(emb.rows, 400);
+}
+
+#[test]
+fn same_seed_gives_identical_ids_and_flags_override_the_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = small_config(tmp.path());
+    let items = testdata("items.parquet");
+    let run = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let mut args = vec![
+            "build",
+            p(&items),
+            "--config",
+            p(&cfg),
+            "--out",
+            p(&out),
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        let err = ok(&args);
+        assert!(err.is_empty(), "--quiet prints nothing on success: {err}");
+        sid_table::read(&out.join("sids.parquet")).unwrap()
+    };
+    let a = run("a", &[]);
+    let b = run("b", &[]);
+    assert_eq!(a.codes, b.codes);
+    let c = run("c", &["--seed", "8"]);
+    assert_ne!(a.codes, c.codes, "a different seed should move some codes");
+    let d = run("d", &["--codebook-sizes", "8,4"]);
+    assert_eq!(d.meta.unwrap().codebook_sizes, vec![8, 4]);
+}
+
+#[test]
+fn train_assign_stats_chain_matches_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = small_config(tmp.path());
+    let items = testdata("items.parquet");
+    let out = tmp.path().join("build");
+    ok(&[
+        "build",
+        p(&items),
+        "--config",
+        p(&cfg),
+        "--out",
+        p(&out),
+        "-q",
+    ]);
+    let q = tmp.path().join("q");
+    ok(&["train", p(&items), "--config", p(&cfg), "--out", p(&q)]);
+    let sids = tmp.path().join("sids.parquet");
+    let stats = tmp.path().join("stats.json");
+    ok(&[
+        "assign",
+        p(&items),
+        "--quantizer",
+        p(&q),
+        "--out",
+        p(&sids),
+        "--stats",
+        p(&stats),
+    ]);
+    let built = sid_table::read(&out.join("sids.parquet")).unwrap();
+    let assigned = sid_table::read(&sids).unwrap();
+    assert_eq!(built.codes, assigned.codes, "train+assign reproduces build");
+    let json2 = tmp.path().join("stats2.json");
+    ok(&["stats", p(&sids), "--json", p(&json2)]);
+    let a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
+    assert_eq!(a["before"], b["before"]);
+    assert_eq!(a["after"], b["after"]);
+    let shown = String::from_utf8(sidtool(&["inspect", p(&q)]).stdout).unwrap();
+    assert!(
+        shown.contains("codebooks.0") && shown.contains("rq-kmeans"),
+        "{shown}"
+    );
+}
+
+/// 300 items, 200 of them the very same vector: every strategy must cope.
+fn colliding(dir: &Path) -> std::path::PathBuf {
+    let mut rows = clustered(300, 8, 5);
+    for r in rows.iter_mut().take(200) {
+        *r = vec![0.5; 8];
+    }
+    let path = dir.join("collide.parquet");
+    write_batch(
+        &path,
+        vec![
+            ("item_id", int_ids(300)),
+            ("embedding", fsl(&some(rows), 8)),
+        ],
+    );
+    path
+}
+
+#[test]
+fn heavy_collisions_are_resolved_by_suffix_and_reassign_and_reported_by_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let items = colliding(tmp.path());
+    for dedup in ["suffix", "reassign", "none"] {
+        let out = tmp.path().join(dedup);
+        ok(&[
+            "build",
+            p(&items),
+            "--codebook-sizes",
+            "4,4",
+            "--dedup",
+            dedup,
+            "--out",
+            p(&out),
+            "-q",
+        ]);
+        let t = sid_table::read(&out.join("sids.parquet")).unwrap();
+        let dups = duplicate_ids(&t.codes, t.width, &t.ids);
+        let stats: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap())
+                .unwrap();
+        assert!(stats["before"]["max_group_size"].as_u64().unwrap() >= 200);
+        assert_eq!(
+            *t.group_size.iter().max().unwrap() as u64,
+            stats["before"]["max_group_size"].as_u64().unwrap()
+        );
+        match dedup {
+            "none" => {
+                assert!(dups >= 200);
+                assert!(stats["after"]["collision_rate"].as_f64().unwrap() > 0.5);
+            }
+            _ => {
+                assert_eq!(dups, 0, "{dedup}: final IDs must be unique");
+                assert_eq!(stats["after"]["collision_rate"], 0.0);
+            }
+        }
+        if dedup == "reassign" {
+            // 4 last-level codes cannot hold 200 identical items: the suffix fallback is used.
+            assert!(t.original_codes.is_some());
+            assert!(
+                stats["resolution"]["unresolved_by_reassign"]
+                    .as_u64()
+                    .unwrap()
+                    > 0
+            );
+        }
+    }
+}
+
+#[test]
+fn reassign_keeps_ids_at_l_tokens_when_there_is_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    ok(&[
+        "build",
+        p(&testdata("items.parquet")),
+        "--codebook-sizes",
+        "8,128",
+        "--dedup",
+        "reassign",
+        "--out",
+        p(&out),
+        "-q",
+    ]);
+    let t = sid_table::read(&out.join("sids.parquet")).unwrap();
+    assert_eq!(t.width, 2);
+    assert_eq!(duplicate_ids(&t.codes, 2, &t.ids), 0);
+    let moved = t
+        .original_codes
+        .unwrap()
+        .iter()
+        .zip(&t.codes)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(moved > 0, "some items had to move");
+}
+
+#[test]
+fn accepts_int_ids_list_f64_vectors_and_other_column_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows: Vec<Vec<f64>> = clustered(120, 6, 4)
+        .into_iter()
+        .map(|r| r.into_iter().map(f64::from).collect())
+        .collect();
+    let path = tmp.path().join("in.parquet");
+    write_batch(&path, vec![("movie", int_ids(120)), ("vec", list64(&rows))]);
+    let out = tmp.path().join("o");
+    ok(&[
+        "build",
+        p(&path),
+        "--id-column",
+        "movie",
+        "--embedding-column",
+        "vec",
+        "--codebook-sizes",
+        "4,4",
+        "--out",
+        p(&out),
+        "-q",
+    ]);
+    let t = sid_table::read(&out.join("sids.parquet")).unwrap();
+    assert!(matches!(t.ids, sidtool::io::item_ids::ItemIds::Int(ref v) if v[0] == 1000));
+    let s =
+        std::fs::read_to_string(out.join("sids.parquet").with_file_name("manifest.json")).unwrap();
+    assert!(s.contains("\"id_column\": \"movie\""));
+}
+
+#[test]
+fn custom_token_format_is_used_and_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    ok(&[
+        "build",
+        p(&testdata("items.parquet")),
+        "--codebook-sizes",
+        "8,8",
+        "--token-format",
+        "[{level}{code}]",
+        "--out",
+        p(&out),
+        "-q",
+    ]);
+    let shown = String::from_utf8(
+        sidtool(&["inspect", p(&out.join("sids.parquet")), "--rows", "1"]).stdout,
+    )
+    .unwrap();
+    assert!(shown.contains("sid=\"[a"), "{shown}");
+    assert!(shown.contains("[{level}{code}]"), "{shown}");
+}
+
+// ---- bad input: one clear message naming file/column/row, exit 1, nothing left behind ----
+
+fn assert_bad(items: &Path, extra: &[&str], expect: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut args = vec![
+        "build",
+        p(items),
+        "--codebook-sizes",
+        "4,4",
+        "--out",
+        p(&out),
+    ];
+    args.extend_from_slice(extra);
+    let err = fails(&args);
+    for e in expect {
+        assert!(err.contains(e), "expected {e:?} in:\n{err}");
+    }
+    assert!(entries(&out).is_empty(), "left behind: {:?}", entries(&out));
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error")).count(),
+        1,
+        "{err}"
+    );
+}
+
+fn bad_file(
+    rows: usize,
+    cols: Vec<(&str, arrow_array::ArrayRef)>,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let _ = rows;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bad.parquet");
+    write_batch(&path, cols);
+    (tmp, path)
+}
+
+#[test]
+fn bad_missing_file() {
+    assert_bad(
+        Path::new("/nonexistent/items.parquet"),
+        &[],
+        &["/nonexistent/items.parquet", "No such file"],
+    );
+}
+
+#[test]
+fn bad_not_parquet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("items.parquet");
+    std::fs::write(&path, "item_id,embedding\n1,2\n").unwrap();
+    assert_bad(
+        &path,
+        &[],
+        &["items.parquet", "not a readable Parquet file"],
+    );
+}
+
+#[test]
+fn bad_missing_id_column() {
+    let (_t, path) = bad_file(
+        10,
+        vec![
+            ("id", str_ids(10)),
+            ("embedding", fsl(&some(clustered(10, 4, 2)), 4)),
+        ],
+    );
+    assert_bad(
+        &path,
+        &[],
+        &[
+            "bad.parquet",
+            "column `item_id`",
+            "no such column",
+            "id, embedding",
+        ],
+    );
+}
+
+#[test]
+fn bad_missing_embedding_column() {
+    let (_t, path) = bad_file(10, vec![("item_id", str_ids(10)), ("title", str_ids(10))]);
+    assert_bad(
+        &path,
+        &[],
+        &[
+            "bad.parquet",
+            "column `embedding`",
+            "precomputed embeddings",
+        ],
+    );
+}
+
+#[test]
+fn bad_wrong_id_type() {
+    let ids: arrow_array::ArrayRef =
+        std::sync::Arc::new(arrow_array::Float64Array::from(vec![1.5; 10]));
+    let (_t, path) = bad_file(
+        10,
+        vec![
+            ("item_id", ids),
+            ("embedding", fsl(&some(clustered(10, 4, 2)), 4)),
+        ],
+    );
+    assert_bad(&path, &[], &["column `item_id`", "Float64", "Utf8"]);
+}
+
+#[test]
+fn bad_wrong_embedding_type() {
+    let (_t, path) = bad_file(
+        10,
+        vec![("item_id", str_ids(10)), ("embedding", str_ids(10))],
+    );
+    assert_bad(
+        &path,
+        &[],
+        &["column `embedding`", "has type Utf8", "FixedSizeList"],
+    );
+}
+
+#[test]
+fn bad_null_id() {
+    let ids: arrow_array::ArrayRef = std::sync::Arc::new(arrow_array::StringArray::from(
+        (0..10)
+            .map(|i| if i == 6 { None } else { Some(format!("x{i}")) })
+            .collect::<Vec<_>>(),
+    ));
+    let (_t, path) = bad_file(
+        10,
+        vec![
+            ("item_id", ids),
+            ("embedding", fsl(&some(clustered(10, 4, 2)), 4)),
+        ],
+    );
+    assert_bad(&path, &[], &["column `item_id`", "row 6", "null"]);
+}
+
+#[test]
+fn bad_null_vector() {
+    let mut rows = some(clustered(10, 4, 2));
+    rows[3] = None;
+    let (_t, path) = bad_file(
+        10,
+        vec![("item_id", str_ids(10)), ("embedding", fsl(&rows, 4))],
+    );
+    assert_bad(&path, &[], &["column `embedding`", "row 3", "null"]);
+}
+
+#[test]
+fn bad_duplicate_ids() {
+    let ids: arrow_array::ArrayRef = std::sync::Arc::new(
+        arrow_array::StringArray::from_iter_values((0..10).map(|i| format!("x{}", i.min(7)))),
+    );
+    let (_t, path) = bad_file(
+        10,
+        vec![
+            ("item_id", ids),
+            ("embedding", fsl(&some(clustered(10, 4, 2)), 4)),
+        ],
+    );
+    assert_bad(
+        &path,
+        &[],
+        &[
+            "column `item_id`",
+            "row 8",
+            "duplicate item id \"x7\"",
+            "row 7",
+        ],
+    );
+}
+
+#[test]
+fn bad_nan_and_inf() {
+    for (v, word) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf")] {
+        let mut rows = clustered(10, 4, 2);
+        rows[5][2] = v;
+        let (_t, path) = bad_file(
+            10,
+            vec![("item_id", str_ids(10)), ("embedding", fsl(&some(rows), 4))],
+        );
+        assert_bad(
+            &path,
+            &[],
+            &["column `embedding`", "row 5", "component 2", word],
+        );
+    }
+}
+
+#[test]
+fn bad_ragged_vectors() {
+    let mut rows: Vec<Vec<f64>> = vec![vec![0.1, 0.2, 0.3]; 10];
+    rows[4] = vec![0.1, 0.2];
+    let (_t, path) = bad_file(
+        10,
+        vec![("item_id", str_ids(10)), ("embedding", list64(&rows))],
+    );
+    assert_bad(
+        &path,
+        &[],
+        &[
+            "column `embedding`",
+            "row 4",
+            "2 values but earlier rows have 3",
+        ],
+    );
+}
+
+#[test]
+fn bad_zero_rows() {
+    let (_t, path) = bad_file(0, vec![("item_id", str_ids(0)), ("embedding", fsl(&[], 4))]);
+    assert_bad(&path, &[], &["bad.parquet", "no rows"]);
+}
+
+#[test]
+fn bad_k_larger_than_n() {
+    let (_t, path) = bad_file(
+        10,
+        vec![
+            ("item_id", str_ids(10)),
+            ("embedding", fsl(&some(clustered(10, 4, 2)), 4)),
+        ],
+    );
+    assert_bad(
+        &path,
+        &["--codebook-sizes", "16,4"],
+        &[
+            "bad.parquet",
+            "codebook size 16 is larger than the 10 training rows",
+        ],
+    );
+}
+
+#[test]
+fn bad_codebook_too_large() {
+    let (_t, path) = bad_file(
+        10,
+        vec![
+            ("item_id", str_ids(10)),
+            ("embedding", fsl(&some(clustered(10, 4, 2)), 4)),
+        ],
+    );
+    assert_bad(
+        &path,
+        &["--codebook-sizes", "70000"],
+        &["codebook size 70000", "exceeds 65535", "UInt16"],
+    );
+}
+
+#[test]
+fn bad_input_leaves_an_existing_output_directory_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    ok(&[
+        "build",
+        p(&testdata("items.parquet")),
+        "--codebook-sizes",
+        "8,8",
+        "--out",
+        p(&out),
+        "-q",
+    ]);
+    let before = std::fs::read(out.join("sids.parquet")).unwrap();
+    let (_t, path) = bad_file(
+        10,
+        vec![
+            ("item_id", str_ids(10)),
+            ("embedding", fsl(&some(clustered(10, 4, 2)), 4)),
+        ],
+    );
+    fails(&[
+        "build",
+        p(&path),
+        "--codebook-sizes",
+        "16",
+        "--out",
+        p(&out),
+    ]);
+    assert_eq!(std::fs::read(out.join("sids.parquet")).unwrap(), before);
+    let mut left = entries(&out);
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "embeddings.parquet",
+            "manifest.json",
+            "quantizer",
+            "sids.parquet",
+            "stats.json"
+        ]
+    );
+}
+
+#[test]
+fn bad_assign_with_wrong_dimension() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = tmp.path().join("q");
+    ok(&[
+        "train",
+        p(&testdata("items.parquet")),
+        "--codebook-sizes",
+        "8",
+        "--out",
+        p(&q),
+        "-q",
+    ]);
+    let (_t, path) = bad_file(
+        10,
+        vec![
+            ("item_id", str_ids(10)),
+            ("embedding", fsl(&some(clustered(10, 4, 2)), 4)),
+        ],
+    );
+    let out = tmp.path().join("s.parquet");
+    let err = fails(&["assign", p(&path), "--quantizer", p(&q), "--out", p(&out)]);
+    assert!(
+        err.contains("4 dimensions but the quantizer was trained on 64"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
