@@ -19,6 +19,7 @@ use std::time::Instant;
 #[derive(Debug, Clone, Serialize)]
 pub struct RqBenchReport {
     pub tool: &'static str,
+    pub gemm_backend: String,
     pub n: usize,
     pub d: usize,
     pub train_rows: usize,
@@ -104,6 +105,7 @@ pub fn rq_kmeans(
         .sum();
     Ok(RqBenchReport {
         tool: "sidtool",
+        gemm_backend: distance::gemm_backend(),
         n: x.rows,
         d: x.cols,
         train_rows: sample.rows,

@@ -47,6 +47,21 @@ pub enum Dedup {
     None,
 }
 
+impl std::str::FromStr for Dedup {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "suffix" => Ok(Dedup::Suffix),
+            "reassign" => Ok(Dedup::Reassign),
+            "none" => Ok(Dedup::None),
+            other => Err(format!(
+                "unknown dedup strategy {other:?} (suffix, reassign, none)"
+            )),
+        }
+    }
+}
+
 impl Dedup {
     pub fn name(self) -> &'static str {
         match self {

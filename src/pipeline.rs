@@ -2,16 +2,18 @@
 
 use crate::config::{Config, Dedup, InputConfig};
 use crate::error::{Error, Result};
+use crate::ids::dedup::Existing;
 use crate::ids::dedup::{self, Resolution};
 use crate::ids::stats::{self, ResolutionStats, Stats};
 use crate::io::embeddings::{self, EmbeddingReader, EmbeddingWriter};
-use crate::io::item_ids::ItemIds;
-use crate::io::sid_table::{self, SidMeta};
+use crate::io::item_ids::{IdKey, ItemIds};
+use crate::io::sid_table::{self, SidMeta, SidTable};
 use crate::matrix::Matrix;
 use crate::progress::Progress;
 use crate::quant::{self, Quantizer, kmeans::sample_indices};
 use rand::SeedableRng;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -191,42 +193,80 @@ pub struct Assigned {
 }
 
 /// Encode every row of `source`, resolve collisions and compute statistics.
+///
+/// With `existing` (an earlier sids.parquet made with the same quantizer), items it already
+/// lists keep their IDs and are not re-encoded; new items get IDs that no existing item holds;
+/// the result is the existing table followed by the new items.
 pub fn assign(
     source: &Source,
     q: &dyn Quantizer,
     cfg: &Config,
+    existing: Option<&SidTable>,
     progress: &dyn Progress,
 ) -> Result<Assigned> {
     let levels = q.levels();
+    let sizes = q.codebook_sizes().to_vec();
+    if let Some(ex) = existing {
+        check_existing(ex, &sizes, cfg)?;
+    }
+    let known: HashMap<IdKey, usize> = existing
+        .map(|e| (0..e.ids.len()).map(|i| (e.ids.key(i), i)).collect())
+        .unwrap_or_default();
     let mut ids: Option<ItemIds> = None;
+    let mut all_ids: Option<ItemIds> = None;
+    let mut file_rows = Vec::new();
     let mut raw = Vec::new();
     let mut err = vec![0f64; levels];
     let mut norm = 0f64;
     progress.start("assign (rows)", None);
-    source.for_each(|_, bids, x| {
+    source.for_each(|first, bids, x| {
         quant::check_dim(q, x.cols, source.path())?;
-        let codes = q.encode(x)?;
-        for (e, v) in err.iter_mut().zip(q.prefix_sq_errors(x, &codes)?) {
+        if let Some(ex) = existing
+            && !bids.same_kind(&ex.ids)
+        {
+            return Err(Error::input(
+                source.path(),
+                None,
+                None,
+                "item ids are integers in one table and strings in the other (see --existing)",
+            ));
+        }
+        let fresh: Vec<usize> = (0..x.rows)
+            .filter(|&i| !known.contains_key(&bids.key(i)))
+            .collect();
+        let (bids_new, x_new) = if fresh.len() == x.rows {
+            (bids.clone(), None)
+        } else {
+            (bids.select(&fresh), Some(x.gather(&fresh)))
+        };
+        let x_new = x_new.as_ref().unwrap_or(x);
+        let codes = q.encode(x_new)?;
+        for (e, v) in err.iter_mut().zip(q.prefix_sq_errors(x_new, &codes)?) {
             *e += v;
         }
-        norm += x.row_sq_norms().iter().map(|&v| v as f64).sum::<f64>();
+        norm += x_new.row_sq_norms().iter().map(|&v| v as f64).sum::<f64>();
         raw.extend_from_slice(&codes);
-        match &mut ids {
-            Some(all) => all.extend(bids.clone()),
-            None => ids = Some(bids.clone()),
-        }
+        file_rows.extend(fresh.iter().map(|&i| first + i));
+        extend(&mut ids, bids_new);
+        extend(&mut all_ids, bids.clone());
         progress.advance(x.rows as u64);
         Ok(())
     })?;
     progress.finish();
-    let ids = ids.ok_or_else(|| Error::input(source.path(), None, None, "contains no rows"))?;
+    let all_ids =
+        all_ids.ok_or_else(|| Error::input(source.path(), None, None, "contains no rows"))?;
     if let Source::File { path, input } = source {
-        embeddings::check_unique(&ids, path, &input.id_column)?;
+        embeddings::check_unique(&all_ids, path, &input.id_column)?;
     }
-    let sizes = q.codebook_sizes().to_vec();
+    let ids = ids.expect("set together with all_ids");
     let last_k = sizes[levels - 1];
-    let resolution = dedup::resolve(&raw, levels, &ids, cfg.ids.dedup, last_k, |need| {
-        let x = gather_rows(source, need)?;
+    let fixed = existing.map(|e| Existing {
+        codes: &e.codes,
+        width: e.width,
+    });
+    let resolution = dedup::resolve(&raw, levels, &ids, cfg.ids.dedup, last_k, fixed, |need| {
+        let rows: Vec<usize> = need.iter().map(|&i| file_rows[i]).collect();
+        let x = gather_rows(source, &rows)?;
         let codes: Vec<u16> = need
             .iter()
             .flat_map(|&i| raw[i * levels..(i + 1) * levels].iter().copied())
@@ -246,7 +286,12 @@ pub fn assign(
         suffix_level: resolution.suffix_level,
         token_format: cfg.ids.token_format.clone(),
     };
-    let stats = make_stats(&ids, &raw, &resolution, &meta, recon);
+    let (ids, raw, resolution) = match existing {
+        Some(ex) => prepend(ex, levels, ids, raw, resolution),
+        None => (ids, raw, resolution),
+    };
+    let mut stats = make_stats(&ids, &raw, &resolution, &meta, recon);
+    stats.resolution.existing_items = existing.map_or(0, |e| e.ids.len() as u64);
     Ok(Assigned {
         ids,
         raw,
@@ -254,6 +299,80 @@ pub fn assign(
         stats,
         meta,
     })
+}
+
+fn extend(acc: &mut Option<ItemIds>, more: ItemIds) {
+    match acc {
+        Some(all) => all.extend(more),
+        None => *acc = Some(more),
+    }
+}
+
+/// The existing table must come from the same quantizer shape and ID format.
+fn check_existing(ex: &SidTable, sizes: &[usize], cfg: &Config) -> Result<()> {
+    if let Some(m) = &ex.meta {
+        let problem = if m.codebook_sizes != sizes {
+            Some(format!(
+                "was made with codebook sizes {:?}, the quantizer has {sizes:?}",
+                m.codebook_sizes
+            ))
+        } else if m.token_format != cfg.ids.token_format {
+            Some(format!(
+                "uses token format {:?}, not {:?}",
+                m.token_format, cfg.ids.token_format
+            ))
+        } else if m.dedup != cfg.ids.dedup.name() {
+            Some(format!(
+                "was made with --dedup {}, not {}",
+                m.dedup,
+                cfg.ids.dedup.name()
+            ))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            return Err(Error::Config(format!("the existing IDs table {p}")));
+        }
+    }
+    Ok(())
+}
+
+/// Existing rows first (unchanged), then the new ones.
+fn prepend(
+    ex: &SidTable,
+    levels: usize,
+    ids: ItemIds,
+    raw: Vec<u16>,
+    res: Resolution,
+) -> (ItemIds, Vec<u16>, Resolution) {
+    let mut all_ids = ex.ids.clone();
+    all_ids.extend(ids);
+    let mut all_raw = match &ex.original_codes {
+        Some(o) => o.clone(),
+        None => ex
+            .codes
+            .chunks(ex.width)
+            .flat_map(|c| c[..levels].iter().copied())
+            .collect(),
+    };
+    all_raw.extend(raw);
+    let mut codes = ex.codes.clone();
+    codes.extend(res.codes);
+    let mut group_size = if ex.group_size.len() == ex.ids.len() {
+        ex.group_size.clone()
+    } else {
+        vec![1; ex.ids.len()]
+    };
+    group_size.extend(res.group_size);
+    (
+        all_ids,
+        all_raw,
+        Resolution {
+            codes,
+            group_size,
+            ..res
+        },
+    )
 }
 
 /// Statistics before and after resolution.
@@ -276,6 +395,7 @@ pub fn make_stats(
             suffix_level: res.suffix_level,
             moved_items: res.moved as u64,
             unresolved_by_reassign: res.unresolved as u64,
+            existing_items: 0,
         },
         relative_reconstruction_error: recon,
     }
@@ -460,7 +580,7 @@ pub fn build(
             input: &emb_input,
         }
     };
-    let a = assign(&source, q.as_ref(), cfg, progress)?;
+    let a = assign(&source, q.as_ref(), cfg, None, progress)?;
     lap("assign", &mut timings);
     write_assigned(&a, &dir.join("sids.parquet"), Some(&dir.join("stats.json")))?;
     lap("write", &mut timings);

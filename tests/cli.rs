@@ -655,3 +655,130 @@ fn bad_assign_with_wrong_dimension() {
     );
     assert!(!out.exists());
 }
+
+/// The first `n` rows of the test catalogue's vectors, as their own embeddings file.
+fn first_rows(dir: &Path, n: usize) -> std::path::PathBuf {
+    let (ids, x) =
+        sidtool::io::embeddings::read_all(&testdata("items.parquet"), "item_id", "embedding", 1024)
+            .unwrap();
+    let path = dir.join(format!("first{n}.parquet"));
+    let mut w =
+        sidtool::io::embeddings::EmbeddingWriter::create(&path, ids.data_type(), x.cols).unwrap();
+    let idx: Vec<usize> = (0..n).collect();
+    w.write(&ids.select(&idx), &x.gather(&idx)).unwrap();
+    w.finish().unwrap();
+    path
+}
+
+#[test]
+fn assign_with_existing_keeps_old_ids_and_gives_new_items_free_ones() {
+    for dedup in ["suffix", "reassign"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let q = tmp.path().join("q");
+        // Small last level so that new items really compete with existing ones.
+        ok(&[
+            "train",
+            p(&testdata("items.parquet")),
+            "--codebook-sizes",
+            "8,32",
+            "--out",
+            p(&q),
+            "-q",
+        ]);
+        let day1 = tmp.path().join("day1.parquet");
+        ok(&[
+            "assign",
+            p(&first_rows(tmp.path(), 300)),
+            "--quantizer",
+            p(&q),
+            "--dedup",
+            dedup,
+            "--out",
+            p(&day1),
+            "-q",
+        ]);
+        let day2 = tmp.path().join("day2.parquet");
+        let err = ok(&[
+            "assign",
+            p(&testdata("items.parquet")),
+            "--quantizer",
+            p(&q),
+            "--existing",
+            p(&day1),
+            "--out",
+            p(&day2),
+        ]);
+        assert!(
+            err.contains("kept 300 existing IDs unchanged; added 100 new items"),
+            "{err}"
+        );
+        let a = sid_table::read(&day1).unwrap();
+        let b = sid_table::read(&day2).unwrap();
+        assert_eq!(b.ids.len(), 400);
+        assert_eq!(
+            b.meta.as_ref().unwrap().dedup,
+            dedup,
+            "dedup follows the existing table"
+        );
+        assert_eq!(
+            &b.codes[..300 * b.width],
+            &a.codes[..],
+            "{dedup}: existing IDs never move"
+        );
+        assert_eq!(
+            duplicate_ids(&b.codes, b.width, &b.ids),
+            0,
+            "{dedup}: new IDs are free"
+        );
+    }
+}
+
+#[test]
+fn existing_table_from_another_quantizer_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (q1, q2) = (tmp.path().join("q1"), tmp.path().join("q2"));
+    ok(&[
+        "train",
+        p(&testdata("items.parquet")),
+        "--codebook-sizes",
+        "8,8",
+        "--out",
+        p(&q1),
+        "-q",
+    ]);
+    ok(&[
+        "train",
+        p(&testdata("items.parquet")),
+        "--codebook-sizes",
+        "16,8",
+        "--out",
+        p(&q2),
+        "-q",
+    ]);
+    let day1 = tmp.path().join("day1.parquet");
+    ok(&[
+        "assign",
+        p(&testdata("items.parquet")),
+        "--quantizer",
+        p(&q1),
+        "--out",
+        p(&day1),
+        "-q",
+    ]);
+    let out = tmp.path().join("day2.parquet");
+    let err = fails(&[
+        "assign",
+        p(&testdata("items.parquet")),
+        "--quantizer",
+        p(&q2),
+        "--existing",
+        p(&day1),
+        "--out",
+        p(&out),
+    ]);
+    assert!(
+        err.contains("codebook sizes [8, 8], the quantizer has [16, 8]"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

@@ -71,6 +71,8 @@ pub struct ResolutionStats {
     pub suffix_level: bool,
     pub moved_items: u64,
     pub unresolved_by_reassign: u64,
+    /// Rows taken unchanged from `assign --existing`.
+    pub existing_items: u64,
 }
 
 /// Compute [`CodeStats`] of `codes` (rows × `width`); `sizes[l]` is K_l where known.
@@ -268,6 +270,15 @@ pub fn render(s: &Stats) -> String {
             o,
             "relative reconstruction error by prefix length: {}",
             parts.join("  ")
+        )
+        .unwrap();
+    }
+    if s.resolution.existing_items > 0 {
+        writeln!(
+            o,
+            "kept {} existing IDs unchanged; added {} new items",
+            s.resolution.existing_items,
+            a.n_items - s.resolution.existing_items
         )
         .unwrap();
     }

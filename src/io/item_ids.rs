@@ -6,6 +6,13 @@ use arrow_schema::DataType;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
+/// A borrowed id, hashable, for joining tables on item id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdKey<'a> {
+    Int(i64),
+    Str(&'a str),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ItemIds {
     Int(Vec<i64>),
@@ -39,6 +46,20 @@ impl ItemIds {
         }
     }
 
+    pub fn key(&self, i: usize) -> IdKey<'_> {
+        match self {
+            ItemIds::Int(v) => IdKey::Int(v[i]),
+            ItemIds::Str(v) => IdKey::Str(&v[i]),
+        }
+    }
+
+    pub fn same_kind(&self, other: &ItemIds) -> bool {
+        matches!(
+            (self, other),
+            (ItemIds::Int(_), ItemIds::Int(_)) | (ItemIds::Str(_), ItemIds::Str(_))
+        )
+    }
+
     pub fn display(&self, i: usize) -> String {
         match self {
             ItemIds::Int(v) => v[i].to_string(),
@@ -58,6 +79,14 @@ impl ItemIds {
         match self {
             ItemIds::Int(v) => ItemIds::Int(v[start..end].to_vec()),
             ItemIds::Str(v) => ItemIds::Str(v[start..end].to_vec()),
+        }
+    }
+
+    /// The ids at positions `idx`, in that order.
+    pub fn select(&self, idx: &[usize]) -> ItemIds {
+        match self {
+            ItemIds::Int(v) => ItemIds::Int(idx.iter().map(|&i| v[i]).collect()),
+            ItemIds::Str(v) => ItemIds::Str(idx.iter().map(|&i| v[i].clone()).collect()),
         }
     }
 

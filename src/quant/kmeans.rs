@@ -217,7 +217,8 @@ fn reseed_empty(
 fn lloyd(x: &Matrix, init: Matrix, cfg: &KMeansConfig) -> Result<KMeansFit> {
     let (n, k) = (x.rows, cfg.k);
     let mut cb = Codebook::new(init)?;
-    let first = cb.nearest(x, true)?;
+    let x_norms = x.row_sq_norms();
+    let first = cb.nearest_with_norms(x, &x_norms, true)?;
     let mut evals = (n * k) as u64;
     let mut assign = first.index;
     // Hamerly bounds, as plain (not squared) distances.
@@ -232,6 +233,7 @@ fn lloyd(x: &Matrix, init: Matrix, cfg: &KMeansConfig) -> Result<KMeansFit> {
         rows: 0,
         cols: x.cols,
     };
+    let mut scratch_norms = Vec::new();
     while iterations < cfg.max_iter {
         iterations += 1;
         let (mut c, mut counts) = update_centroids(x, &assign, &cb.centroids);
@@ -272,7 +274,7 @@ fn lloyd(x: &Matrix, init: Matrix, cfg: &KMeansConfig) -> Result<KMeansFit> {
                 dist,
                 second,
             } = if all {
-                cb.nearest(x, true)?
+                cb.nearest_with_norms(x, &x_norms, true)?
             } else {
                 // One buffer for the whole fit: a fresh multi-MiB allocation per iteration
                 // costs page faults and TLB shootdowns that measured 25% of the fit.
@@ -281,7 +283,9 @@ fn lloyd(x: &Matrix, init: Matrix, cfg: &KMeansConfig) -> Result<KMeansFit> {
                     scratch.data.extend_from_slice(x.row(i));
                 }
                 scratch.rows = active.len();
-                cb.nearest(&scratch, true)?
+                scratch_norms.clear();
+                scratch_norms.extend(active.iter().map(|&i| x_norms[i]));
+                cb.nearest_with_norms(&scratch, &scratch_norms, true)?
             };
             evals += ((if all { n } else { active.len() }) * k) as u64;
             for (t, &i) in active.iter().enumerate() {
