@@ -135,6 +135,14 @@ enum Cmd {
         /// Write the statistics as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// The items' vectors: with --quantizer, adds the reconstruction error per prefix length.
+        #[arg(long, requires = "quantizer")]
+        embeddings: Option<PathBuf>,
+        /// The quantizer that made the codes (with --embeddings).
+        #[arg(long, requires = "embeddings")]
+        quantizer: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputArgs,
     },
     /// Schema, row count and sample rows of any sidtool input or output.
     Inspect {
@@ -402,8 +410,25 @@ fn run(cli: &Cli) -> Result<()> {
                 eprintln!("wrote {}", out.display());
             }
         }
-        Cmd::Stats { sids, json } => {
-            let s = pipeline::stats_of_table(sids)?;
+        Cmd::Stats {
+            sids,
+            json,
+            embeddings,
+            quantizer,
+            input,
+        } => {
+            let cfg = cli.config(Some(input), None, None)?;
+            let s = match (embeddings, quantizer) {
+                (Some(e), Some(qdir)) => {
+                    let q = sidtool::quant::load(qdir)?;
+                    let source = Source::File {
+                        path: e,
+                        input: &cfg.input,
+                    };
+                    pipeline::stats_of_table(sids, Some((&source, q.as_ref())))?
+                }
+                _ => pipeline::stats_of_table(sids, None)?,
+            };
             if let Some(p) = json {
                 pipeline::write_json(p, &s)?;
             }

@@ -432,8 +432,10 @@ pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     crate::io::atomic::write_file(path, text.as_bytes())
 }
 
-/// Recompute statistics from a sids.parquet (what `sidtool stats` does).
-pub fn stats_of_table(path: &Path) -> Result<Stats> {
+/// Recompute statistics from a sids.parquet (what `sidtool stats` does). With `vectors` (the
+/// items' embeddings and the quantizer that coded them) the reconstruction error per prefix
+/// length is computed too, from the quantizer's own codes (`original_codes` after reassign).
+pub fn stats_of_table(path: &Path, vectors: Option<(&Source, &dyn Quantizer)>) -> Result<Stats> {
     let t = sid_table::read(path)?;
     let meta = t.meta.clone().unwrap_or_else(|| SidMeta {
         sidtool_version: "unknown".into(),
@@ -456,6 +458,10 @@ pub fn stats_of_table(path: &Path) -> Result<Stats> {
             .flat_map(|c| c[..levels].iter().copied())
             .collect(),
     };
+    let recon = match vectors {
+        Some((source, q)) => Some(reconstruction(path, &t.ids, &raw, levels, source, q)?),
+        None => None,
+    };
     let res = Resolution {
         codes: t.codes.clone(),
         width: t.width,
@@ -468,7 +474,66 @@ pub fn stats_of_table(path: &Path) -> Result<Stats> {
             .count(),
         unresolved: 0,
     };
-    Ok(make_stats(&t.ids, &raw, &res, &meta, None))
+    Ok(make_stats(&t.ids, &raw, &res, &meta, recon))
+}
+
+/// Σ‖x − x̂_m‖² / Σ‖x‖² per prefix length, joining the vectors to the table on item id.
+fn reconstruction(
+    table: &Path,
+    ids: &ItemIds,
+    raw: &[u16],
+    levels: usize,
+    source: &Source,
+    q: &dyn Quantizer,
+) -> Result<Vec<f64>> {
+    if q.levels() != levels {
+        return Err(Error::Config(format!(
+            "{} has {levels} quantizer levels but the quantizer has {}",
+            table.display(),
+            q.levels()
+        )));
+    }
+    let row: HashMap<IdKey, usize> = (0..ids.len()).map(|i| (ids.key(i), i)).collect();
+    let mut err = vec![0f64; levels];
+    let mut norm = 0f64;
+    let mut seen = 0usize;
+    source.for_each(|first, bids, x| {
+        quant::check_dim(q, x.cols, source.path())?;
+        let mut codes = Vec::with_capacity(x.rows * levels);
+        for i in 0..x.rows {
+            let r = *row.get(&bids.key(i)).ok_or_else(|| {
+                Error::input(
+                    source.path(),
+                    None,
+                    Some((first + i) as u64),
+                    format!("item {} is not in {}", bids.display(i), table.display()),
+                )
+            })?;
+            codes.extend_from_slice(&raw[r * levels..(r + 1) * levels]);
+        }
+        for (e, v) in err.iter_mut().zip(q.prefix_sq_errors(x, &codes)?) {
+            *e += v;
+        }
+        norm += x.row_sq_norms().iter().map(|&v| v as f64).sum::<f64>();
+        seen += x.rows;
+        Ok(())
+    })?;
+    if seen != ids.len() {
+        return Err(Error::input(
+            source.path(),
+            None,
+            None,
+            format!(
+                "has {seen} items but {} lists {}",
+                table.display(),
+                ids.len()
+            ),
+        ));
+    }
+    Ok(err
+        .iter()
+        .map(|e| e / norm.max(f64::MIN_POSITIVE))
+        .collect())
 }
 
 /// One stage's wall time.

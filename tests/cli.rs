@@ -179,6 +179,29 @@ fn train_assign_stats_chain_matches_build() {
         serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
     assert_eq!(a["before"], b["before"]);
     assert_eq!(a["after"], b["after"]);
+    assert!(b["relative_reconstruction_error"].is_null());
+    let json3 = tmp.path().join("stats3.json");
+    ok(&[
+        "stats",
+        p(&sids),
+        "--json",
+        p(&json3),
+        "--embeddings",
+        p(&items),
+        "--quantizer",
+        p(&q),
+    ]);
+    let c = read_json(&json3);
+    let (x, y) = (
+        &a["relative_reconstruction_error"],
+        &c["relative_reconstruction_error"],
+    );
+    for m in 0..3 {
+        assert!(
+            (x[m].as_f64().unwrap() - y[m].as_f64().unwrap()).abs() < 1e-9,
+            "{x} vs {y}"
+        );
+    }
     let shown = String::from_utf8(sidtool(&["inspect", p(&q)]).stdout).unwrap();
     assert!(
         shown.contains("codebooks.0") && shown.contains("rq-kmeans"),
@@ -309,6 +332,44 @@ fn accepts_int_ids_list_f64_vectors_and_other_column_names() {
     let s =
         std::fs::read_to_string(out.join("sids.parquet").with_file_name("manifest.json")).unwrap();
     assert!(s.contains("\"id_column\": \"movie\""));
+}
+
+#[test]
+fn thread_count_does_not_change_ids_and_balanced_mode_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let items = testdata("items.parquet");
+    let run = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let mut args = vec![
+            "build",
+            p(&items),
+            "--codebook-sizes",
+            "32,16,16",
+            "--out",
+            p(&out),
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+        sid_table::read(&out.join("sids.parquet")).unwrap().codes
+    };
+    assert_eq!(
+        run("t1", &["--threads", "1"]),
+        run("t2", &["--threads", "2"])
+    );
+    let balanced = tmp.path().join("bal");
+    ok(&[
+        "build",
+        p(&items),
+        "--codebook-sizes",
+        "16,8",
+        "--balanced",
+        "--out",
+        p(&balanced),
+        "-q",
+    ]);
+    let m = std::fs::read_to_string(balanced.join("manifest.json")).unwrap();
+    assert!(m.contains("\"balanced\": true"), "{m}");
 }
 
 #[test]
@@ -781,4 +842,38 @@ fn existing_table_from_another_quantizer_is_refused() {
         "{err}"
     );
     assert!(!out.exists());
+}
+
+#[test]
+fn training_on_a_sample_still_encodes_every_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    ok(&[
+        "build",
+        p(&testdata("items.parquet")),
+        "--train-sample",
+        "100",
+        "--codebook-sizes",
+        "8,8",
+        "--out",
+        p(&out),
+        "-q",
+    ]);
+    let t = sid_table::read(&out.join("sids.parquet")).unwrap();
+    assert_eq!(t.ids.len(), 400);
+    assert_eq!(duplicate_ids(&t.codes, t.width, &t.ids), 0);
+    let qcfg = read_json(&out.join("quantizer").join("config.json"));
+    assert_eq!(qcfg["training"][0]["train_rows"], 100);
+    // The streamed encode of all rows equals what `assign` computes with the saved model.
+    let again = tmp.path().join("again.parquet");
+    ok(&[
+        "assign",
+        p(&testdata("items.parquet")),
+        "--quantizer",
+        p(&out.join("quantizer")),
+        "--out",
+        p(&again),
+        "-q",
+    ]);
+    assert_eq!(sid_table::read(&again).unwrap().codes, t.codes);
 }

@@ -114,7 +114,13 @@ impl Quantizer for RqKMeans {
                 balanced: cfg.balanced,
                 seed: seed.wrapping_add(level as u64),
             };
+            let t = std::time::Instant::now();
             let fit = kmeans::fit(&residual, &kc)?;
+            tracing::debug!(
+                level = level + 1,
+                seconds = t.elapsed().as_secs_f64(),
+                "k-means level time"
+            );
             tracing::info!(
                 level = level + 1,
                 k,

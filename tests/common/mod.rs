@@ -131,3 +131,7 @@ pub fn entries(dir: &Path) -> Vec<String> {
         Err(_) => Vec::new(),
     }
 }
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
