@@ -11,13 +11,25 @@ use rayon::prelude::*;
 
 /// Rows per GEMM call: large enough to keep the GEMM efficient, small enough that the
 /// (rows × K) dot-product block stays a few MiB and in cache for the argmin pass.
-const BLOCK_ROWS: usize = 4096;
+pub const BLOCK_ROWS: usize = 4096;
+
+/// A bound on how far the GEMM expansion ‖x‖² − 2x·c + ‖c‖² can be from the exact squared
+/// distance in f32: a D-term dot product is off by at most D·u·‖x‖‖c‖ (u = 2⁻²⁴, Higham's
+/// bound), doubled for the −2 and the norms, and ‖x‖‖c‖ ≤ (‖x‖² + ‖c‖²)/2. Candidates within
+/// this of the best are re-checked with an exact distance, so the GEMM only ever decides
+/// between centres that are clearly apart.
+#[inline]
+pub fn gemm_slack(dim: usize, x_sq_norm: f32, c_sq_norm: f32) -> f32 {
+    (dim as f32 + 2.0) * f32::EPSILON * (x_sq_norm + c_sq_norm) + f32::MIN_POSITIVE
+}
 
 /// A set of codewords prepared for repeated nearest-neighbour queries.
 #[derive(Debug, Clone)]
 pub struct Codebook {
     pub centroids: Matrix,
     sq_norms: Vec<f32>,
+    /// Largest codeword norm², for a rounding slack that holds for every codeword.
+    max_sq_norm: f32,
 }
 
 /// Result of a nearest-codeword search.
@@ -151,12 +163,19 @@ fn gemm_crate(x: &[f32], rows: usize, c: &Matrix, out: &mut [f32]) {
 }
 
 impl Codebook {
+    /// Precomputes the codewords' squared norms, which every search reuses.
     pub fn new(centroids: Matrix) -> Result<Self> {
         let sq_norms = centroids.row_sq_norms();
+        let max_sq_norm = sq_norms.iter().copied().fold(0.0, f32::max);
         Ok(Codebook {
             centroids,
             sq_norms,
+            max_sq_norm,
         })
+    }
+
+    pub fn sq_norms(&self) -> &[f32] {
+        &self.sq_norms
     }
 
     pub fn len(&self) -> usize {
@@ -203,31 +222,60 @@ impl Codebook {
                 let second = &mut out.second[start..end];
                 (norms, dots.par_chunks(k), idx, dist, second)
                     .into_par_iter()
-                    .for_each(|(&xn, d, i, best, sec)| {
+                    .enumerate()
+                    .for_each(|(r, (&xn, d, i, best, sec))| {
                         let (bi, bd, sd) = argmin2(d, &self.sq_norms);
-                        *i = bi;
-                        *best = (xn + bd).max(0.0);
+                        let xr = &block[r * x.cols..(r + 1) * x.cols];
+                        (*i, *best) = self.recheck(xr, xn, d, bi, bd, sd);
                         *sec = (xn + sd).max(0.0);
                     });
             } else {
                 (norms, dots.par_chunks(k), idx, dist)
                     .into_par_iter()
-                    .for_each(|(&xn, d, i, best)| {
-                        let (bi, bd, _) = argmin2(d, &self.sq_norms);
-                        *i = bi;
-                        *best = (xn + bd).max(0.0);
+                    .enumerate()
+                    .for_each(|(r, (&xn, d, i, best))| {
+                        let (bi, bd, sd) = argmin2(d, &self.sq_norms);
+                        let xr = &block[r * x.cols..(r + 1) * x.cols];
+                        (*i, *best) = self.recheck(xr, xn, d, bi, bd, sd);
                     });
             }
         }
         Ok(out)
     }
 
+    /// The GEMM's choice `bi` (value `bd` = ‖c‖² − 2x·c, runner-up `sd`) made exact: when
+    /// another codeword is within the GEMM's rounding slack, every such candidate is compared
+    /// by its exact distance (ties → lower index). Returns (index, squared distance).
+    fn recheck(&self, xr: &[f32], xn: f32, dots: &[f32], bi: u32, bd: f32, sd: f32) -> (u32, f32) {
+        let b = bi as usize;
+        let dim = xr.len();
+        let slack = 2.0 * gemm_slack(dim, xn, self.max_sq_norm);
+        if sd - bd > slack {
+            return (bi, (xn + bd).max(0.0));
+        }
+        let mut best = (f32::INFINITY, b);
+        for (j, (&dj, &cn)) in dots.iter().zip(&self.sq_norms).enumerate() {
+            if cn - 2.0 * dj - bd <= slack {
+                let e = crate::matrix::sq_dist(xr, self.centroids.row(j));
+                if e < best.0 {
+                    best = (e, j);
+                }
+            }
+        }
+        (best.1 as u32, best.0)
+    }
+
     /// Squared distances from every row of `x` to every codeword, row-major (rows × K).
     pub fn all_distances(&self, x: &Matrix) -> Result<Vec<f32>> {
+        self.distances_of_rows(&x.data, x.rows, x.cols)
+    }
+
+    /// [`Codebook::all_distances`] for `rows` rows given as a row-major slice.
+    pub fn distances_of_rows(&self, data: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
         let k = self.len();
-        let mut out = vec![0f32; x.rows * k];
-        dots_into(&x.data, x.rows, &self.centroids, &mut out);
-        let rows = x.data.par_chunks(x.cols.max(1));
+        let mut out = vec![0f32; rows * k];
+        dots_into(data, rows, &self.centroids, &mut out);
+        let rows = data[..rows * cols].par_chunks(cols.max(1));
         (rows, out.par_chunks_mut(k.max(1)))
             .into_par_iter()
             .for_each(|(xr, d)| {
