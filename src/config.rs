@@ -16,6 +16,9 @@ pub const DEFAULT_TRAIN_SAMPLE: usize = 1_000_000;
 pub const MAX_CODEBOOK_SIZE: usize = 65_535;
 /// Rows per Parquet row group in outputs (DESIGN.md).
 pub const ROW_GROUP_ROWS: usize = 65_536;
+/// Rows per record batch when streaming Parquet: large enough to amortise per-batch work,
+/// small enough that a batch of 1024-dim vectors stays at 32 MiB.
+pub const DEFAULT_BATCH_ROWS: usize = 8192;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -108,7 +111,7 @@ impl Default for InputConfig {
         InputConfig {
             id_column: "item_id".into(),
             embedding_column: "embedding".into(),
-            batch_rows: 8192,
+            batch_rows: DEFAULT_BATCH_ROWS,
         }
     }
 }

@@ -877,3 +877,171 @@ fn training_on_a_sample_still_encodes_every_row() {
     ]);
     assert_eq!(sid_table::read(&again).unwrap().codes, t.codes);
 }
+
+#[test]
+fn stats_json_follows_its_published_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let schema =
+        read_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/stats.schema.json"));
+    let out = tmp.path().join("o");
+    ok(&[
+        "build",
+        p(&testdata("items.parquet")),
+        "--config",
+        p(&testdata("sidtool.toml")),
+        "--dedup",
+        "reassign",
+        "--out",
+        p(&out),
+        "-q",
+    ]);
+    let stats = read_json(&out.join("stats.json"));
+    check_schema(&stats, &schema, &schema, "stats").unwrap();
+    let again = tmp.path().join("s.json");
+    ok(&[
+        "stats",
+        p(&out.join("sids.parquet")),
+        "--json",
+        p(&again),
+        "-q",
+    ]);
+    check_schema(&read_json(&again), &schema, &schema, "stats").unwrap();
+    // The checker itself must be able to fail.
+    let mut broken = stats.clone();
+    broken["resolution"]["surprise"] = serde_json::json!(1);
+    assert!(check_schema(&broken, &schema, &schema, "stats").is_err());
+}
+
+#[test]
+fn ids_do_not_depend_on_the_thread_count_on_a_larger_catalogue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 12_000;
+    let path = tmp.path().join("big.parquet");
+    write_batch(
+        &path,
+        vec![
+            ("item_id", int_ids(n)),
+            ("embedding", fsl(&some(clustered(n, 32, 40)), 32)),
+        ],
+    );
+    let run = |threads: &str| {
+        let out = tmp.path().join(format!("t{threads}"));
+        ok(&[
+            "build",
+            p(&path),
+            "--codebook-sizes",
+            "64,64,32",
+            "--threads",
+            threads,
+            "--out",
+            p(&out),
+            "-q",
+        ]);
+        (
+            sid_table::read(&out.join("sids.parquet")).unwrap().codes,
+            std::fs::read(out.join("quantizer/model.safetensors")).unwrap(),
+        )
+    };
+    assert_eq!(run("1"), run("2"));
+}
+
+#[test]
+fn accepts_every_documented_id_and_vector_type() {
+    use arrow_array::builder::{Float32Builder, LargeListBuilder};
+    use arrow_array::{ArrayRef, Int32Array, LargeStringArray, StringViewArray};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = clustered(60, 4, 3);
+    let mut large = LargeListBuilder::new(Float32Builder::new());
+    for r in &rows {
+        large.values().append_slice(r);
+        large.append(true);
+    }
+    let large: ArrayRef = Arc::new(large.finish());
+    let names: Vec<String> = (0..60).map(|i| format!("sku-{i}")).collect();
+    let id_columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "utf8view",
+            Arc::new(StringViewArray::from_iter_values(names.iter())),
+        ),
+        (
+            "largeutf8",
+            Arc::new(LargeStringArray::from_iter_values(names.iter())),
+        ),
+        ("int32", Arc::new(Int32Array::from_iter_values(0..60))),
+    ];
+    for (kind, ids) in id_columns {
+        let path = tmp.path().join(format!("{kind}.parquet"));
+        write_batch(&path, vec![("item_id", ids), ("embedding", large.clone())]);
+        let out = tmp.path().join(kind);
+        ok(&[
+            "build",
+            p(&path),
+            "--codebook-sizes",
+            "4,4",
+            "--out",
+            p(&out),
+            "-q",
+        ]);
+        let t = sid_table::read(&out.join("sids.parquet")).unwrap();
+        assert_eq!(t.ids.len(), 60, "{kind}");
+        assert_eq!(duplicate_ids(&t.codes, t.width, &t.ids), 0, "{kind}");
+    }
+}
+
+#[test]
+fn bad_existing_table_without_metadata_and_out_of_range_codes() {
+    use arrow_array::builder::{FixedSizeListBuilder, UInt16Builder};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let q = tmp.path().join("q");
+    ok(&[
+        "train",
+        p(&testdata("items.parquet")),
+        "--codebook-sizes",
+        "8,8",
+        "--out",
+        p(&q),
+        "-q",
+    ]);
+    let mut codes = FixedSizeListBuilder::new(UInt16Builder::new(), 2);
+    for c in [[1u16, 2], [3, 300]] {
+        codes.values().append_slice(&c);
+        codes.append(true);
+    }
+    let foreign = tmp.path().join("foreign.parquet");
+    write_batch(
+        &foreign,
+        vec![("item_id", str_ids(2)), ("codes", Arc::new(codes.finish()))],
+    );
+    let out = tmp.path().join("s.parquet");
+    let err = fails(&[
+        "assign",
+        p(&testdata("items.parquet")),
+        "--quantizer",
+        p(&q),
+        "--existing",
+        p(&foreign),
+        "--dedup",
+        "reassign",
+        "--out",
+        p(&out),
+    ]);
+    assert!(err.contains("foreign.parquet, column `codes`, row 1: code 300 at level 2 is outside the quantizer's 8 codes"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn bad_vectors_too_large_for_f32() {
+    let mut rows = clustered(10, 4, 2);
+    rows[2] = vec![1e30, 1e30, 0.0, 0.0];
+    let (_t, path) = bad_file(
+        10,
+        vec![("item_id", str_ids(10)), ("embedding", fsl(&some(rows), 4))],
+    );
+    assert_bad(
+        &path,
+        &[],
+        &["column `embedding`", "row 2", "overflows f32"],
+    );
+}

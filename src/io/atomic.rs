@@ -96,7 +96,10 @@ impl AtomicDir {
         if self.dest.exists() {
             let old = temp_name(&self.dest).with_extension("old");
             std::fs::rename(&self.dest, &old).map_err(|e| Error::io(&self.dest, e))?;
-            std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+            if let Err(e) = std::fs::rename(&self.tmp, &self.dest) {
+                let _ = std::fs::rename(&old, &self.dest); // put the previous version back
+                return Err(Error::io(&self.dest, e));
+            }
             let _ = std::fs::remove_dir_all(&old);
         } else {
             std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;

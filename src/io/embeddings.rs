@@ -231,6 +231,13 @@ impl EmbeddingReader {
                 return Err(err(row, "embedding contains a null component".into()));
             }
             let v = &floats[s..e];
+            if !crate::matrix::sq_norm(v).is_finite() && v.iter().all(|x| x.is_finite()) {
+                return Err(err(
+                    row,
+                    "embedding is too large: its squared norm overflows f32; rescale the vectors"
+                        .into(),
+                ));
+            }
             if let Some(j) = v.iter().position(|x| !x.is_finite()) {
                 return Err(err(
                     row,
@@ -262,7 +269,8 @@ fn is_float(t: &DataType) -> bool {
     matches!(t, DataType::Float32 | DataType::Float64)
 }
 
-fn first_null(a: &dyn Array) -> Option<usize> {
+/// Index of the first null in `a`, if any.
+pub fn first_null(a: &dyn Array) -> Option<usize> {
     a.nulls()
         .filter(|n| n.null_count() > 0)
         .and_then(|n| (0..a.len()).find(|&i| n.is_null(i)))

@@ -20,13 +20,6 @@ pub enum ItemIds {
 }
 
 impl ItemIds {
-    pub fn empty_like(&self) -> ItemIds {
-        match self {
-            ItemIds::Int(_) => ItemIds::Int(Vec::new()),
-            ItemIds::Str(_) => ItemIds::Str(Vec::new()),
-        }
-    }
-
     pub fn len(&self) -> usize {
         match self {
             ItemIds::Int(v) => v.len(),
@@ -72,13 +65,6 @@ impl ItemIds {
             (ItemIds::Int(a), ItemIds::Int(b)) => a.extend(b),
             (ItemIds::Str(a), ItemIds::Str(b)) => a.extend(b),
             _ => panic!("item id types differ between batches of one file"),
-        }
-    }
-
-    pub fn slice(&self, start: usize, end: usize) -> ItemIds {
-        match self {
-            ItemIds::Int(v) => ItemIds::Int(v[start..end].to_vec()),
-            ItemIds::Str(v) => ItemIds::Str(v[start..end].to_vec()),
         }
     }
 

@@ -36,6 +36,7 @@ pub struct SidMeta {
 /// A sids.parquet read back into memory.
 #[derive(Debug, Clone)]
 pub struct SidTable {
+    pub path: std::path::PathBuf,
     pub ids: ItemIds,
     pub codes: Vec<u16>,
     pub width: usize,
@@ -151,12 +152,12 @@ pub fn read(path: &Path) -> Result<SidTable> {
                 format!("unsupported type {}", id_col.data_type()),
             )
         })?;
-        if id_col.null_count() > 0 {
+        if let Some(r) = crate::io::embeddings::first_null(id_col.as_ref()) {
             return Err(Error::input(
                 path,
                 Some("item_id"),
-                Some(row),
-                "null item id in this batch",
+                Some(row + r as u64),
+                "item id is null",
             ));
         }
         match &mut ids {
@@ -180,6 +181,7 @@ pub fn read(path: &Path) -> Result<SidTable> {
     }
     let ids = ids.ok_or_else(|| Error::input(path, None, None, "contains no rows"))?;
     Ok(SidTable {
+        path: path.to_path_buf(),
         width,
         group_size: group,
         original_codes: if orig.is_empty() { None } else { Some(orig) },
@@ -206,4 +208,40 @@ fn read_codes(a: &ArrayRef, path: &Path, col: &str) -> Result<(usize, Vec<u16>)>
         .ok_or_else(bad)?;
     let start = l.value_offset_at(0);
     Ok((w, v.values()[start..start + l.len() * w].to_vec()))
+}
+
+impl SidTable {
+    /// Check that the table's codes fit a quantizer with `sizes` (K_l per level): `width` must
+    /// be L or L + 1 (a suffix level) and every code of level l below K_l. Tables written by
+    /// other tools carry no footer metadata, so this is checked on the codes themselves.
+    pub fn check_codes(&self, sizes: &[usize]) -> Result<()> {
+        let levels = sizes.len();
+        if self.width != levels && self.width != levels + 1 {
+            return Err(Error::input(
+                &self.path,
+                Some("codes"),
+                None,
+                format!(
+                    "has {} codes per item, but the quantizer has {levels} levels",
+                    self.width
+                ),
+            ));
+        }
+        for (row, c) in self.codes.chunks(self.width).enumerate() {
+            if let Some(l) = (0..levels).find(|&l| c[l] as usize >= sizes[l]) {
+                return Err(Error::input(
+                    &self.path,
+                    Some("codes"),
+                    Some(row as u64),
+                    format!(
+                        "code {} at level {} is outside the quantizer's {} codes",
+                        c[l],
+                        l + 1,
+                        sizes[l]
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }

@@ -87,11 +87,11 @@ pub fn load(dir: &Path) -> Result<Box<dyn Quantizer>> {
 }
 
 /// Check that `x` has the dimension the quantizer was trained on.
-pub fn check_dim(q: &dyn Quantizer, x_dim: usize, what: &Path) -> Result<()> {
+pub fn check_dim(q: &dyn Quantizer, x_dim: usize, what: &Path, column: &str) -> Result<()> {
     if q.dim() != x_dim {
         return Err(Error::input(
             what,
-            None,
+            Some(column),
             None,
             format!(
                 "vectors have {x_dim} dimensions but the quantizer was trained on {}",

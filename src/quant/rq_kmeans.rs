@@ -284,6 +284,19 @@ mod tests {
     }
 
     #[test]
+    fn codes_do_not_depend_on_how_rows_are_batched() {
+        let x = data(5000, 24, 6);
+        let q = RqKMeans::fit(&x, &cfg(&[64, 32]), 2, &Silent).unwrap();
+        let all = q.encode(&x).unwrap();
+        let mut one_by_one = Vec::new();
+        for i in (0..x.rows).step_by(97) {
+            let idx: Vec<usize> = (i..(i + 97).min(x.rows)).collect();
+            one_by_one.extend(q.encode(&x.gather(&idx)).unwrap());
+        }
+        assert_eq!(all, one_by_one);
+    }
+
+    #[test]
     fn last_level_distances_rank_the_chosen_code_first() {
         let x = data(300, 8, 4);
         let q = RqKMeans::fit(&x, &cfg(&[8, 8]), 1, &Silent).unwrap();

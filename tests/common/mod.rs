@@ -135,3 +135,82 @@ pub fn entries(dir: &Path) -> Vec<String> {
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+/// Check a JSON value against the subset of JSON Schema that schemas/*.schema.json use
+/// (type, required, properties, additionalProperties: false, items, $ref to $defs, enum,
+/// minimum). Returns the first violation.
+pub fn check_schema(
+    v: &serde_json::Value,
+    schema: &serde_json::Value,
+    root: &serde_json::Value,
+    at: &str,
+) -> Result<(), String> {
+    use serde_json::Value;
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let name = r.trim_start_matches("#/$defs/");
+        return check_schema(v, &root["$defs"][name], root, at);
+    }
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let ok = types.iter().any(|t| match *t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            "integer" => v.is_u64() || v.is_i64(),
+            "number" => v.is_number(),
+            "boolean" => v.is_boolean(),
+            "null" => v.is_null(),
+            _ => false,
+        });
+        if !ok {
+            return Err(format!("{at}: {v} is not of type {types:?}"));
+        }
+    }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array)
+        && !e.contains(v)
+    {
+        return Err(format!("{at}: {v} not in {e:?}"));
+    }
+    if let (Some(m), Some(x)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64())
+        && x < m
+    {
+        return Err(format!("{at}: {x} < minimum {m}"));
+    }
+    if let Some(obj) = v.as_object() {
+        for r in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let r = r.as_str().unwrap();
+            if !obj.contains_key(r) {
+                return Err(format!("{at}: missing required `{r}`"));
+            }
+        }
+        let props = schema.get("properties").and_then(Value::as_object);
+        for (key, val) in obj {
+            match props.and_then(|p| p.get(key)) {
+                Some(s) => check_schema(val, s, root, &format!("{at}.{key}"))?,
+                None => {
+                    if schema.get("additionalProperties") == Some(&Value::Bool(false)) {
+                        return Err(format!("{at}: unexpected property `{key}`"));
+                    }
+                    if let Some(s) = schema.get("additionalProperties").filter(|s| s.is_object()) {
+                        check_schema(val, s, root, &format!("{at}.{key}"))?;
+                    }
+                }
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
+        for (i, x) in arr.iter().enumerate() {
+            check_schema(x, items, root, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}

@@ -6,6 +6,10 @@ use crate::matrix::{Matrix, sq_dist};
 use crate::quant::distance::{Codebook, Nearest};
 use rayon::prelude::*;
 
+/// When at least this fraction of points must be searched, search all rows in place rather
+/// than copying the active ones out first.
+const SEARCH_ALL_FRACTION: f64 = 0.9;
+
 /// Lloyd with Hamerly's bounds: one lower bound per point, for when Elkan's N × K bounds do
 /// not fit in memory.
 pub(super) fn lloyd_hamerly(x: &Matrix, init: Matrix, cfg: &KMeansConfig) -> Result<KMeansFit> {
@@ -62,7 +66,7 @@ pub(super) fn lloyd_hamerly(x: &Matrix, init: Matrix, cfg: &KMeansConfig) -> Res
             .collect();
         if !active.is_empty() {
             // Nearly everyone active: searching all rows beats copying them out first.
-            let all = active.len() * 10 >= n * 9;
+            let all = active.len() as f64 >= SEARCH_ALL_FRACTION * n as f64;
             let Nearest {
                 index,
                 dist,

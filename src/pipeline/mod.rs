@@ -14,7 +14,13 @@ use crate::quant::{self, Quantizer, kmeans::sample_indices};
 use rand::SeedableRng;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+
+mod manifest;
+mod staging;
+
+pub use manifest::{InputFile, Manifest, Timing, sha256_file};
+use staging::Staging;
+use std::path::Path;
 use std::time::Instant;
 
 /// Vectors to encode: already in memory, or a Parquet file streamed batch by batch.
@@ -34,6 +40,14 @@ impl Source<'_> {
     fn path(&self) -> &Path {
         match self {
             Source::Memory { path, .. } | Source::File { path, .. } => path,
+        }
+    }
+
+    /// The vector column, for error messages.
+    fn column(&self) -> &str {
+        match self {
+            Source::Memory { .. } => "embedding",
+            Source::File { input, .. } => &input.embedding_column,
         }
     }
 
@@ -57,6 +71,10 @@ impl Source<'_> {
         }
     }
 }
+
+/// Mixed into the seed for the training sample, so the sample's random stream differs from
+/// k-means++'s, which starts from the same user seed.
+const SAMPLE_SEED_SALT: u64 = 0x5EED_5A3B1E;
 
 /// What one read of an embeddings file yields for training.
 pub struct Scan {
@@ -103,7 +121,7 @@ pub fn scan(
     let picked = if complete {
         None
     } else {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_5A3B1E);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ SAMPLE_SEED_SALT);
         Some(sample_indices(n, train_sample, &mut rng))
     };
     let mut next_pick = 0;
@@ -220,7 +238,7 @@ pub fn assign(
     let mut norm = 0f64;
     progress.start("assign (rows)", None);
     source.for_each(|first, bids, x| {
-        quant::check_dim(q, x.cols, source.path())?;
+        quant::check_dim(q, x.cols, source.path(), source.column())?;
         if let Some(ex) = existing
             && !bids.same_kind(&ex.ids)
         {
@@ -310,6 +328,7 @@ fn extend(acc: &mut Option<ItemIds>, more: ItemIds) {
 
 /// The existing table must come from the same quantizer shape and ID format.
 fn check_existing(ex: &SidTable, sizes: &[usize], cfg: &Config) -> Result<()> {
+    ex.check_codes(sizes)?;
     if let Some(m) = &ex.meta {
         let problem = if m.codebook_sizes != sizes {
             Some(format!(
@@ -450,6 +469,17 @@ pub fn stats_of_table(path: &Path, vectors: Option<(&Source, &dyn Quantizer)>) -
     } else {
         meta.codebook_sizes.len()
     };
+    if t.width < levels {
+        return Err(Error::input(
+            path,
+            Some("codes"),
+            None,
+            format!(
+                "has {} codes per item but its metadata lists {levels} levels",
+                t.width
+            ),
+        ));
+    }
     let raw: Vec<u16> = match &t.original_codes {
         Some(o) => o.clone(),
         None => t
@@ -498,7 +528,7 @@ fn reconstruction(
     let mut norm = 0f64;
     let mut seen = 0usize;
     source.for_each(|first, bids, x| {
-        quant::check_dim(q, x.cols, source.path())?;
+        quant::check_dim(q, x.cols, source.path(), source.column())?;
         let mut codes = Vec::with_capacity(x.rows * levels);
         for i in 0..x.rows {
             let r = *row.get(&bids.key(i)).ok_or_else(|| {
@@ -534,52 +564,6 @@ fn reconstruction(
         .iter()
         .map(|e| e / norm.max(f64::MIN_POSITIVE))
         .collect())
-}
-
-/// One stage's wall time.
-#[derive(Debug, Clone, Serialize)]
-pub struct Timing {
-    pub stage: String,
-    pub seconds: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct InputFile {
-    pub path: PathBuf,
-    pub sha256: String,
-    pub bytes: u64,
-    pub rows: u64,
-}
-
-/// manifest.json: enough to know exactly how an output directory was made.
-#[derive(Debug, Clone, Serialize)]
-pub struct Manifest {
-    pub sidtool_version: String,
-    pub command: String,
-    pub created_unix_s: u64,
-    pub seed: u64,
-    pub config: Config,
-    pub inputs: Vec<InputFile>,
-    pub outputs: Vec<String>,
-    pub timings: Vec<Timing>,
-}
-
-pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-        h.update(&buf[..n]);
-    }
-    Ok((format!("{:x}", h.finalize()), total))
 }
 
 /// `sidtool build`: items with an embedding column → quantizer, SIDs, stats, manifest.
@@ -680,57 +664,3 @@ pub const BUILD_OUTPUTS: [&str; 5] = [
     "stats.json",
     "manifest.json",
 ];
-
-/// A hidden directory inside the output directory that receives a build's files; removed
-/// (with the output directory, if the build created it) unless committed.
-struct Staging {
-    out: PathBuf,
-    dir: PathBuf,
-    created_out: bool,
-    done: bool,
-}
-
-impl Staging {
-    fn create(out: &Path) -> Result<Self> {
-        let created_out = !out.exists();
-        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-        let dir = out.join(format!(".sidtool-build-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-        Ok(Staging {
-            out: out.to_path_buf(),
-            dir,
-            created_out,
-            done: false,
-        })
-    }
-
-    fn path(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Move each named entry into the output directory, replacing what was there.
-    fn commit(mut self, names: &[&str]) -> Result<()> {
-        for name in names {
-            let (from, to) = (self.dir.join(name), self.out.join(name));
-            if to.is_dir() {
-                std::fs::remove_dir_all(&to).map_err(|e| Error::io(&to, e))?;
-            }
-            std::fs::rename(&from, &to).map_err(|e| Error::io(&to, e))?;
-        }
-        self.done = true;
-        let _ = std::fs::remove_dir_all(&self.dir);
-        Ok(())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_dir_all(&self.dir);
-            if self.created_out {
-                let _ = std::fs::remove_dir(&self.out);
-            }
-        }
-    }
-}

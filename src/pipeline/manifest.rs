@@ -1,0 +1,53 @@
+//! `manifest.json`: how an output directory was made.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// One stage's wall time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    pub stage: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputFile {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
+/// manifest.json: enough to know exactly how an output directory was made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub sidtool_version: String,
+    pub command: String,
+    pub created_unix_s: u64,
+    pub seed: u64,
+    pub config: Config,
+    pub inputs: Vec<InputFile>,
+    pub outputs: Vec<String>,
+    pub timings: Vec<Timing>,
+}
+
+/// Hex SHA-256 and size of a file, read in 1 MiB chunks (inputs can be many GiB).
+pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((format!("{:x}", h.finalize()), total))
+}

@@ -1,0 +1,84 @@
+//! Staging of `build` outputs: written into a hidden directory, moved into place at the end.
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// A hidden directory inside the output directory that receives a build's files; removed
+/// (with the output directory, if the build created it) unless committed.
+pub(super) struct Staging {
+    out: PathBuf,
+    dir: PathBuf,
+    created_out: bool,
+    done: bool,
+}
+
+impl Staging {
+    pub(super) fn create(out: &Path) -> Result<Self> {
+        let created_out = !out.exists();
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let dir = out.join(format!(".sidtool-build-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(Staging {
+            out: out.to_path_buf(),
+            dir,
+            created_out,
+            done: false,
+        })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Move each named entry into the output directory, replacing what was there. The old
+    /// entries are first moved aside; if any step fails, everything is put back as it was.
+    pub(super) fn commit(mut self, names: &[&str]) -> Result<()> {
+        let backup = self
+            .out
+            .join(format!(".sidtool-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&backup);
+        std::fs::create_dir(&backup).map_err(|e| Error::io(&backup, e))?;
+        let (mut set_aside, mut placed) = (Vec::new(), Vec::new());
+        let mut swap = || -> Result<()> {
+            for name in names {
+                let old = self.out.join(name);
+                if old.exists() {
+                    std::fs::rename(&old, backup.join(name)).map_err(|e| Error::io(&old, e))?;
+                    set_aside.push(*name);
+                }
+            }
+            for name in names {
+                let to = self.out.join(name);
+                std::fs::rename(self.dir.join(name), &to).map_err(|e| Error::io(&to, e))?;
+                placed.push(*name);
+            }
+            Ok(())
+        };
+        let result = swap();
+        if result.is_err() {
+            for name in &placed {
+                let _ = std::fs::rename(self.out.join(name), self.dir.join(name));
+            }
+            for name in &set_aside {
+                let _ = std::fs::rename(backup.join(name), self.out.join(name));
+            }
+        } else {
+            self.done = true;
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        let _ = std::fs::remove_dir_all(&backup);
+        result
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            if self.created_out {
+                let _ = std::fs::remove_dir(&self.out);
+            }
+        }
+    }
+}
