@@ -2,8 +2,8 @@
 //! ICML 2003), the default: see `lloyd_elkan`.
 
 use super::{
-    ClusterSums, ELKAN_GEMM_FRACTION, KMeansConfig, KMeansFit, exact_inertia, ordered_sum,
-    reseed_empty, separation,
+    ClusterSums, ELKAN_GEMM_FRACTION, KMeansConfig, KMeansFit, exact_inertia, reseed_empty,
+    separation,
 };
 use crate::error::Result;
 use crate::matrix::{Matrix, sq_dist};
@@ -34,7 +34,12 @@ pub(super) fn lloyd_elkan(
     let mut lower = vec![0f32; n * k];
     init_bounds(x, &cb, &mut assign, &mut upper, &mut lower)?;
     let mut evals = (n * k) as u64;
-    let mut inertia = ordered_sum(n, |i| (upper[i] as f64) * (upper[i] as f64));
+    // Upper bounds from the GEMM are not exact distances; the stopping rule needs exact ones.
+    let mut inertia = if cfg.tol > 0.0 {
+        exact_inertia(x, &cb.centroids, &assign)
+    } else {
+        0.0
+    };
     let (mut iterations, mut converged, mut reseeded) = (0, false, 0);
     let mut sums = ClusterSums::new(x, &assign, k);
     let mut prev = assign.clone();
@@ -70,17 +75,22 @@ pub(super) fn lloyd_elkan(
                 let xi = x.row(i);
                 let mut cur = *a as usize;
                 *u += shift[cur];
-                for (lj, &sj) in l.iter_mut().zip(&shift) {
-                    *lj = (*lj - sj).max(0.0);
-                }
-                if *u <= half_sep[cur] {
-                    return (0, false, false);
-                }
                 let open = |u: f32, l: &[f32], cur: usize, j: usize| {
                     j != cur && u > l[j].max(0.5 * cc[cur * k + j])
                 };
-                if !(0..k).any(|j| open(*u, l, cur, j)) {
+                // One pass: move the bounds and count candidates against the loose upper bound.
+                let ccur = &cc[cur * k..(cur + 1) * k];
+                let mut loose = 0usize;
+                for (j, (lj, &sj)) in l.iter_mut().zip(&shift).enumerate() {
+                    *lj = (*lj - sj).max(0.0);
+                    loose += (j != cur && *u > lj.max(0.5 * ccur[j])) as usize;
+                }
+                if loose == 0 || *u <= half_sep[cur] {
                     return (0, false, false);
+                }
+                if loose > 4 * gemm_after.max(1) {
+                    // Far too many to tighten away: the GEMM gives exact distances anyway.
+                    return (0, false, true);
                 }
                 *u = sq_dist(xi, cents.row(cur)).sqrt();
                 l[cur] = *u;
@@ -238,9 +248,24 @@ fn bounds_from_gemm(
     let approx_best = (0..d2.len())
         .map(|j| d2[j] + slack(j))
         .fold(f32::INFINITY, f32::min);
-    let (mut best, mut best_d) = (0usize, f32::INFINITY);
+    let mut near = 0usize;
+    let mut first = 0usize;
     for j in 0..d2.len() {
         l[j] = (d2[j] - slack(j)).max(0.0).sqrt();
+        if d2[j] - slack(j) <= approx_best {
+            if near == 0 {
+                first = j;
+            }
+            near += 1;
+        }
+    }
+    if near == 1 {
+        // The best is clear of every other centre: no exact distance needed. Its upper bound
+        // is the GEMM value plus the slack.
+        return (first as u32, (d2[first] + slack(first)).sqrt());
+    }
+    let (mut best, mut best_d) = (0usize, f32::INFINITY);
+    for j in 0..d2.len() {
         if d2[j] - slack(j) <= approx_best {
             let e = sq_dist(xi, cents.row(j)).sqrt();
             l[j] = e;
