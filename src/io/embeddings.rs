@@ -58,6 +58,16 @@ pub struct EmbeddingReader {
 }
 
 impl EmbeddingReader {
+    /// Open with the column names and batch size of an `[input]` config section.
+    pub fn with_config(path: &Path, input: &crate::config::InputConfig) -> Result<Self> {
+        Self::open(
+            path,
+            &input.id_column,
+            &input.embedding_column,
+            input.batch_rows,
+        )
+    }
+
     pub fn open(path: &Path, id_col: &str, emb_col: &str, batch_rows: usize) -> Result<Self> {
         let builder = open_parquet(path)?;
         let schema = builder.schema().clone();

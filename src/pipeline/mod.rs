@@ -56,12 +56,7 @@ impl Source<'_> {
         match self {
             Source::Memory { ids, vectors, .. } => f(0, ids, vectors),
             Source::File { path, input } => {
-                let reader = EmbeddingReader::open(
-                    path,
-                    &input.id_column,
-                    &input.embedding_column,
-                    input.batch_rows,
-                )?;
+                let reader = EmbeddingReader::with_config(path, input)?;
                 for b in reader {
                     let b = b?;
                     f(b.first_row as usize, &b.ids, &b.vectors)?;
@@ -98,12 +93,7 @@ pub fn scan(
     mut copy_to: Option<&Path>,
     progress: &dyn Progress,
 ) -> Result<Scan> {
-    let reader = EmbeddingReader::open(
-        path,
-        &input.id_column,
-        &input.embedding_column,
-        input.batch_rows,
-    )?;
+    let reader = EmbeddingReader::with_config(path, input)?;
     let n = reader.num_rows as usize;
     let complete = train_sample == 0 || n <= train_sample;
     let train_rows = if complete { n } else { train_sample };
@@ -144,16 +134,12 @@ pub fn scan(
         match &picked {
             None => sample.append(&b.vectors),
             Some(p) => {
-                let end = b.first_row as usize + b.vectors.rows;
-                let start = next_pick;
-                while next_pick < p.len() && p[next_pick] < end {
-                    next_pick += 1;
-                }
-                let local: Vec<usize> = p[start..next_pick]
-                    .iter()
-                    .map(|&r| r - b.first_row as usize)
-                    .collect();
-                sample.append(&b.vectors.gather(&local));
+                sample.append(&take_rows(
+                    p,
+                    &mut next_pick,
+                    b.first_row as usize,
+                    &b.vectors,
+                ));
             }
         }
         progress.advance(b.vectors.rows as u64);
@@ -425,16 +411,21 @@ fn gather_rows(source: &Source, need: &[usize]) -> Result<Matrix> {
     let mut out = Matrix::zeros(0, 0);
     let mut t = 0;
     source.for_each(|first, _, x| {
-        let end = first + x.rows;
-        let s = t;
-        while t < need.len() && need[t] < end {
-            t += 1;
-        }
-        let local: Vec<usize> = need[s..t].iter().map(|&r| r - first).collect();
-        out.append(&x.gather(&local));
+        out.append(&take_rows(need, &mut t, first, x));
         Ok(())
     })?;
     Ok(out)
+}
+
+/// The rows of one batch (file rows `first..first + x.rows`) that the sorted file-row list
+/// `rows` asks for, continuing from `*cursor`.
+fn take_rows(rows: &[usize], cursor: &mut usize, first: usize, x: &Matrix) -> Matrix {
+    let start = *cursor;
+    while *cursor < rows.len() && rows[*cursor] < first + x.rows {
+        *cursor += 1;
+    }
+    let local: Vec<usize> = rows[start..*cursor].iter().map(|&r| r - first).collect();
+    x.gather(&local)
 }
 
 /// Write sids.parquet (and stats.json when `stats_path` is given).
