@@ -56,7 +56,7 @@ struct QuantArgs {
     #[arg(long, value_enum)]
     method: Option<Method>,
     /// Codes per level, comma-separated, e.g. 256,256,256 or 1024,512,256 [default: 256,256,256].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
     codebook_sizes: Option<Vec<usize>>,
     /// Train on a seeded sample of at most N rows; 0 = all [default: 1000000].
     #[arg(long, value_name = "N")]
@@ -67,14 +67,15 @@ struct QuantArgs {
     /// Stop when inertia changes by less than this fraction [default: 1e-4].
     #[arg(long)]
     tol: Option<f64>,
-    /// Balanced k-means: every cluster gets ⌊N/K⌋ or ⌈N/K⌉ training points.
-    #[arg(long)]
-    balanced: bool,
+    /// Balanced k-means: every cluster gets ⌊N/K⌋ or ⌈N/K⌉ training points
+    /// (`--balanced=false` turns off a config file's `balanced = true`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    balanced: Option<bool>,
 }
 
 #[derive(Args, Default)]
 struct IdArgs {
-    /// Collision resolution [default: suffix].
+    /// Collision resolution [default: suffix; with --existing, that table's].
     #[arg(long, value_enum)]
     dedup: Option<Dedup>,
     /// Token pattern with {level} and {code} [default: "<{level}_{code}>"].
@@ -86,8 +87,9 @@ struct IdArgs {
 enum Cmd {
     /// Catalogue with an embedding column → quantizer, SIDs, statistics, manifest.
     Build {
+        /// Items Parquet file: an id column and a vector column (see schemas/items.md).
         items: PathBuf,
-        /// Output directory.
+        /// Output directory (created if needed; sidtool's files in it are replaced).
         #[arg(long, default_value = "sidtool-out")]
         out: PathBuf,
         #[command(flatten)]
@@ -99,6 +101,7 @@ enum Cmd {
     },
     /// Train a quantizer on an embeddings table.
     Train {
+        /// Parquet file with an id column and a vector column.
         embeddings: PathBuf,
         /// Directory for config.json + model.safetensors.
         #[arg(long)]
@@ -110,7 +113,9 @@ enum Cmd {
     },
     /// Encode every row with a trained quantizer and write unique SIDs.
     Assign {
+        /// Parquet file with an id column and a vector column.
         embeddings: PathBuf,
+        /// Quantizer directory written by `train` (or `quantizer/` in a build's output).
         #[arg(long)]
         quantizer: PathBuf,
         /// Output sids.parquet.
@@ -131,6 +136,7 @@ enum Cmd {
     },
     /// Collision and codebook statistics of a sids.parquet.
     Stats {
+        /// A sids.parquet written by `build` or `assign`.
         sids: PathBuf,
         /// Write the statistics as JSON here.
         #[arg(long)]
@@ -146,6 +152,7 @@ enum Cmd {
     },
     /// Schema, row count and sample rows of any sidtool input or output.
     Inspect {
+        /// A Parquet file, a JSON file, or a quantizer directory.
         file: PathBuf,
         /// Sample rows to show.
         #[arg(long, default_value_t = sidtool::io::inspect::SAMPLE_ROWS)]
@@ -261,7 +268,7 @@ impl Cli {
             set(&mut c.quantizer.train_sample, &q.train_sample);
             set(&mut c.quantizer.max_iter, &q.max_iter);
             set(&mut c.quantizer.tol, &q.tol);
-            c.quantizer.balanced |= q.balanced;
+            set(&mut c.quantizer.balanced, &q.balanced);
         }
         if let Some(d) = ids {
             set(&mut c.ids.dedup, &d.dedup);
@@ -270,6 +277,13 @@ impl Cli {
         c.validate()?;
         Ok(c)
     }
+}
+
+/// One entry of `--codebook-sizes 1024,512,256` (spaces after commas allowed).
+fn parse_size(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .map_err(|e| format!("{:?} is not a codebook size: {e}", s.trim()))
 }
 
 fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
@@ -307,6 +321,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Some(t) = cli.threads {
         // Must happen before candle or rayon start their pools.

@@ -28,6 +28,8 @@ impl fmt::Display for Location {
     }
 }
 
+/// Wrapped I/O, Parquet and JSON errors are shown in the message itself and deliberately not
+/// exposed as `source()`: error reporters print the whole chain, and the cause would appear twice.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The input data is unusable as given (wrong type, nulls, NaN, duplicates ...).
@@ -36,19 +38,16 @@ pub enum Error {
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
         source: std::io::Error,
     },
     #[error("{}: not a readable Parquet file: {source}", path.display())]
     Parquet {
         path: PathBuf,
-        #[source]
         source: parquet::errors::ParquetError,
     },
     #[error("{}: {source}", path.display())]
     Arrow {
         path: PathBuf,
-        #[source]
         source: arrow_schema::ArrowError,
     },
     /// A configuration value that cannot work (caught before any heavy work starts).
@@ -62,7 +61,6 @@ pub enum Error {
     #[error("{}: invalid JSON: {source}", path.display())]
     Json {
         path: PathBuf,
-        #[source]
         source: serde_json::Error,
     },
 }

@@ -483,7 +483,8 @@ fn bad_missing_embedding_column() {
         &[
             "bad.parquet",
             "column `embedding`",
-            "precomputed embeddings",
+            "precomputed vectors",
+            "the file has: item_id, title",
         ],
     );
 }
@@ -621,10 +622,7 @@ fn bad_k_larger_than_n() {
     assert_bad(
         &path,
         &["--codebook-sizes", "16,4"],
-        &[
-            "bad.parquet",
-            "codebook size 16 is larger than the 10 training rows",
-        ],
+        &["bad.parquet", "codebook size 16 is larger than the 10 rows"],
     );
 }
 
@@ -658,6 +656,9 @@ fn bad_input_leaves_an_existing_output_directory_untouched() {
         "-q",
     ]);
     let before = std::fs::read(out.join("sids.parquet")).unwrap();
+    // What a killed build leaves behind (its process is gone) is cleaned up by the next one,
+    // even one that then fails.
+    std::fs::create_dir(out.join(".sidtool-build-4000000")).unwrap();
     let (_t, path) = bad_file(
         10,
         vec![
@@ -791,6 +792,15 @@ fn assign_with_existing_keeps_old_ids_and_gives_new_items_free_ones() {
             0,
             "{dedup}: new IDs are free"
         );
+        // collision_group_size counts old and new items alike.
+        let raw: Vec<&[u16]> = match &b.original_codes {
+            Some(o) => o.chunks(2).collect(),
+            None => b.codes.chunks(b.width).map(|c| &c[..2]).collect(),
+        };
+        for (i, r) in raw.iter().enumerate() {
+            let n = raw.iter().filter(|q| q == &r).count() as u32;
+            assert_eq!(b.group_size[i], n, "{dedup}: row {i}");
+        }
     }
 }
 
@@ -1044,4 +1054,47 @@ fn bad_vectors_too_large_for_f32() {
         &[],
         &["column `embedding`", "row 2", "overflows f32"],
     );
+}
+
+#[test]
+fn stats_refuses_a_quantizer_that_did_not_make_the_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    ok(&[
+        "build",
+        p(&testdata("items.parquet")),
+        "--codebook-sizes",
+        "8,8",
+        "--out",
+        p(&out),
+        "-q",
+    ]);
+    let other = tmp.path().join("q");
+    ok(&[
+        "train",
+        p(&testdata("items.parquet")),
+        "--codebook-sizes",
+        "16,8",
+        "--out",
+        p(&other),
+        "-q",
+    ]);
+    let err = fails(&[
+        "stats",
+        p(&out.join("sids.parquet")),
+        "--embeddings",
+        p(&out.join("embeddings.parquet")),
+        "--quantizer",
+        p(&other),
+    ]);
+    assert!(err.contains("codebook sizes [8, 8], not [16, 8]"), "{err}");
+    let err = fails(&[
+        "stats",
+        p(&out.join("sids.parquet")),
+        "--embeddings",
+        p(&out.join("embeddings.parquet")),
+        "--quantizer",
+        p(&out),
+    ]);
+    assert!(err.contains("did you mean"), "{err}");
 }

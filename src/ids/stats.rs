@@ -73,6 +73,8 @@ pub struct ResolutionStats {
     pub unresolved_by_reassign: u64,
     /// Rows taken unchanged from `assign --existing`.
     pub existing_items: u64,
+    /// Of those, how many are not in the catalogue being assigned (kept, never removed).
+    pub existing_not_in_input: u64,
 }
 
 /// Compute [`CodeStats`] of `codes` (rows × `width`); `sizes[l]` is K_l where known.
@@ -107,14 +109,15 @@ pub fn code_stats(codes: &[u16], width: usize, ids: &ItemIds, sizes: &[usize]) -
                 count[codes[i * width + l] as usize] += 1;
             }
             let used = count.iter().filter(|&&c| c > 0).count() as u64;
-            let h: f64 = count
+            let h: f64 = -count
                 .iter()
                 .filter(|&&c| c > 0)
                 .map(|&c| {
                     let p = c as f64 / n as f64;
-                    -p * p.log2()
+                    p * p.log2()
                 })
-                .sum();
+                .sum::<f64>()
+                + 0.0; // −0.0 (one code used) prints as "-0.000"
             LevelStats {
                 level: l + 1,
                 letter: TokenFormat::letter(l).to_string(),
@@ -281,6 +284,14 @@ pub fn render(s: &Stats) -> String {
             a.n_items - s.resolution.existing_items
         )
         .unwrap();
+        if s.resolution.existing_not_in_input > 0 {
+            writeln!(
+                o,
+                "note: {} of the existing items are not in this catalogue; their IDs stay reserved",
+                s.resolution.existing_not_in_input
+            )
+            .unwrap();
+        }
     }
     if s.resolution.moved_items > 0 || s.resolution.unresolved_by_reassign > 0 {
         writeln!(

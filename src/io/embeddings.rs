@@ -37,6 +37,16 @@ pub fn open_parquet(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::
     ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(path, e))
 }
 
+/// The file's top-level column names.
+pub fn column_names(path: &Path) -> Result<Vec<String>> {
+    Ok(open_parquet(path)?
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect())
+}
+
 /// Whether the file's schema has a top-level column `name`.
 pub fn has_column(path: &Path, name: &str) -> Result<bool> {
     Ok(open_parquet(path)?

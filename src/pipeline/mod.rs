@@ -102,10 +102,16 @@ pub fn scan(
             path,
             None,
             None,
-            format!(
-                "codebook size {max_k} is larger than the {train_rows} training rows; \
-                 use smaller --codebook-sizes (or a larger --train-sample)"
-            ),
+            if complete {
+                format!(
+                    "codebook size {max_k} is larger than the {train_rows} rows; use smaller --codebook-sizes"
+                )
+            } else {
+                format!(
+                    "codebook size {max_k} is larger than the {train_rows} training rows; \
+                     use smaller --codebook-sizes or a larger --train-sample"
+                )
+            },
         ));
     }
     let picked = if complete {
@@ -295,7 +301,14 @@ pub fn assign(
         None => (ids, raw, resolution),
     };
     let mut stats = make_stats(&ids, &raw, &resolution, &meta, recon);
-    stats.resolution.existing_items = existing.map_or(0, |e| e.ids.len() as u64);
+    if let Some(ex) = existing {
+        stats.resolution.existing_items = ex.ids.len() as u64;
+        let present: std::collections::HashSet<IdKey> =
+            (0..all_ids.len()).map(|i| all_ids.key(i)).collect();
+        stats.resolution.existing_not_in_input = (0..ex.ids.len())
+            .filter(|&i| !present.contains(&ex.ids.key(i)))
+            .count() as u64;
+    }
     Ok(Assigned {
         ids,
         raw,
@@ -363,12 +376,14 @@ fn prepend(
     all_raw.extend(raw);
     let mut codes = ex.codes.clone();
     codes.extend(res.codes);
-    let mut group_size = if ex.group_size.len() == ex.ids.len() {
-        ex.group_size.clone()
-    } else {
-        vec![1; ex.ids.len()]
-    };
-    group_size.extend(res.group_size);
+    // Group sizes over the whole table: new items can join an existing item's tuple.
+    let (order, bounds) = dedup::sorted_groups(&all_raw, levels, &all_ids);
+    let mut group_size = vec![0u32; all_ids.len()];
+    for &(s, e) in &bounds {
+        for &i in &order[s..e] {
+            group_size[i] = (e - s) as u32;
+        }
+    }
     (
         all_ids,
         all_raw,
@@ -401,6 +416,7 @@ pub fn make_stats(
             moved_items: res.moved as u64,
             unresolved_by_reassign: res.unresolved as u64,
             existing_items: 0,
+            existing_not_in_input: 0,
         },
         relative_reconstruction_error: recon,
     }
@@ -480,7 +496,18 @@ pub fn stats_of_table(path: &Path, vectors: Option<(&Source, &dyn Quantizer)>) -
             .collect(),
     };
     let recon = match vectors {
-        Some((source, q)) => Some(reconstruction(path, &t.ids, &raw, levels, source, q)?),
+        Some((source, q)) => {
+            if !meta.codebook_sizes.is_empty() && meta.codebook_sizes != q.codebook_sizes() {
+                return Err(Error::Config(format!(
+                    "{} was made by a quantizer with codebook sizes {:?}, not {:?}: pass the quantizer that made it",
+                    path.display(),
+                    meta.codebook_sizes,
+                    q.codebook_sizes()
+                )));
+            }
+            t.check_codes(q.codebook_sizes())?;
+            Some(reconstruction(path, &t.ids, &raw, levels, source, q)?)
+        }
         None => None,
     };
     let res = Resolution {
@@ -579,9 +606,12 @@ pub fn build(
             items,
             Some(&cfg.input.embedding_column),
             None,
-            "no such column: this version of `sidtool build` needs precomputed embeddings \
-             (text embedding with `sidtool embed` is not available yet); \
-             name the vector column with --embedding-column",
+            format!(
+                "no such column: this version of `sidtool build` needs precomputed vectors \
+                 (embedding item text is not available yet); name the vector column with \
+                 --embedding-column; the file has: {}",
+                embeddings::column_names(items)?.join(", ")
+            ),
         ));
     }
     let (sha, bytes) = sha256_file(items)?;

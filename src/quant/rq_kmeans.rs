@@ -116,6 +116,16 @@ impl Quantizer for RqKMeans {
             };
             let t = std::time::Instant::now();
             let fit = kmeans::fit(&residual, &kc)?;
+            let mut used = vec![false; k];
+            fit.assignment.iter().for_each(|&a| used[a as usize] = true);
+            let used = used.iter().filter(|&&u| u).count();
+            if used < k {
+                tracing::warn!(
+                    "level {}: only {used} of {k} codes hold any training item (the residuals have \
+                     too few distinct values); smaller --codebook-sizes would waste fewer codes",
+                    level + 1
+                );
+            }
             tracing::debug!(
                 level = level + 1,
                 seconds = t.elapsed().as_secs_f64(),

@@ -25,10 +25,14 @@ pub fn read_header(dir: &Path) -> Result<Header> {
     let path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::artifact(
-                &path,
-                "no quantizer here (expected the output directory of `sidtool train`)",
-            )
+                        let hint = if dir.join("quantizer").join(CONFIG_FILE).exists() {
+                format!("no quantizer here; did you mean {}?", dir.join("quantizer").display())
+            } else if dir.is_file() {
+                "is a file; pass the quantizer directory (the one holding config.json and model.safetensors)".to_string()
+            } else {
+                "no quantizer here (expected the output directory of `sidtool train`, or `quantizer/` inside a build's output)".to_string()
+            };
+            Error::artifact(if dir.is_file() { dir } else { &path }, hint)
         } else {
             Error::io(&path, e)
         }
@@ -61,7 +65,15 @@ pub fn save<T: Serialize>(dir: &Path, config: &T, tensors: &HashMap<String, Tens
     let cfg_path = tmp.path().join(CONFIG_FILE);
     let text = serde_json::to_string_pretty(config).expect("quantizer config serialises");
     std::fs::write(&cfg_path, text + "\n").map_err(|e| Error::io(&cfg_path, e))?;
-    candle_core::safetensors::save(tensors, tmp.path().join(WEIGHTS_FILE))?;
+    let weights = tmp.path().join(WEIGHTS_FILE);
+    candle_core::safetensors::save(tensors, &weights)?;
+    // The safetensors writer creates a private (0600) file; a model is meant to be shared.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&weights, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(&weights, e))?;
+    }
     tmp.commit()
 }
 
