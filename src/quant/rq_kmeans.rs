@@ -54,6 +54,36 @@ impl RqKMeans {
         &self.codebooks[level]
     }
 
+    /// `out_i = from_i − c_{idx_i}` (`from` = `out` itself when `None`) and `norms_i = ‖out_i‖²`,
+    /// in one pass over the rows.
+    fn residual_into(
+        &self,
+        from: Option<&Matrix>,
+        level: usize,
+        idx: &[u32],
+        out: &mut Matrix,
+        norms: &mut [f32],
+    ) {
+        let c = &self.codebooks[level].centroids;
+        let d = out.cols.max(1);
+        (
+            out.data.par_chunks_mut(d),
+            idx.par_iter(),
+            norms.par_iter_mut(),
+        )
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(i, (row, &j, norm))| {
+                if let Some(src) = from {
+                    row.copy_from_slice(src.row(i));
+                }
+                for (v, &cv) in row.iter_mut().zip(c.row(j as usize)) {
+                    *v -= cv;
+                }
+                *norm = crate::matrix::sq_norm(row);
+            });
+    }
+
     /// Subtract each row's chosen codeword from the residual, in place.
     fn subtract(&self, r: &mut Matrix, level: usize, idx: &[u32]) {
         let c = &self.codebooks[level].centroids;
@@ -159,14 +189,28 @@ impl Quantizer for RqKMeans {
     fn encode(&self, x: &Matrix) -> Result<Vec<u16>> {
         let levels = self.levels();
         let mut codes = vec![0u16; x.rows * levels];
-        let mut r = x.clone();
+        // Level 1 reads `x` itself; each later level's residual is written together with its
+        // row norms in one pass (encode is memory-bound outside the GEMM).
+        let mut norms = x.row_sq_norms();
+        let mut r: Option<Matrix> = None;
         for level in 0..levels {
-            let near = self.codebooks[level].nearest(&r, false)?;
+            let src = r.as_ref().unwrap_or(x);
+            let near = self.codebooks[level].nearest_with_norms(src, &norms, false)?;
             for (i, &j) in near.index.iter().enumerate() {
                 codes[i * levels + level] = j as u16;
             }
             if level + 1 < levels {
-                self.subtract(&mut r, level, &near.index);
+                r = Some(match r.take() {
+                    Some(mut m) => {
+                        self.residual_into(None, level, &near.index, &mut m, &mut norms);
+                        m
+                    }
+                    None => {
+                        let mut m = Matrix::new(vec![0.0; x.data.len()], x.rows, x.cols);
+                        self.residual_into(Some(x), level, &near.index, &mut m, &mut norms);
+                        m
+                    }
+                });
             }
         }
         Ok(codes)
