@@ -1098,3 +1098,71 @@ fn stats_refuses_a_quantizer_that_did_not_make_the_table() {
     ]);
     assert!(err.contains("did you mean"), "{err}");
 }
+
+#[test]
+fn a_retrained_quantizer_of_the_same_shape_is_refused_for_existing_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (q1, q2) = (tmp.path().join("q1"), tmp.path().join("q2"));
+    ok(&[
+        "train",
+        p(&testdata("items.parquet")),
+        "--codebook-sizes",
+        "8,8",
+        "--seed",
+        "1",
+        "--out",
+        p(&q1),
+        "-q",
+    ]);
+    ok(&[
+        "train",
+        p(&testdata("items.parquet")),
+        "--codebook-sizes",
+        "8,8",
+        "--seed",
+        "2",
+        "--out",
+        p(&q2),
+        "-q",
+    ]);
+    let day1 = tmp.path().join("day1.parquet");
+    ok(&[
+        "assign",
+        p(&testdata("items.parquet")),
+        "--quantizer",
+        p(&q1),
+        "--out",
+        p(&day1),
+        "-q",
+    ]);
+    let out = tmp.path().join("day2.parquet");
+    let err = fails(&[
+        "assign",
+        p(&testdata("items.parquet")),
+        "--quantizer",
+        p(&q2),
+        "--existing",
+        p(&day1),
+        "--out",
+        p(&out),
+    ]);
+    assert!(err.contains("made by a different quantizer"), "{err}");
+    let err = fails(&[
+        "stats",
+        p(&day1),
+        "--embeddings",
+        p(&testdata("items.parquet")),
+        "--quantizer",
+        p(&q2),
+    ]);
+    assert!(err.contains("made by a different quantizer"), "{err}");
+    ok(&[
+        "stats",
+        p(&day1),
+        "--embeddings",
+        p(&testdata("items.parquet")),
+        "--quantizer",
+        p(&q1),
+        "-q",
+    ]);
+}

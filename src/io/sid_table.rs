@@ -31,6 +31,9 @@ pub struct SidMeta {
     /// Whether the last code column is a suffix level.
     pub suffix_level: bool,
     pub token_format: String,
+    /// [`crate::quant::Quantizer::fingerprint`] of the model that made the codes.
+    #[serde(default)]
+    pub quantizer_fingerprint: Option<String>,
 }
 
 /// A sids.parquet read back into memory.

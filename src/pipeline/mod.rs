@@ -217,7 +217,7 @@ pub fn assign(
     let levels = q.levels();
     let sizes = q.codebook_sizes().to_vec();
     if let Some(ex) = existing {
-        check_existing(ex, &sizes, cfg)?;
+        check_existing(ex, q, cfg)?;
     }
     let known: HashMap<IdKey, usize> = existing
         .map(|e| (0..e.ids.len()).map(|i| (e.ids.key(i), i)).collect())
@@ -295,6 +295,7 @@ pub fn assign(
         dedup: cfg.ids.dedup.name().into(),
         suffix_level: resolution.suffix_level,
         token_format: cfg.ids.token_format.clone(),
+        quantizer_fingerprint: Some(q.fingerprint()),
     };
     let (ids, raw, resolution) = match existing {
         Some(ex) => prepend(ex, levels, ids, raw, resolution),
@@ -326,8 +327,8 @@ fn extend(acc: &mut Option<ItemIds>, more: ItemIds) {
 }
 
 /// The existing table must come from the same quantizer shape and ID format.
-fn check_existing(ex: &SidTable, sizes: &[usize], cfg: &Config) -> Result<()> {
-    ex.check_codes(sizes)?;
+fn check_existing(ex: &SidTable, q: &dyn Quantizer, cfg: &Config) -> Result<()> {
+    let sizes = q.codebook_sizes();
     if let Some(m) = &ex.meta {
         let problem = if m.codebook_sizes != sizes {
             Some(format!(
@@ -352,7 +353,26 @@ fn check_existing(ex: &SidTable, sizes: &[usize], cfg: &Config) -> Result<()> {
             return Err(Error::Config(format!("the existing IDs table {p}")));
         }
     }
-    Ok(())
+    ex.check_codes(sizes)?;
+    check_same_model(ex, q)
+}
+
+/// A table whose footer names another model's fingerprint was coded by that model.
+fn check_same_model(t: &SidTable, q: &dyn Quantizer) -> Result<()> {
+    let recorded = t
+        .meta
+        .as_ref()
+        .and_then(|m| m.quantizer_fingerprint.as_deref());
+    match recorded {
+        Some(f) if f != q.fingerprint() => Err(Error::Config(format!(
+            "{} was made by a different quantizer (fingerprint {}…, this one is {}…): its codes \
+             mean different things; pass the quantizer that made it",
+            t.path.display(),
+            &f[..f.len().min(12)],
+            &q.fingerprint()[..12]
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Existing rows first (unchanged), then the new ones.
@@ -470,6 +490,7 @@ pub fn stats_of_table(path: &Path, vectors: Option<(&Source, &dyn Quantizer)>) -
         dedup: Dedup::None.name().into(),
         suffix_level: false,
         token_format: crate::ids::tokens::DEFAULT_TOKEN_FORMAT.into(),
+        quantizer_fingerprint: None,
     });
     let levels = if meta.codebook_sizes.is_empty() {
         t.width
@@ -506,6 +527,7 @@ pub fn stats_of_table(path: &Path, vectors: Option<(&Source, &dyn Quantizer)>) -
                 )));
             }
             t.check_codes(q.codebook_sizes())?;
+            check_same_model(&t, q)?;
             Some(reconstruction(path, &t.ids, &raw, levels, source, q)?)
         }
         None => None,

@@ -57,6 +57,11 @@ pub trait Quantizer: Send + Sync {
             .collect()
     }
 
+    /// A hash of everything that determines the codes (shape and parameters), recorded in
+    /// every SID table so that a table is never extended or scored with another model whose
+    /// codes mean something else.
+    fn fingerprint(&self) -> String;
+
     /// Write `config.json` and `model.safetensors` into `dir` (replacing it atomically).
     fn save(&self, dir: &Path) -> Result<()>;
 
@@ -84,6 +89,20 @@ pub fn load(dir: &Path) -> Result<Box<dyn Quantizer>> {
     match header.method {
         Method::RqKmeans => Ok(Box::new(rq_kmeans::RqKMeans::load(dir)?)),
     }
+}
+
+/// SHA-256 over f32 parameter blocks, in order, as lowercase hex.
+pub fn fingerprint_of<'a>(method: Method, blocks: impl IntoIterator<Item = &'a [f32]>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(method.name().as_bytes());
+    for b in blocks {
+        h.update((b.len() as u64).to_le_bytes());
+        for v in b {
+            h.update(v.to_le_bytes());
+        }
+    }
+    format!("{:x}", h.finalize())
 }
 
 /// Check that `x` has the dimension the quantizer was trained on.

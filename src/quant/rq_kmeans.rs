@@ -249,6 +249,13 @@ impl Quantizer for RqKMeans {
         self.codebooks[levels - 1].all_distances(&r)
     }
 
+    fn fingerprint(&self) -> String {
+        crate::quant::fingerprint_of(
+            Method::RqKmeans,
+            self.codebooks.iter().map(|c| c.centroids.data.as_slice()),
+        )
+    }
+
     fn save(&self, dir: &Path) -> Result<()> {
         let mut tensors = HashMap::new();
         for (l, cb) in self.codebooks.iter().enumerate() {
