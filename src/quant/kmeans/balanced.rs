@@ -6,6 +6,10 @@ use crate::matrix::Matrix;
 use crate::quant::distance::Codebook;
 use rayon::prelude::*;
 
+/// Preferred centres kept per point in the balanced assignment; when all are full, the point
+/// falls back to a scan of every centre (rare: most points get their first or second choice).
+const BALANCED_PREFERENCES: usize = 8;
+
 /// Lloyd with a capacity-constrained assignment step (every cluster ⌊N/K⌋ or ⌈N/K⌉ members).
 pub(super) fn lloyd_balanced(x: &Matrix, init: Matrix, cfg: &KMeansConfig) -> Result<KMeansFit> {
     let (n, k) = (x.rows, cfg.k);
@@ -54,19 +58,29 @@ pub(super) fn lloyd_balanced(x: &Matrix, init: Matrix, cfg: &KMeansConfig) -> Re
 pub fn balanced_assignment(dist: &[f32], n: usize, k: usize) -> (Vec<u32>, f64) {
     let floor = n / k;
     let mut extra = n % k;
-    let prefs: Vec<Vec<u16>> = dist
+    let m = BALANCED_PREFERENCES.min(k);
+    // Each point's m nearest centres, nearest first (ties → lower index); a full K-long
+    // preference list per point would cost N·K·2 bytes and N sorts of K.
+    let prefs: Vec<u16> = dist
         .par_chunks(k)
-        .map(|d| {
+        .flat_map_iter(|d| {
             let mut o: Vec<u16> = (0..k as u16).collect();
-            o.sort_by(|&a, &b| d[a as usize].total_cmp(&d[b as usize]).then(a.cmp(&b)));
+            let by_dist =
+                |a: &u16, b: &u16| d[*a as usize].total_cmp(&d[*b as usize]).then(a.cmp(b));
+            if m < k {
+                o.select_nth_unstable_by(m - 1, by_dist);
+                o.truncate(m);
+            }
+            o.sort_by(by_dist);
             o
         })
         .collect();
+    let pref = |i: usize| &prefs[i * m..(i + 1) * m];
     let margin = |i: usize| {
-        if k < 2 {
+        if m < 2 {
             0.0
         } else {
-            dist[i * k + prefs[i][1] as usize] - dist[i * k + prefs[i][0] as usize]
+            dist[i * k + pref(i)[1] as usize] - dist[i * k + pref(i)[0] as usize]
         }
     };
     let mut order: Vec<usize> = (0..n).collect();
@@ -75,19 +89,27 @@ pub fn balanced_assignment(dist: &[f32], n: usize, k: usize) -> (Vec<u32>, f64) 
     let mut assign = vec![0u32; n];
     let mut inertia = 0f64;
     for i in order {
-        for &j in &prefs[i] {
-            let j = j as usize;
-            let room = size[j] < floor || (size[j] == floor && extra > 0);
-            if room {
-                if size[j] == floor {
-                    extra -= 1;
-                }
-                size[j] += 1;
-                assign[i] = j as u32;
-                inertia += dist[i * k + j] as f64;
-                break;
-            }
+        let room = |size: &[usize], extra: usize, j: usize| {
+            size[j] < floor || (size[j] == floor && extra > 0)
+        };
+        // The nearest centre with room: among the m preferred, else by a scan of all K.
+        let d = &dist[i * k..(i + 1) * k];
+        let j = pref(i)
+            .iter()
+            .map(|&j| j as usize)
+            .find(|&j| room(&size, extra, j))
+            .unwrap_or_else(|| {
+                (0..k)
+                    .filter(|&j| room(&size, extra, j))
+                    .min_by(|&a, &b| d[a].total_cmp(&d[b]).then(a.cmp(&b)))
+                    .expect("total capacity equals the number of points")
+            });
+        if size[j] == floor {
+            extra -= 1;
         }
+        size[j] += 1;
+        assign[i] = j as u32;
+        inertia += d[j] as f64;
     }
     (assign, inertia)
 }

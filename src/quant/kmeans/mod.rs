@@ -382,6 +382,49 @@ mod tests {
         assert!((direct - a.inertia).abs() / direct < 1e-4);
     }
 
+    /// The greedy balanced assignment with full preference lists, as first written.
+    fn naive_balanced(dist: &[f32], n: usize, k: usize) -> Vec<u32> {
+        let prefs: Vec<Vec<usize>> = dist
+            .chunks(k)
+            .map(|d| {
+                let mut o: Vec<usize> = (0..k).collect();
+                o.sort_by(|&a, &b| d[a].total_cmp(&d[b]).then(a.cmp(&b)));
+                o
+            })
+            .collect();
+        let margin = |i: usize| dist[i * k + prefs[i][1]] - dist[i * k + prefs[i][0]];
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| margin(b).total_cmp(&margin(a)).then(a.cmp(&b)));
+        let (floor, mut extra) = (n / k, n % k);
+        let mut size = vec![0; k];
+        let mut assign = vec![0u32; n];
+        for i in order {
+            let j = *prefs[i]
+                .iter()
+                .find(|&&j| size[j] < floor || (size[j] == floor && extra > 0))
+                .unwrap();
+            if size[j] == floor {
+                extra -= 1;
+            }
+            size[j] += 1;
+            assign[i] = j as u32;
+        }
+        assign
+    }
+
+    #[test]
+    fn balanced_assignment_matches_the_full_preference_greedy() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for (n, k) in [(500, 20), (97, 9), (64, 64), (300, 3)] {
+            // Skewed distances: most points prefer a few centres, so many must fall back.
+            let dist: Vec<f32> = (0..n * k)
+                .map(|t| ((t % k) as f32).powi(2) * 0.1 + rng.random_range(0.0f32..1.0))
+                .collect();
+            let (fast, _) = balanced_assignment(&dist, n, k);
+            assert_eq!(fast, naive_balanced(&dist, n, k), "n={n} k={k}");
+        }
+    }
+
     #[test]
     fn balanced_sizes_are_exact() {
         let x = blobs(1003, 8, 3, 2);
