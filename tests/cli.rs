@@ -805,56 +805,6 @@ fn assign_with_existing_keeps_old_ids_and_gives_new_items_free_ones() {
 }
 
 #[test]
-fn existing_table_from_another_quantizer_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (q1, q2) = (tmp.path().join("q1"), tmp.path().join("q2"));
-    ok(&[
-        "train",
-        p(&testdata("items.parquet")),
-        "--codebook-sizes",
-        "8,8",
-        "--out",
-        p(&q1),
-        "-q",
-    ]);
-    ok(&[
-        "train",
-        p(&testdata("items.parquet")),
-        "--codebook-sizes",
-        "16,8",
-        "--out",
-        p(&q2),
-        "-q",
-    ]);
-    let day1 = tmp.path().join("day1.parquet");
-    ok(&[
-        "assign",
-        p(&testdata("items.parquet")),
-        "--quantizer",
-        p(&q1),
-        "--out",
-        p(&day1),
-        "-q",
-    ]);
-    let out = tmp.path().join("day2.parquet");
-    let err = fails(&[
-        "assign",
-        p(&testdata("items.parquet")),
-        "--quantizer",
-        p(&q2),
-        "--existing",
-        p(&day1),
-        "--out",
-        p(&out),
-    ]);
-    assert!(
-        err.contains("codebook sizes [8, 8], the quantizer has [16, 8]"),
-        "{err}"
-    );
-    assert!(!out.exists());
-}
-
-#[test]
 fn training_on_a_sample_still_encodes_every_row() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o");
@@ -1099,32 +1049,21 @@ fn stats_refuses_a_quantizer_that_did_not_make_the_table() {
     assert!(err.contains("did you mean"), "{err}");
 }
 
-#[test]
-fn a_retrained_quantizer_of_the_same_shape_is_refused_for_existing_ids() {
+/// Train two quantizers (`first`, `second`: extra `train` flags), assign the catalogue with the
+/// first, then try to extend that table with the second. Returns the temp dir, the two
+/// quantizer paths, the day-1 table and the error of the refused `assign --existing`.
+fn extend_with_other_quantizer(
+    first: &[&str],
+    second: &[&str],
+) -> (tempfile::TempDir, [std::path::PathBuf; 3], String) {
     let tmp = tempfile::tempdir().unwrap();
     let (q1, q2) = (tmp.path().join("q1"), tmp.path().join("q2"));
-    ok(&[
-        "train",
-        p(&testdata("items.parquet")),
-        "--codebook-sizes",
-        "8,8",
-        "--seed",
-        "1",
-        "--out",
-        p(&q1),
-        "-q",
-    ]);
-    ok(&[
-        "train",
-        p(&testdata("items.parquet")),
-        "--codebook-sizes",
-        "8,8",
-        "--seed",
-        "2",
-        "--out",
-        p(&q2),
-        "-q",
-    ]);
+    let items = testdata("items.parquet");
+    for (q, extra) in [(&q1, first), (&q2, second)] {
+        let mut args = vec!["train", p(&items), "--out", p(q), "-q"];
+        args.extend_from_slice(extra);
+        ok(&args);
+    }
     let day1 = tmp.path().join("day1.parquet");
     ok(&[
         "assign",
@@ -1146,6 +1085,27 @@ fn a_retrained_quantizer_of_the_same_shape_is_refused_for_existing_ids() {
         "--out",
         p(&out),
     ]);
+    assert!(!out.exists());
+    (tmp, [q1, q2, day1], err)
+}
+
+#[test]
+fn existing_table_from_another_quantizer_is_refused() {
+    let (_tmp, _, err) =
+        extend_with_other_quantizer(&["--codebook-sizes", "8,8"], &["--codebook-sizes", "16,8"]);
+    assert!(
+        err.contains("codebook sizes [8, 8], the quantizer has [16, 8]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_retrained_quantizer_of_the_same_shape_is_refused_for_existing_ids() {
+    let sizes = ["--codebook-sizes", "8,8", "--seed"];
+    let (_tmp, [q1, q2, day1], err) = extend_with_other_quantizer(
+        &[&sizes[..], &["1"]].concat(),
+        &[&sizes[..], &["2"]].concat(),
+    );
     assert!(err.contains("made by a different quantizer"), "{err}");
     let err = fails(&[
         "stats",
