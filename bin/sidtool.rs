@@ -208,14 +208,26 @@ impl Progress for Reporter {
             let b = match total {
                 Some(t) => ProgressBar::new(t).with_style(
                     ProgressStyle::with_template(
-                        "{msg:32} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+                        "{msg:32} [{bar:30}] {pos}/{len} {rate} eta {eta}",
                     )
                     .expect("valid template")
+                    .with_key(
+                        "rate",
+                        |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = write!(w, "{:.0}/s", s.per_sec());
+                        },
+                    )
                     .progress_chars("=> "),
                 ),
                 None => ProgressBar::new_spinner().with_style(
-                    ProgressStyle::with_template("{msg:32} {spinner} {pos} {per_sec}")
-                        .expect("valid template"),
+                    ProgressStyle::with_template("{msg:32} {spinner} {pos} {rate}")
+                        .expect("valid template")
+                        .with_key(
+                            "rate",
+                            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                                let _ = write!(w, "{:.0}/s", s.per_sec());
+                            },
+                        ),
                 ),
             };
             b.set_message(stage.to_string());

@@ -1126,3 +1126,33 @@ fn a_retrained_quantizer_of_the_same_shape_is_refused_for_existing_ids() {
         "-q",
     ]);
 }
+
+#[test]
+fn temp_files_of_killed_runs_are_cleaned_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = tmp.path().join("q");
+    ok(&[
+        "train",
+        p(&testdata("items.parquet")),
+        "--codebook-sizes",
+        "8,8",
+        "--out",
+        p(&q),
+        "-q",
+    ]);
+    // What `assign` killed mid-write by process 4000000 (long gone) would have left.
+    let stale = tmp.path().join(".sids.parquet.tmp-4000000");
+    std::fs::write(&stale, b"half a parquet file").unwrap();
+    let out = tmp.path().join("sids.parquet");
+    ok(&[
+        "assign",
+        p(&testdata("items.parquet")),
+        "--quantizer",
+        p(&q),
+        "--out",
+        p(&out),
+        "-q",
+    ]);
+    assert!(out.exists());
+    assert!(!stale.exists());
+}

@@ -10,7 +10,46 @@ fn temp_name(dest: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    remove_stale(
+        dest.parent().unwrap_or(Path::new(".")),
+        &format!(".{name}.tmp-"),
+    );
     dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Remove entries of `dir` named `{prefix}{pid}` (optionally with an extension) whose process
+/// is gone: what a killed sidtool left behind, so interrupted runs do not pile up files.
+pub fn remove_stale(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !process_alive(pid)
+        {
+            let path = e.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+}
+
+/// Whether a process exists; where that cannot be told, assume it does (and keep its files).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
 }
 
 fn ensure_parent(dest: &Path) -> Result<()> {

@@ -1,39 +1,13 @@
 //! Staging of `build` outputs: written into a hidden directory, moved into place at the end.
 
 use crate::error::{Error, Result};
+use crate::io::atomic::remove_stale;
 use std::path::{Path, PathBuf};
 
 /// A hidden directory inside the output directory that receives a build's files; removed
 /// (with the output directory, if the build created it) unless committed.
 const STAGING_PREFIX: &str = ".sidtool-build-";
 const BACKUP_PREFIX: &str = ".sidtool-old-";
-
-/// Remove staging directories left by builds that were killed (their process is gone), so an
-/// interrupted run does not leave gigabytes behind in the user's output directory.
-fn remove_stale(out: &Path) {
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let pid = name
-            .strip_prefix(STAGING_PREFIX)
-            .or_else(|| name.strip_prefix(BACKUP_PREFIX));
-        if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok())
-            && !process_alive(pid)
-        {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        true // cannot tell: keep it
-    }
-}
 
 pub(super) struct Staging {
     out: PathBuf,
@@ -46,7 +20,8 @@ impl Staging {
     pub(super) fn create(out: &Path) -> Result<Self> {
         let created_out = !out.exists();
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-        remove_stale(out);
+        remove_stale(out, STAGING_PREFIX);
+        remove_stale(out, BACKUP_PREFIX);
         let dir = out.join(format!("{STAGING_PREFIX}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
