@@ -693,15 +693,7 @@ fn bad_input_leaves_an_existing_output_directory_untouched() {
 fn bad_assign_with_wrong_dimension() {
     let tmp = tempfile::tempdir().unwrap();
     let q = tmp.path().join("q");
-    ok(&[
-        "train",
-        p(&testdata("items.parquet")),
-        "--codebook-sizes",
-        "8",
-        "--out",
-        p(&q),
-        "-q",
-    ]);
+    train_on_testdata(&q, "8");
     let (_t, path) = bad_file(
         10,
         vec![
@@ -738,15 +730,7 @@ fn assign_with_existing_keeps_old_ids_and_gives_new_items_free_ones() {
         let tmp = tempfile::tempdir().unwrap();
         let q = tmp.path().join("q");
         // Small last level so that new items really compete with existing ones.
-        ok(&[
-            "train",
-            p(&testdata("items.parquet")),
-            "--codebook-sizes",
-            "8,32",
-            "--out",
-            p(&q),
-            "-q",
-        ]);
+        train_on_testdata(&q, "8,32");
         let day1 = tmp.path().join("day1.parquet");
         ok(&[
             "assign",
@@ -955,15 +939,7 @@ fn bad_existing_table_without_metadata_and_out_of_range_codes() {
     use std::sync::Arc;
     let tmp = tempfile::tempdir().unwrap();
     let q = tmp.path().join("q");
-    ok(&[
-        "train",
-        p(&testdata("items.parquet")),
-        "--codebook-sizes",
-        "8,8",
-        "--out",
-        p(&q),
-        "-q",
-    ]);
+    train_on_testdata(&q, "8,8");
     let mut codes = FixedSizeListBuilder::new(UInt16Builder::new(), 2);
     for c in [[1u16, 2], [3, 300]] {
         codes.values().append_slice(&c);
@@ -1020,15 +996,7 @@ fn stats_refuses_a_quantizer_that_did_not_make_the_table() {
         "-q",
     ]);
     let other = tmp.path().join("q");
-    ok(&[
-        "train",
-        p(&testdata("items.parquet")),
-        "--codebook-sizes",
-        "16,8",
-        "--out",
-        p(&other),
-        "-q",
-    ]);
+    train_on_testdata(&other, "16,8");
     let err = fails(&[
         "stats",
         p(&out.join("sids.parquet")),
@@ -1131,15 +1099,7 @@ fn a_retrained_quantizer_of_the_same_shape_is_refused_for_existing_ids() {
 fn temp_files_of_killed_runs_are_cleaned_up() {
     let tmp = tempfile::tempdir().unwrap();
     let q = tmp.path().join("q");
-    ok(&[
-        "train",
-        p(&testdata("items.parquet")),
-        "--codebook-sizes",
-        "8,8",
-        "--out",
-        p(&q),
-        "-q",
-    ]);
+    train_on_testdata(&q, "8,8");
     // What `assign` killed mid-write by process 4000000 (long gone) would have left.
     let stale = tmp.path().join(".sids.parquet.tmp-4000000");
     std::fs::write(&stale, b"half a parquet file").unwrap();
@@ -1155,4 +1115,60 @@ fn temp_files_of_killed_runs_are_cleaned_up() {
     ]);
     assert!(out.exists());
     assert!(!stale.exists());
+}
+
+/// Train a quantizer with the given codebook sizes on the shipped catalogue into `dir`.
+fn train_on_testdata(dir: &Path, sizes: &str) {
+    ok(&[
+        "train",
+        p(&testdata("items.parquet")),
+        "--codebook-sizes",
+        sizes,
+        "--out",
+        p(dir),
+        "-q",
+    ]);
+}
+
+#[test]
+fn existing_items_missing_from_the_catalogue_are_kept_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = tmp.path().join("q");
+    train_on_testdata(&q, "8,8");
+    let day1 = tmp.path().join("day1.parquet");
+    ok(&[
+        "assign",
+        p(&testdata("items.parquet")),
+        "--quantizer",
+        p(&q),
+        "--out",
+        p(&day1),
+        "-q",
+    ]);
+    let day2 = tmp.path().join("day2.parquet");
+    let stats = tmp.path().join("s.json");
+    let err = ok(&[
+        "assign",
+        p(&first_rows(tmp.path(), 300)),
+        "--quantizer",
+        p(&q),
+        "--existing",
+        p(&day1),
+        "--out",
+        p(&day2),
+        "--stats",
+        p(&stats),
+    ]);
+    assert!(
+        err.contains("100 of the existing items are not in this catalogue"),
+        "{err}"
+    );
+    assert_eq!(
+        read_json(&stats)["resolution"]["existing_not_in_input"],
+        100
+    );
+    assert_eq!(
+        sid_table::read(&day2).unwrap().codes,
+        sid_table::read(&day1).unwrap().codes
+    );
 }

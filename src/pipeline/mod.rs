@@ -223,7 +223,8 @@ pub fn assign(
         .map(|e| (0..e.ids.len()).map(|i| (e.ids.key(i), i)).collect())
         .unwrap_or_default();
     let mut ids: Option<ItemIds> = None;
-    let mut all_ids: Option<ItemIds> = None;
+    // Every input id, kept apart from the new ones only with --existing (otherwise they agree).
+    let mut input_ids: Option<ItemIds> = None;
     let mut file_rows = Vec::new();
     let mut raw = Vec::new();
     let mut err = vec![0f64; levels];
@@ -258,17 +259,25 @@ pub fn assign(
         raw.extend_from_slice(&codes);
         file_rows.extend(fresh.iter().map(|&i| first + i));
         extend(&mut ids, bids_new);
-        extend(&mut all_ids, bids.clone());
+        if existing.is_some() {
+            extend(&mut input_ids, bids.clone());
+        }
         progress.advance(x.rows as u64);
         Ok(())
     })?;
     progress.finish();
-    let all_ids =
-        all_ids.ok_or_else(|| Error::input(source.path(), None, None, "contains no rows"))?;
+    let ids = ids.ok_or_else(|| Error::input(source.path(), None, None, "contains no rows"))?;
+    let input_ids = input_ids.as_ref().unwrap_or(&ids);
     if let Source::File { path, input } = source {
-        embeddings::check_unique(&all_ids, path, &input.id_column)?;
+        embeddings::check_unique(input_ids, path, &input.id_column)?;
     }
-    let ids = ids.expect("set together with all_ids");
+    let absent = existing.map_or(0, |ex| {
+        let present: std::collections::HashSet<IdKey> =
+            (0..input_ids.len()).map(|i| input_ids.key(i)).collect();
+        (0..ex.ids.len())
+            .filter(|&i| !present.contains(&ex.ids.key(i)))
+            .count() as u64
+    });
     let last_k = sizes[levels - 1];
     let fixed = existing.map(|e| Existing {
         codes: &e.codes,
@@ -302,14 +311,8 @@ pub fn assign(
         None => (ids, raw, resolution),
     };
     let mut stats = make_stats(&ids, &raw, &resolution, &meta, recon);
-    if let Some(ex) = existing {
-        stats.resolution.existing_items = ex.ids.len() as u64;
-        let present: std::collections::HashSet<IdKey> =
-            (0..all_ids.len()).map(|i| all_ids.key(i)).collect();
-        stats.resolution.existing_not_in_input = (0..ex.ids.len())
-            .filter(|&i| !present.contains(&ex.ids.key(i)))
-            .count() as u64;
-    }
+    stats.resolution.existing_items = existing.map_or(0, |e| e.ids.len() as u64);
+    stats.resolution.existing_not_in_input = absent;
     Ok(Assigned {
         ids,
         raw,
