@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod embed;
 pub mod error;
 pub mod ids;
 pub mod io;

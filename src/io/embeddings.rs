@@ -360,8 +360,19 @@ pub struct EmbeddingWriter {
 
 impl EmbeddingWriter {
     pub fn create(dest: &Path, id_type: DataType, dim: usize) -> Result<Self> {
+        Self::create_with_meta(dest, id_type, dim, Vec::new())
+    }
+
+    /// As [`EmbeddingWriter::create`], with extra footer key/values (how the vectors were made).
+    pub fn create_with_meta(
+        dest: &Path,
+        id_type: DataType,
+        dim: usize,
+        extra: Vec<(String, String)>,
+    ) -> Result<Self> {
         let schema = embeddings_schema(id_type, dim);
-        let meta = vec![("sidtool:version".to_string(), crate::VERSION.to_string())];
+        let mut meta = vec![("sidtool:version".to_string(), crate::VERSION.to_string())];
+        meta.extend(extra);
         Ok(EmbeddingWriter {
             out: ParquetOut::create(dest, schema.clone(), meta)?,
             schema,
@@ -374,6 +385,13 @@ impl EmbeddingWriter {
             vec![ids.to_arrow(0, ids.len()), vectors_to_arrow(vectors)],
         )
         .expect("columns match the embeddings schema");
+        self.out.write(&batch)
+    }
+
+    /// Write a batch that already has the embeddings schema (joining parts of a run).
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())
+            .expect("parts are written with the same schema");
         self.out.write(&batch)
     }
 

@@ -4,5 +4,6 @@ pub mod atomic;
 pub mod embeddings;
 pub mod inspect;
 pub mod item_ids;
+pub mod items;
 pub mod parquet_out;
 pub mod sid_table;

@@ -1,0 +1,249 @@
+//! Finding a model's files: a local directory, or a Hugging Face hub id resolved through the
+//! normal HF cache (hf-hub).
+//!
+//! hf-hub 0.5 honours `HF_HOME` but not `HF_HUB_CACHE` nor `HF_HUB_OFFLINE`, and looks a
+//! revision up only through `refs/`; pipelines rely on all three, so the cache lookup is done
+//! here and hf-hub is only asked to download what the cache lacks.
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Where a model's files are, once resolved.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// Shown in messages and recorded in metadata.
+    pub source: String,
+    pub config: PathBuf,
+    pub tokenizer: PathBuf,
+    pub weights: Vec<PathBuf>,
+    /// Directory holding `config.json` (other optional files are looked up beside it).
+    pub dir: PathBuf,
+}
+
+impl ModelFiles {
+    /// An optional file beside `config.json` (sentence-transformers' pooling config ...).
+    pub fn optional(&self, name: &str) -> Option<PathBuf> {
+        let p = self.dir.join(name);
+        p.is_file().then_some(p)
+    }
+}
+
+/// `HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+pub fn hub_cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("HF_HUB_CACHE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("HF_HOME").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p).join("hub");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    home.join(".cache").join("huggingface").join("hub")
+}
+
+/// `HF_HUB_OFFLINE` set to 1/true/yes/on.
+pub fn offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .unwrap_or(false)
+}
+
+/// Resolve `spec` (a directory, or a hub id such as `Qwen/Qwen3-Embedding-0.6B`) at
+/// `revision` (branch, tag or 40-hex commit; hub ids only).
+pub fn resolve(spec: &str, revision: &str) -> Result<ModelFiles> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return from_dir(path, spec);
+    }
+    if path.exists() {
+        return Err(Error::Config(format!(
+            "--model {spec}: is a file; give the model's directory (holding config.json, \
+             tokenizer.json and *.safetensors) or a hub id such as Qwen/Qwen3-Embedding-0.6B"
+        )));
+    }
+    let looks_like_id = spec.split('/').count() == 2 && !spec.starts_with('.') && !spec.contains('\\');
+    if !looks_like_id {
+        return Err(Error::Config(format!(
+            "--model {spec}: no such directory, and not a hub id of the form ORG/NAME"
+        )));
+    }
+    Hub::new(spec, revision).resolve()
+}
+
+/// A directory laid out like a saved transformers model.
+fn from_dir(dir: &Path, source: &str) -> Result<ModelFiles> {
+    let need = |name: &str| -> Result<PathBuf> {
+        let p = dir.join(name);
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(Error::artifact(
+                dir,
+                format!("model directory has no `{name}`"),
+            ))
+        }
+    };
+    let config = need("config.json")?;
+    let tokenizer = need("tokenizer.json")?;
+    let weights = if dir.join("model.safetensors").is_file() {
+        vec![dir.join("model.safetensors")]
+    } else if dir.join("model.safetensors.index.json").is_file() {
+        shards(&dir.join("model.safetensors.index.json"))?
+            .into_iter()
+            .map(|f| need(&f))
+            .collect::<Result<_>>()?
+    } else {
+        return Err(Error::artifact(
+            dir,
+            "model directory has neither `model.safetensors` nor `model.safetensors.index.json` \
+             (only safetensors weights are read; convert .bin checkpoints first)",
+        ));
+    };
+    Ok(ModelFiles {
+        source: source.to_string(),
+        config,
+        tokenizer,
+        weights,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// The shard file names an index lists, in order of first appearance.
+fn shards(index: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: index.to_path_buf(),
+        source: e,
+    })?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::artifact(index, "no `weight_map` object"))?;
+    let mut files: Vec<String> = Vec::new();
+    for f in map.values() {
+        let f = f
+            .as_str()
+            .ok_or_else(|| Error::artifact(index, "`weight_map` values must be file names"))?;
+        if !files.iter().any(|x| x == f) {
+            files.push(f.to_string());
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::artifact(index, "`weight_map` is empty"));
+    }
+    Ok(files)
+}
+
+struct Hub {
+    id: String,
+    revision: String,
+    cache: PathBuf,
+}
+
+impl Hub {
+    fn new(id: &str, revision: &str) -> Self {
+        Hub {
+            id: id.to_string(),
+            revision: revision.to_string(),
+            cache: hub_cache_dir(),
+        }
+    }
+
+    fn repo_dir(&self) -> PathBuf {
+        self.cache
+            .join(format!("models--{}", self.id.replace('/', "--")))
+    }
+
+    /// The cached snapshot directory of the revision, if the cache knows it.
+    fn snapshot(&self) -> Option<PathBuf> {
+        let repo = self.repo_dir();
+        let commit = if is_commit(&self.revision) {
+            self.revision.clone()
+        } else {
+            std::fs::read_to_string(repo.join("refs").join(&self.revision))
+                .ok()?
+                .trim()
+                .to_string()
+        };
+        let dir = repo.join("snapshots").join(commit);
+        dir.is_dir().then_some(dir)
+    }
+
+    fn resolve(&self) -> Result<ModelFiles> {
+        let source = format!("{}@{}", self.id, self.revision);
+        if let Some(dir) = self.snapshot()
+            && let Ok(files) = from_dir(&dir, &source)
+        {
+            return Ok(files);
+        }
+        if offline() {
+            return Err(Error::Config(format!(
+                "model {} (revision {}) is not in the Hugging Face cache at {} and HF_HUB_OFFLINE \
+                 is set; download it first (`huggingface-cli download {}`), point HF_HUB_CACHE \
+                 or HF_HOME at the cache that has it, or pass a local directory to --model",
+                self.id,
+                self.revision,
+                self.cache.display(),
+                self.id
+            )));
+        }
+        self.download(&source)
+    }
+
+    fn download(&self, source: &str) -> Result<ModelFiles> {
+        use hf_hub::api::sync::ApiBuilder;
+        use hf_hub::{Repo, RepoType};
+        let fail = |what: &str, e: hf_hub::api::sync::ApiError| {
+            Error::Config(format!(
+                "cannot fetch {what} of model {} (revision {}) from the Hugging Face hub: {e}; \
+                 set HF_HUB_OFFLINE=1 to use only the cache at {}, or pass a local directory",
+                self.id,
+                self.revision,
+                self.cache.display()
+            ))
+        };
+        let api = ApiBuilder::from_env()
+            .with_cache_dir(self.cache.clone())
+            .with_progress(false)
+            .build()
+            .map_err(|e| fail("anything", e))?;
+        let repo = api.repo(Repo::with_revision(
+            self.id.clone(),
+            RepoType::Model,
+            self.revision.clone(),
+        ));
+        let config = repo.get("config.json").map_err(|e| fail("config.json", e))?;
+        let tokenizer = repo
+            .get("tokenizer.json")
+            .map_err(|e| fail("tokenizer.json", e))?;
+        let weights = match repo.get("model.safetensors") {
+            Ok(p) => vec![p],
+            Err(single) => {
+                let index = repo
+                    .get("model.safetensors.index.json")
+                    .map_err(|_| fail("model.safetensors", single))?;
+                shards(&index)?
+                    .iter()
+                    .map(|f| repo.get(f).map_err(|e| fail(f, e)))
+                    .collect::<Result<_>>()?
+            }
+        };
+        for optional in ["modules.json", "1_Pooling/config.json"] {
+            let _ = repo.get(optional);
+        }
+        let dir = config
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Ok(ModelFiles {
+            source: source.to_string(),
+            config,
+            tokenizer,
+            weights,
+            dir,
+        })
+    }
+}
+
+fn is_commit(rev: &str) -> bool {
+    rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())
+}

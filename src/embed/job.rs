@@ -1,0 +1,314 @@
+//! `sidtool embed`: a catalogue streamed through an encoder into `embeddings.parquet`.
+//!
+//! Items are processed in windows of `window_rows` input rows. Within a window they are
+//! tokenized in parallel, sorted by length and cut into batches by a token budget, then put
+//! back in input order. Each finished window is written as its own Parquet part into a hidden
+//! `.NAME.partial/` directory beside the output, atomically; at the end the parts are joined
+//! into the output (atomic rename) and the directory is removed. A killed run leaves its
+//! finished parts behind, and `--resume` skips the windows they cover.
+
+use crate::config::Config;
+use crate::embed::batching;
+use crate::embed::encoder::{Encoder, EncoderInfo};
+use crate::embed::qwen3::ForwardTimes;
+use crate::embed::template::{DEFAULT_TEMPLATE, Template};
+use crate::error::{Error, Result};
+use crate::io::embeddings::{EmbeddingWriter, open_parquet};
+use crate::io::item_ids::{IdKey, ItemIds};
+use crate::io::items::ItemTextReader;
+use crate::matrix::Matrix;
+use crate::progress::Progress;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Parquet footer key holding the [`EncoderInfo`] (plus template) of an embeddings file.
+pub const META_KEY: &str = "sidtool:embed";
+
+/// What an embed run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbedReport {
+    pub encoder: EncoderInfo,
+    pub template: String,
+    pub items: u64,
+    /// Items taken from a previous run's finished parts.
+    pub resumed_items: u64,
+    /// Real tokens and padded tokens actually run through the model.
+    pub tokens: u64,
+    pub padded_tokens: u64,
+    /// Texts cut to `max_length`.
+    pub truncated: u64,
+    /// Items whose template gave no text (all fields null); they embed the end token alone.
+    pub empty_texts: u64,
+    pub seconds: f64,
+}
+
+/// The settings a partial run must share with the run that resumes it.
+#[derive(Serialize, PartialEq)]
+struct RunKey {
+    sidtool_version: String,
+    input: PathBuf,
+    input_bytes: u64,
+    input_modified_ns: u128,
+    id_column: String,
+    template: String,
+    window_rows: usize,
+    encoder: String,
+}
+
+fn partial_dir(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    out.with_file_name(format!(".{name}.partial"))
+}
+
+fn part_path(dir: &Path, w: usize) -> PathBuf {
+    dir.join(format!("part-{w:06}.parquet"))
+}
+
+/// Ids seen so far, to reject duplicates as soon as they appear.
+#[derive(Default)]
+struct SeenIds {
+    ints: HashSet<i64>,
+    strs: HashSet<String>,
+}
+
+impl SeenIds {
+    /// The first position in `ids` already seen.
+    fn add(&mut self, ids: &ItemIds) -> Option<usize> {
+        (0..ids.len()).find(|&i| match ids.key(i) {
+            IdKey::Int(v) => !self.ints.insert(v),
+            IdKey::Str(s) => !self.strs.insert(s.to_string()),
+        })
+    }
+}
+
+/// Embed `items` into `out` (an `embeddings.parquet`).
+pub fn embed_file(
+    items: &Path,
+    out: &Path,
+    cfg: &Config,
+    resume: bool,
+    progress: &dyn Progress,
+) -> Result<EmbedReport> {
+    cfg.validate()?;
+    let start = Instant::now();
+    let e = &cfg.embed;
+    let template = Template::parse(e.template.as_deref().unwrap_or(DEFAULT_TEMPLATE))?;
+    let mut reader = ItemTextReader::open(
+        items,
+        &cfg.input.id_column,
+        &template,
+        e.template.is_some(),
+        cfg.input.batch_rows,
+    )?;
+    if reader.num_rows == 0 {
+        return Err(Error::input(items, None, None, "has no rows"));
+    }
+    let encoder = Encoder::load(e)?;
+    let info = encoder.info.clone();
+    let meta = serde_json::json!({ "encoder": &info, "template": template.source() });
+
+    let dir = partial_dir(out);
+    let key = run_key(items, cfg, &template, &info)?;
+    let key_json = serde_json::to_string_pretty(&key).expect("serialisable");
+    let done_parts = prepare_partial(&dir, &key_json, resume)?;
+
+    let mut report = EmbedReport {
+        encoder: info.clone(),
+        template: template.source().to_string(),
+        items: 0,
+        resumed_items: 0,
+        tokens: 0,
+        padded_tokens: 0,
+        truncated: 0,
+        empty_texts: 0,
+        seconds: 0.0,
+    };
+    progress.start("embed", Some(reader.num_rows));
+    let mut seen = SeenIds::default();
+    let mut window: Option<(ItemIds, Vec<String>)> = None;
+    let mut w = 0usize;
+    let mut id_type = None;
+    let delay = test_part_delay();
+    let flush = |w: usize, ids: ItemIds, texts: Vec<String>, report: &mut EmbedReport| {
+        report.items += ids.len() as u64;
+        if w < done_parts {
+            report.resumed_items += ids.len() as u64;
+            progress.advance(ids.len() as u64);
+            return Ok(());
+        }
+        report.empty_texts += texts.iter().filter(|t| t.is_empty()).count() as u64;
+        let vectors = embed_window(&encoder, &texts, e.batch_tokens, report, progress)?;
+        let mut writer = EmbeddingWriter::create(&part_path(&dir, w), ids.data_type(), info.dim)?;
+        writer.write(&ids, &vectors)?;
+        writer.finish()?;
+        if let Some(d) = delay {
+            std::thread::sleep(d);
+        }
+        Ok::<(), Error>(())
+    };
+    for batch in &mut reader {
+        let b = batch?;
+        if let Some(r) = seen.add(&b.ids) {
+            return Err(Error::input(
+                items,
+                Some(&cfg.input.id_column),
+                Some(b.first_row + r as u64),
+                format!("duplicate item id {}", b.ids.display(r)),
+            ));
+        }
+        id_type.get_or_insert(b.ids.data_type());
+        let (mut ids, mut texts) = (b.ids, b.texts);
+        // Cut the record batch at window boundaries.
+        while !texts.is_empty() {
+            let (wi, wt) = window.get_or_insert_with(|| (ids.select(&[]), Vec::new()));
+            let take = (e.window_rows - wt.len()).min(texts.len());
+            let idx: Vec<usize> = (0..take).collect();
+            wi.extend(ids.select(&idx));
+            wt.extend(texts.drain(..take));
+            let rest: Vec<usize> = (take..ids.len()).collect();
+            ids = ids.select(&rest);
+            if wt.len() == e.window_rows {
+                let (wi, wt) = window.take().expect("just filled");
+                flush(w, wi, wt, &mut report)?;
+                w += 1;
+            }
+        }
+    }
+    if let Some((wi, wt)) = window.take() {
+        flush(w, wi, wt, &mut report)?;
+        w += 1;
+    }
+    progress.finish();
+    join_parts(&dir, w, out, id_type.expect("at least one row"), info.dim, &meta)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Tokenize, batch by length and run one window; rows come back in input order.
+fn embed_window(
+    encoder: &Encoder,
+    texts: &[String],
+    batch_tokens: usize,
+    report: &mut EmbedReport,
+    progress: &dyn Progress,
+) -> Result<Matrix> {
+    let ids = encoder.tokenize(texts)?;
+    let max = encoder.info.max_length;
+    let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+    report.truncated += encoder_truncations(encoder, texts, &lengths, max);
+    let plan = batching::plan(&lengths, batch_tokens);
+    let dim = encoder.info.dim;
+    let mut out = Matrix::zeros(texts.len(), dim);
+    let mut times = ForwardTimes::default();
+    for batch in &plan {
+        let seqs: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
+        let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        report.tokens += seqs.iter().map(|s| s.len() as u64).sum::<u64>();
+        report.padded_tokens += (longest * seqs.len()) as u64;
+        let vecs = encoder.embed_tokens(&seqs, Some(&mut times))?;
+        for (&i, v) in batch.iter().zip(vecs) {
+            out.row_mut(i).copy_from_slice(&v);
+        }
+        progress.advance(batch.len() as u64);
+    }
+    Ok(out)
+}
+
+/// Rows whose token count reached `max_length` (their text was, or may have been, cut).
+fn encoder_truncations(_e: &Encoder, _texts: &[String], lengths: &[usize], max: usize) -> u64 {
+    lengths.iter().filter(|&&l| l >= max).count() as u64
+}
+
+fn run_key(items: &Path, cfg: &Config, template: &Template, info: &EncoderInfo) -> Result<RunKey> {
+    let meta = std::fs::metadata(items).map_err(|e| Error::io(items, e))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok(RunKey {
+        sidtool_version: crate::VERSION.into(),
+        input: std::fs::canonicalize(items).unwrap_or_else(|_| items.to_path_buf()),
+        input_bytes: meta.len(),
+        input_modified_ns: modified,
+        id_column: cfg.input.id_column.clone(),
+        template: template.source().into(),
+        window_rows: cfg.embed.window_rows,
+        encoder: serde_json::to_string(info).expect("serialisable"),
+    })
+}
+
+/// Set up the partial directory; returns how many finished parts a resumed run can reuse.
+fn prepare_partial(dir: &Path, key_json: &str, resume: bool) -> Result<usize> {
+    let key_path = dir.join("run.json");
+    if dir.exists() {
+        if resume {
+            let old = std::fs::read_to_string(&key_path).unwrap_or_default();
+            if old != key_json {
+                return Err(Error::Config(format!(
+                    "--resume: the unfinished run in {} used a different input or different \
+                     settings; rerun without --resume to start over",
+                    dir.display()
+                )));
+            }
+            let mut n = 0;
+            while part_path(dir, n).is_file() {
+                n += 1;
+            }
+            tracing::info!("resuming: {n} finished part(s) found in {}", dir.display());
+            return Ok(n);
+        }
+        tracing::info!(
+            "discarding an unfinished earlier run in {} (use --resume to continue it)",
+            dir.display()
+        );
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    } else if resume {
+        tracing::info!("--resume: no unfinished run found; starting from the beginning");
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::io::atomic::write_file(&key_path, key_json.as_bytes())?;
+    Ok(0)
+}
+
+/// Concatenate parts 0..n into `out` (atomically), with the encoder metadata in the footer.
+fn join_parts(
+    dir: &Path,
+    n: usize,
+    out: &Path,
+    id_type: arrow_schema::DataType,
+    dim: usize,
+    meta: &serde_json::Value,
+) -> Result<()> {
+    let mut writer = EmbeddingWriter::create_with_meta(
+        out,
+        id_type,
+        dim,
+        vec![(META_KEY.to_string(), meta.to_string())],
+    )?;
+    for w in 0..n {
+        let p = part_path(dir, w);
+        let reader = open_parquet(&p)?
+            .build()
+            .map_err(|e| Error::parquet(&p, e))?;
+        for batch in reader {
+            writer.write_batch(&batch.map_err(|e| Error::arrow(&p, e))?)?;
+        }
+    }
+    writer.finish()
+}
+
+/// Hidden test hook: sleep after each finished part, so a test can kill a run part-way.
+fn test_part_delay() -> Option<std::time::Duration> {
+    std::env::var("SIDTOOL_TEST_PART_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(std::time::Duration::from_millis)
+}

@@ -1,0 +1,246 @@
+//! Reading item text for the embedding stage: the id column plus the columns a text
+//! template names, streamed by record batch.
+
+use crate::embed::template::Template;
+use crate::error::{Error, Result};
+use crate::io::embeddings::{first_null, open_parquet};
+use crate::io::item_ids::ItemIds;
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
+use std::path::{Path, PathBuf};
+
+/// One record batch of items as text.
+pub struct TextBatch {
+    pub ids: ItemIds,
+    pub texts: Vec<String>,
+    /// File row index of the first row.
+    pub first_row: u64,
+}
+
+/// Streams `(id, text)` rows; text is the template rendered over each row.
+pub struct ItemTextReader {
+    path: PathBuf,
+    id_col: String,
+    template: Template,
+    /// Template fields the file has (absent ones are always null).
+    present: Vec<String>,
+    inner: ParquetRecordBatchReader,
+    pub num_rows: u64,
+    next_row: u64,
+}
+
+/// Whether values of this type can be shown as text.
+fn textual(t: &DataType) -> bool {
+    match t {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            textual(f.data_type()) && !f.data_type().is_nested()
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean => true,
+        t => t.is_numeric() || t.is_temporal() || matches!(t, DataType::Dictionary(..)),
+    }
+}
+
+impl ItemTextReader {
+    /// `strict`: every template field must be a column (a user's own template); otherwise
+    /// absent fields count as null (the default template), as long as one is present.
+    pub fn open(
+        path: &Path,
+        id_col: &str,
+        template: &Template,
+        strict: bool,
+        batch_rows: usize,
+    ) -> Result<Self> {
+        let builder = open_parquet(path)?;
+        let schema = builder.schema().clone();
+        let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let Some((_, id_field)) = schema.column_with_name(id_col) else {
+            return Err(Error::input(
+                path,
+                Some(id_col),
+                None,
+                format!(
+                    "no such column (the item id column, set with --id-column); the file has: {}",
+                    have.join(", ")
+                ),
+            ));
+        };
+        if !ItemIds::supported(id_field.data_type()) {
+            return Err(Error::input(
+                path,
+                Some(id_col),
+                None,
+                format!(
+                    "has type {}; item ids must be Utf8, LargeUtf8, Utf8View, Int64 or Int32",
+                    id_field.data_type()
+                ),
+            ));
+        }
+        let mut present = Vec::new();
+        for f in template.fields() {
+            match schema.column_with_name(f) {
+                Some((_, field)) if textual(field.data_type()) => present.push(f.to_string()),
+                Some((_, field)) => {
+                    return Err(Error::input(
+                        path,
+                        Some(f),
+                        None,
+                        format!(
+                            "has type {}, which cannot be used as item text (the template {:?} \
+                             names it)",
+                            field.data_type(),
+                            template.source()
+                        ),
+                    ));
+                }
+                None if strict => {
+                    return Err(Error::input(
+                        path,
+                        Some(f),
+                        None,
+                        format!(
+                            "no such column, but the template {:?} names it; the file has: {}",
+                            template.source(),
+                            have.join(", ")
+                        ),
+                    ));
+                }
+                None => {}
+            }
+        }
+        if present.is_empty() {
+            return Err(Error::input(
+                path,
+                None,
+                None,
+                format!(
+                    "has none of the columns the text template {:?} reads ({}); the file has: {}. \
+                     Pass --template with your text columns, or add an embedding column",
+                    template.source(),
+                    template.fields().join(", "),
+                    have.join(", ")
+                ),
+            ));
+        }
+        let num_rows = builder.metadata().file_metadata().num_rows() as u64;
+        let mut cols: Vec<&str> = vec![id_col];
+        cols.extend(present.iter().map(String::as_str));
+        let mask = ProjectionMask::columns(builder.parquet_schema(), cols);
+        let inner = builder
+            .with_projection(mask)
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(|e| Error::parquet(path, e))?;
+        Ok(ItemTextReader {
+            path: path.to_path_buf(),
+            id_col: id_col.to_string(),
+            template: template.clone(),
+            present,
+            inner,
+            num_rows,
+            next_row: 0,
+        })
+    }
+
+    fn convert(&self, batch: RecordBatch) -> Result<TextBatch> {
+        let first = self.next_row;
+        let ids_arr = batch.column_by_name(&self.id_col).expect("projected");
+        if let Some(r) = first_null(ids_arr.as_ref()) {
+            return Err(Error::input(
+                &self.path,
+                Some(&self.id_col),
+                Some(first + r as u64),
+                "item id is null",
+            ));
+        }
+        let ids = ItemIds::from_arrow(ids_arr.as_ref()).expect("type checked at open");
+        let cols: Vec<(String, Vec<Option<String>>)> = self
+            .present
+            .iter()
+            .map(|name| {
+                let a = batch.column_by_name(name).expect("projected");
+                Ok((name.clone(), self.strings(name, a, first)?))
+            })
+            .collect::<Result<_>>()?;
+        let texts = (0..batch.num_rows())
+            .map(|r| {
+                self.template.render(|f| {
+                    cols.iter()
+                        .find(|(n, _)| n == f)
+                        .and_then(|(_, v)| v[r].as_deref())
+                })
+            })
+            .collect();
+        Ok(TextBatch {
+            ids,
+            texts,
+            first_row: first,
+        })
+    }
+
+    /// One column's values as text (None for null); lists are joined with ", ".
+    fn strings(&self, name: &str, a: &ArrayRef, first: u64) -> Result<Vec<Option<String>>> {
+        let cast_err = |e: arrow_schema::ArrowError| {
+            Error::input(&self.path, Some(name), Some(first), format!("cannot read as text: {e}"))
+        };
+        let list = |values: &ArrayRef, bounds: Vec<(usize, usize)>| -> Result<Vec<Option<String>>> {
+            let flat = self.strings(name, values, first)?;
+            Ok(bounds
+                .into_iter()
+                .enumerate()
+                .map(|(r, (s, e))| {
+                    if a.is_null(r) {
+                        return None;
+                    }
+                    let parts: Vec<&str> = flat[s..e].iter().flatten().map(String::as_str).collect();
+                    (!parts.is_empty()).then(|| parts.join(", "))
+                })
+                .collect())
+        };
+        match a.data_type() {
+            DataType::List(_) => {
+                let l = a.as_list::<i32>();
+                let o = l.value_offsets();
+                let b = (0..l.len()).map(|r| (o[r] as usize, o[r + 1] as usize)).collect();
+                list(l.values(), b)
+            }
+            DataType::LargeList(_) => {
+                let l = a.as_list::<i64>();
+                let o = l.value_offsets();
+                let b = (0..l.len()).map(|r| (o[r] as usize, o[r + 1] as usize)).collect();
+                list(l.values(), b)
+            }
+            DataType::FixedSizeList(_, n) => {
+                let l = a.as_fixed_size_list();
+                let n = *n as usize;
+                let b = (0..l.len()).map(|r| (r * n, r * n + n)).collect();
+                list(l.values(), b)
+            }
+            _ => {
+                let s = arrow_cast::cast(a.as_ref(), &DataType::Utf8).map_err(cast_err)?;
+                let s = s.as_string::<i32>();
+                Ok((0..s.len())
+                    .map(|i| s.is_valid(i).then(|| s.value(i).to_string()))
+                    .collect())
+            }
+        }
+    }
+}
+
+impl Iterator for ItemTextReader {
+    type Item = Result<TextBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let batch = match self.inner.next()? {
+            Ok(b) => b,
+            Err(e) => return Some(Err(Error::arrow(&self.path, e))),
+        };
+        let out = self.convert(batch);
+        if let Ok(b) = &out {
+            self.next_row += b.texts.len() as u64;
+        }
+        Some(out)
+    }
+}
