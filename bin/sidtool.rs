@@ -5,6 +5,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sidtool::config::{Config, Dedup, Method};
+use sidtool::embed::Pooling;
+use sidtool::embed::device::{DeviceKind, EmbedDType};
 use sidtool::ids::stats::render;
 use sidtool::pipeline::{self, Source};
 use sidtool::progress::Progress;
@@ -83,11 +85,50 @@ struct IdArgs {
     token_format: Option<String>,
 }
 
+#[derive(Args, Default, Clone)]
+struct EmbedArgs {
+    /// Hub id (via the Hugging Face cache; HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE apply) or
+    /// a local model directory [default: Qwen/Qwen3-Embedding-0.6B].
+    #[arg(long, value_name = "ID_OR_DIR")]
+    model: Option<String>,
+    /// Hub revision: branch, tag or commit [default: main].
+    #[arg(long)]
+    revision: Option<String>,
+    /// last, mean or cls [default: the model's own; last for Qwen3].
+    #[arg(long)]
+    pooling: Option<Pooling>,
+    /// Matryoshka: keep the first D dimensions, then re-normalise [default: all].
+    #[arg(long, value_name = "D")]
+    dim: Option<usize>,
+    /// Item text from columns, e.g. "{title} ({year}). Genres: {genres}"; null fields drop out
+    /// with their label [default: "Title: {title}; Category: {category}; Description: {description}"].
+    #[arg(long)]
+    template: Option<String>,
+    /// Query instruction: text becomes "Instruct: {instruction}\nQuery:{text}".
+    #[arg(long)]
+    instruction: Option<String>,
+    /// Tokens per text, counting the appended end token [default: 512].
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Padded tokens per forward batch [default: 4096].
+    #[arg(long)]
+    batch_tokens: Option<usize>,
+    /// cpu, cuda or metal [default: cpu].
+    #[arg(long)]
+    device: Option<DeviceKind>,
+    /// f32, f16 or bf16 [default: f32 on CPU, bf16 on a GPU].
+    #[arg(long)]
+    dtype: Option<EmbedDType>,
+    /// Items per resumable part [default: 8192].
+    #[arg(long, value_name = "N")]
+    window_rows: Option<usize>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Catalogue with an embedding column → quantizer, SIDs, statistics, manifest.
+    /// Catalogue → embeddings (when it has no vector column), quantizer, SIDs, statistics.
     Build {
-        /// Items Parquet file: an id column and a vector column (see schemas/items.md).
+        /// Items Parquet file: an id column and text columns or a vector column (see schemas/items.md).
         items: PathBuf,
         /// Output directory (created if needed; sidtool's files in it are replaced).
         #[arg(long, default_value = "sidtool-out")]
@@ -95,9 +136,27 @@ enum Cmd {
         #[command(flatten)]
         input: InputArgs,
         #[command(flatten)]
+        embed: EmbedArgs,
+        #[command(flatten)]
         quant: QuantArgs,
         #[command(flatten)]
         ids: IdArgs,
+    },
+    /// Item text → embeddings.parquet with a Qwen3-Embedding (or BERT-family) model.
+    Embed {
+        /// Items Parquet file: an id column and the text columns the template reads.
+        items: PathBuf,
+        /// Output embeddings.parquet.
+        #[arg(long)]
+        out: PathBuf,
+        /// Continue an interrupted run with the same input and settings, skipping the items
+        /// its finished parts hold.
+        #[arg(long)]
+        resume: bool,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        embed: EmbedArgs,
     },
     /// Train a quantizer on an embeddings table.
     Train {
@@ -181,6 +240,20 @@ enum BenchCmd {
         #[arg(long, default_value_t = 256)]
         max_points_per_centroid: usize,
     },
+    /// Embedding throughput: N synthetic items of T tokens through --model.
+    Embed {
+        /// Number of items.
+        #[arg(long, default_value_t = 32)]
+        n: usize,
+        /// Tokens per item, including the end token.
+        #[arg(long, default_value_t = 64)]
+        tokens: usize,
+        /// Untimed warm-up items.
+        #[arg(long, default_value_t = 4)]
+        warmup: usize,
+        #[command(flatten)]
+        embed: EmbedArgs,
+    },
     /// Raw assignment-GEMM rate on random data.
     Gemm {
         #[arg(long, default_value_t = 65536)]
@@ -262,6 +335,7 @@ impl Cli {
         input: Option<&InputArgs>,
         quant: Option<&QuantArgs>,
         ids: Option<&IdArgs>,
+        embed: Option<&EmbedArgs>,
     ) -> Result<Config> {
         let mut c = match &self.config {
             Some(p) => Config::from_toml_file(p)?,
@@ -286,6 +360,20 @@ impl Cli {
             set(&mut c.ids.dedup, &d.dedup);
             set(&mut c.ids.token_format, &d.token_format);
         }
+        if let Some(e) = embed {
+            let ec = &mut c.embed;
+            set(&mut ec.model, &e.model);
+            set(&mut ec.revision, &e.revision);
+            set_opt(&mut ec.pooling, &e.pooling);
+            set_opt(&mut ec.dim, &e.dim);
+            set_opt(&mut ec.template, &e.template);
+            set_opt(&mut ec.instruction, &e.instruction);
+            set(&mut ec.max_length, &e.max_length);
+            set(&mut ec.batch_tokens, &e.batch_tokens);
+            set(&mut ec.device, &e.device);
+            set_opt(&mut ec.dtype, &e.dtype);
+            set(&mut ec.window_rows, &e.window_rows);
+        }
         c.validate()?;
         Ok(c)
     }
@@ -300,6 +388,12 @@ fn parse_size(s: &str) -> Result<usize, String> {
 
 fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
     if let Some(v) = v {
+        *slot = v.clone();
+    }
+}
+
+fn set_opt<T: Clone>(slot: &mut Option<T>, v: &Option<T>) {
+    if v.is_some() {
         *slot = v.clone();
     }
 }
@@ -370,10 +464,11 @@ fn run(cli: &Cli) -> Result<()> {
             items,
             out,
             input,
+            embed,
             quant,
             ids,
         } => {
-            let cfg = cli.config(Some(input), Some(quant), Some(ids))?;
+            let cfg = cli.config(Some(input), Some(quant), Some(ids), Some(embed))?;
             let (manifest, stats) = pipeline::build(items, out, &cfg, &reporter)
                 .with_context(|| format!("build of {} failed", items.display()))?;
             if !cli.quiet {
@@ -382,13 +477,48 @@ fn run(cli: &Cli) -> Result<()> {
                 eprintln!("wrote {} ({:.2}s)", out.display(), total);
             }
         }
+        Cmd::Embed {
+            items,
+            out,
+            resume,
+            input,
+            embed,
+        } => {
+            let cfg = cli.config(Some(input), None, None, Some(embed))?;
+            let r = sidtool::embed::job::embed_file(items, out, &cfg, *resume, &reporter)
+                .with_context(|| format!("embedding {} failed", items.display()))?;
+            if !cli.quiet {
+                eprintln!(
+                    "embedded {} items ({} from an earlier run) with {} ({}, {} pooling, dim {}): \
+                     {} tokens, padding {:.1}%, {} truncated to {} tokens, {:.2}s",
+                    r.items,
+                    r.resumed_items,
+                    r.encoder.model,
+                    r.encoder.architecture,
+                    r.encoder.pooling.name(),
+                    r.encoder.dim,
+                    r.tokens,
+                    100.0 * (r.padded_tokens as f64 / r.tokens.max(1) as f64 - 1.0),
+                    r.truncated,
+                    r.encoder.max_length,
+                    r.seconds
+                );
+                if r.empty_texts > 0 {
+                    eprintln!(
+                        "warning: {} items had no text (every template field null)",
+                        r.empty_texts
+                    );
+                }
+                eprintln!("wrote {}", out.display());
+            }
+        }
         Cmd::Train {
             embeddings,
             out,
             input,
             quant,
         } => {
-            let cfg = cli.config(Some(input), Some(quant), None)?;
+            let cfg = cli.config(Some(input), Some(quant), None, None)?;
             let q = pipeline::train(embeddings, &cfg, &reporter)
                 .with_context(|| format!("training on {} failed", embeddings.display()))?;
             q.save(out)?;
@@ -410,7 +540,7 @@ fn run(cli: &Cli) -> Result<()> {
             input,
             ids,
         } => {
-            let mut cfg = cli.config(Some(input), None, Some(ids))?;
+            let mut cfg = cli.config(Some(input), None, Some(ids), None)?;
             let previous = match existing {
                 Some(p) => Some(sidtool::io::sid_table::read(p)?),
                 None => None,
@@ -444,7 +574,7 @@ fn run(cli: &Cli) -> Result<()> {
             quantizer,
             input,
         } => {
-            let cfg = cli.config(Some(input), None, None)?;
+            let cfg = cli.config(Some(input), None, None, None)?;
             let s = match (embeddings, quantizer) {
                 (Some(e), Some(qdir)) => {
                     let q = sidtool::quant::load(qdir)?;
@@ -488,6 +618,17 @@ fn bench(cli: &Cli, what: &BenchCmd) -> Result<()> {
                 *max_points_per_centroid,
                 seed,
             )?;
+            print_out(&(serde_json::to_string(&r)? + "\n"))?;
+        }
+        BenchCmd::Embed {
+            n,
+            tokens,
+            warmup,
+            embed,
+        } => {
+            let cfg = cli.config(None, None, None, Some(embed))?;
+            let seed = cli.seed.unwrap_or(sidtool::config::DEFAULT_SEED);
+            let r = sidtool::bench::embed(&cfg.embed, *n, *tokens, *warmup, seed)?;
             print_out(&(serde_json::to_string(&r)? + "\n"))?;
         }
         BenchCmd::Gemm { rows, k, d } => {

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Generate the small synthetic test catalogue `testdata/items.parquet`.
+"""Generate the small synthetic test catalogue `testdata/items.parquet` (and its text-only
+twin `testdata/items_text.parquet`).
 
 400 items in 8 categories x 4 sub-clusters, with 64-d L2-normalised Float32 embeddings that
 have real hierarchical structure (category centroid -> sub-cluster centroid -> item), readable
@@ -9,6 +10,7 @@ Deterministic: the same seed always gives the same file contents.
 
 Usage (from the repo root):
     python3 scripts/make_testdata.py                     # writes testdata/items.parquet
+                                                         # and testdata/items_text.parquet
     python3 scripts/make_testdata.py --out /tmp/x.parquet --seed 7
 Needs only numpy and pyarrow.
 """
@@ -185,6 +187,9 @@ def main() -> None:
     table = make_table(args.seed)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     pq.write_table(table, args.out, compression="zstd")
+    # The same catalogue as text only (no vectors): `sidtool build` embeds it itself.
+    text_out = os.path.join(os.path.dirname(args.out) or ".", "items_text.parquet")
+    pq.write_table(table.drop_columns(["embedding"]), text_out, compression="zstd")
     n_null = table.column("description").null_count
     print(
         f"wrote {args.out}: {table.num_rows} items, {len(CATEGORIES)} categories x {N_SUB} sub-clusters, "

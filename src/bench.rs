@@ -150,3 +150,142 @@ pub fn gemm(rows: usize, k: usize, d: usize) -> Result<f64> {
     }
     Ok(reps as f64 * gemm_flops(rows, k, d) / t.elapsed().as_secs_f64() / 1e9)
 }
+
+/// Figures of `sidtool bench embed`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbedBenchReport {
+    pub tool: &'static str,
+    pub model: String,
+    pub dtype: crate::embed::device::EmbedDType,
+    pub threads: usize,
+    pub items: usize,
+    pub tokens_per_item: usize,
+    pub batch_rows: usize,
+    pub seconds: f64,
+    pub items_per_s: f64,
+    pub tokens_per_s: f64,
+    /// Matmul FLOPs (projections + attention, 2 per multiply-add) per second of forward.
+    pub gflops_per_s: Option<f64>,
+    /// Seconds spent in each part (forward parts summed over all batches).
+    pub breakdown_s: EmbedBreakdown,
+    /// With a dtype other than f32: the lowest cosine between its vectors and f32's.
+    pub min_cosine_vs_f32: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbedBreakdown {
+    pub tokenize: f64,
+    pub projections: f64,
+    pub attention: f64,
+    pub mlp: f64,
+    pub other: f64,
+    pub parquet: f64,
+}
+
+/// Embed `n` synthetic items of exactly `t` tokens (random ids, end token last) with the
+/// model of `cfg`, timing each part. Tokenization is timed on the decoded texts.
+pub fn embed(
+    cfg: &crate::config::EmbedConfig,
+    n: usize,
+    t: usize,
+    warmup: usize,
+    seed: u64,
+) -> Result<EmbedBenchReport> {
+    use crate::embed::Encoder;
+    use crate::embed::qwen3::ForwardTimes;
+    use rand::Rng;
+    let mut cfg = cfg.clone();
+    cfg.max_length = cfg.max_length.max(t);
+    let enc = Encoder::load(&cfg)?;
+    let vocab = enc.tokenizer().get_vocab_size(false) as u32;
+    let end = enc
+        .tokenizer()
+        .token_to_id(crate::embed::encoder::QWEN3_END_TOKEN)
+        .unwrap_or(0);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let seqs: Vec<Vec<u32>> = (0..n + warmup)
+        .map(|_| {
+            let mut s: Vec<u32> = (0..t - 1).map(|_| rng.random_range(0..vocab)).collect();
+            s.push(end);
+            s
+        })
+        .collect();
+    let texts: Vec<String> = seqs[..n]
+        .iter()
+        .map(|s| enc.tokenizer().decode(&s[..t - 1], true).unwrap_or_default())
+        .collect();
+    let clock = Instant::now();
+    let _ = enc.tokenize(&texts)?;
+    let tokenize = clock.elapsed().as_secs_f64();
+    let rows = (cfg.batch_tokens / t).max(1);
+    for w in seqs[n..].chunks(rows) {
+        let refs: Vec<&[u32]> = w.iter().map(Vec::as_slice).collect();
+        enc.embed_tokens(&refs, None)?;
+    }
+    let mut times = ForwardTimes::default();
+    let mut vectors = Vec::with_capacity(n);
+    let clock = Instant::now();
+    for b in seqs[..n].chunks(rows) {
+        let refs: Vec<&[u32]> = b.iter().map(Vec::as_slice).collect();
+        vectors.extend(enc.embed_tokens(&refs, Some(&mut times))?);
+    }
+    let seconds = clock.elapsed().as_secs_f64();
+    let flops = enc.flops(n * t, t);
+    let min_cosine_vs_f32 = if enc.info.dtype != crate::embed::device::EmbedDType::F32 {
+        drop(enc);
+        let f32cfg = crate::config::EmbedConfig {
+            dtype: Some(crate::embed::device::EmbedDType::F32),
+            ..cfg.clone()
+        };
+        let reference = Encoder::load(&f32cfg)?;
+        let mut worst = 1.0f64;
+        for (b, got) in seqs[..n].chunks(rows).zip(vectors.chunks(rows)) {
+            let refs: Vec<&[u32]> = b.iter().map(Vec::as_slice).collect();
+            for (r, g) in reference.embed_tokens(&refs, None)?.iter().zip(got) {
+                let c: f64 = r.iter().zip(g).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+                worst = worst.min(c);
+            }
+        }
+        Some(worst)
+    } else {
+        None
+    };
+    // Parquet: the same vectors written as an embeddings table.
+    let dim = vectors.first().map_or(0, Vec::len);
+    let m = Matrix::new(vectors.concat(), n, dim);
+    let ids = crate::io::item_ids::ItemIds::Int((0..n as i64).collect());
+    let dir = std::env::temp_dir().join(format!("sidtool-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| crate::error::Error::io(&dir, e))?;
+    let clock = Instant::now();
+    let mut w = crate::io::embeddings::EmbeddingWriter::create(
+        &dir.join("embeddings.parquet"),
+        ids.data_type(),
+        dim,
+    )?;
+    w.write(&ids, &m)?;
+    w.finish()?;
+    let parquet = clock.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(EmbedBenchReport {
+        tool: "sidtool",
+        model: cfg.model.clone(),
+        dtype: cfg.dtype.unwrap_or(crate::embed::device::EmbedDType::default_for(cfg.device)),
+        threads: rayon::current_num_threads(),
+        items: n,
+        tokens_per_item: t,
+        batch_rows: rows,
+        seconds,
+        items_per_s: n as f64 / seconds,
+        tokens_per_s: (n * t) as f64 / seconds,
+        gflops_per_s: flops.map(|f| f / seconds / 1e9),
+        breakdown_s: EmbedBreakdown {
+            tokenize,
+            projections: times.projections,
+            attention: times.attention,
+            mlp: times.mlp,
+            other: times.other,
+            parquet,
+        },
+        min_cosine_vs_f32,
+    })
+}

@@ -128,12 +128,17 @@ impl Encoder {
                 "--dim {d} exceeds the model's hidden size {hidden}"
             )));
         }
+        // BERT has learned positions: longer inputs than it was trained for cannot be embedded.
+        let max_length = match &arch {
+            Arch::Bert(m) => cfg.max_length.min(m.config.max_position_embeddings),
+            Arch::Qwen3(_) => cfg.max_length,
+        };
         let mut tokenizer = Tokenizer::from_file(&files.tokenizer).map_err(|e| {
             Error::artifact(&files.tokenizer, format!("cannot load tokenizer: {e}"))
         })?;
         tokenizer
             .with_truncation(Some(TruncationParams {
-                max_length: cfg.max_length,
+                max_length,
                 ..Default::default()
             }))
             .map_err(|e| Error::artifact(&files.tokenizer, e.to_string()))?;
@@ -153,7 +158,7 @@ impl Encoder {
             hidden_size: hidden,
             dim: cfg.dim.unwrap_or(hidden),
             pooling,
-            max_length: cfg.max_length,
+            max_length,
             dtype,
             device: cfg.device,
             instruction: cfg.instruction.clone(),

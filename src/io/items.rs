@@ -35,9 +35,11 @@ pub struct ItemTextReader {
 /// Whether values of this type can be shown as text.
 fn textual(t: &DataType) -> bool {
     match t {
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-            textual(f.data_type()) && !f.data_type().is_nested()
-        }
+        // Lists of strings (genres, tags); a list of numbers is a vector, not text.
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => matches!(
+            f.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean => true,
         t => t.is_numeric() || t.is_temporal() || matches!(t, DataType::Dictionary(..)),
     }

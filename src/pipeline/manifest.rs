@@ -30,6 +30,9 @@ pub struct Manifest {
     pub config: Config,
     pub inputs: Vec<InputFile>,
     pub outputs: Vec<String>,
+    /// How item text became vectors, when `build` embedded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embed: Option<crate::embed::job::EmbedReport>,
     pub timings: Vec<Timing>,
 }
 

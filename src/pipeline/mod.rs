@@ -626,43 +626,49 @@ pub fn build(
         });
         clock = Instant::now();
     };
-    if !embeddings::has_column(items, &cfg.input.embedding_column)? {
-        return Err(Error::input(
-            items,
-            Some(&cfg.input.embedding_column),
-            None,
-            format!(
-                "no such column: this version of `sidtool build` needs precomputed vectors \
-                 (embedding item text is not available yet); name the vector column with \
-                 --embedding-column; the file has: {}",
-                embeddings::column_names(items)?.join(", ")
-            ),
-        ));
-    }
     let (sha, bytes) = sha256_file(items)?;
     // Everything is written into a staging directory and moved into `out` only once the
     // whole build succeeded: a failure never leaves a mix of old and new files behind.
     let stage = Staging::create(out)?;
     let dir = stage.path().to_path_buf();
     let emb_path = dir.join("embeddings.parquet");
-    let s = scan(
-        items,
-        &cfg.input,
-        cfg.quantizer.train_sample,
-        max_k(cfg),
-        cfg.seed,
-        Some(&emb_path),
-        progress,
-    )?;
-    lap("read", &mut timings);
-    let q = quant::train(&s.sample, &cfg.quantizer, cfg.seed, progress)?;
-    q.save(&dir.join("quantizer"))?;
-    lap("train", &mut timings);
     let emb_input = InputConfig {
         id_column: "item_id".into(),
         embedding_column: "embedding".into(),
         ..cfg.input.clone()
     };
+    // Items without a vector column are embedded first; the vectors then come from there.
+    let embedded = if embeddings::has_column(items, &cfg.input.embedding_column)? {
+        None
+    } else {
+        let r = crate::embed::job::embed_file(items, &emb_path, cfg, false, progress)?;
+        lap("embed", &mut timings);
+        Some(r)
+    };
+    let s = match &embedded {
+        None => scan(
+            items,
+            &cfg.input,
+            cfg.quantizer.train_sample,
+            max_k(cfg),
+            cfg.seed,
+            Some(&emb_path),
+            progress,
+        )?,
+        Some(_) => scan(
+            &emb_path,
+            &emb_input,
+            cfg.quantizer.train_sample,
+            max_k(cfg),
+            cfg.seed,
+            None,
+            progress,
+        )?,
+    };
+    lap("read", &mut timings);
+    let q = quant::train(&s.sample, &cfg.quantizer, cfg.seed, progress)?;
+    q.save(&dir.join("quantizer"))?;
+    lap("train", &mut timings);
     let source = if s.complete {
         Source::Memory {
             ids: &s.ids,
@@ -695,6 +701,7 @@ pub fn build(
             rows: s.num_rows,
         }],
         outputs: BUILD_OUTPUTS.map(String::from).to_vec(),
+        embed: embedded,
         timings,
     };
     write_json(&dir.join("manifest.json"), &manifest)?;

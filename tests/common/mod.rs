@@ -214,3 +214,53 @@ pub fn check_schema(
     }
     Ok(())
 }
+
+/// Run with extra environment variables (and HF variables cleared unless given).
+pub fn sidtool_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sidtool"));
+    c.args(args);
+    for k in ["HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT"] {
+        c.env_remove(k);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run sidtool")
+}
+
+/// An external test asset (fetched by scripts/fetch-test-assets.sh): `None` with a printed
+/// reason when absent locally; a failure under CI=true, where the script must have run.
+pub fn asset(rel: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-assets").join(rel);
+    if p.exists() {
+        return Some(p);
+    }
+    let msg = format!(
+        "{} is missing: run scripts/fetch-test-assets.sh",
+        p.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("skipping: {msg}");
+    None
+}
+
+/// All rows of an embeddings table, as (ids displayed as text, vectors).
+pub fn read_embeddings(path: &Path) -> (Vec<String>, Vec<Vec<f32>>) {
+    let (ids, m) = sidtool::io::embeddings::read_all(path, "item_id", "embedding", 4096).unwrap();
+    let names = (0..ids.len()).map(|i| ids.display(i)).collect();
+    let rows = (0..m.rows).map(|r| m.row(r).to_vec()).collect();
+    (names, rows)
+}
+
+pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            assert_eq!(x.len(), y.len());
+            x.iter().zip(y).map(|(p, q)| (p - q).abs())
+        })
+        .fold(0.0, f32::max)
+}
