@@ -94,6 +94,22 @@ fn single_and_batched_embeddings_match_transformers() {
 }
 
 #[test]
+fn fused_cpu_kernels_equal_the_candle_op_path() {
+    let r = reference();
+    let texts = texts(&r);
+    for pooling in [Pooling::Last, Pooling::Mean] {
+        let mut enc = encoder(pooling);
+        let fused = enc.embed_texts(&texts).unwrap();
+        enc.set_fused_cpu_kernels(false);
+        let plain = enc.embed_texts(&texts).unwrap();
+        for (a, b) in fused.iter().zip(&plain) {
+            let d = max_diff(a, &b.iter().map(|&x| x as f64).collect::<Vec<_>>());
+            assert!(d < 1e-6, "{pooling:?}: fused vs candle ops |Δ| = {d:e}");
+        }
+    }
+}
+
+#[test]
 fn matryoshka_dim_is_a_renormalised_prefix() {
     let r = reference();
     let texts = texts(&r);

@@ -246,6 +246,14 @@ impl Encoder {
         }
     }
 
+    /// Switch Qwen3's fused CPU kernels off (candle ops everywhere) or back on; for checking
+    /// the two paths against each other. No effect on other architectures or devices.
+    pub fn set_fused_cpu_kernels(&mut self, on: bool) {
+        if let Arch::Qwen3(m) = &mut self.arch {
+            m.fused_cpu = on && self.info.device == device::DeviceKind::Cpu && self.info.dtype == EmbedDType::F32;
+        }
+    }
+
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }

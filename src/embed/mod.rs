@@ -8,10 +8,12 @@
 
 pub mod batching;
 pub mod bert;
+pub mod cpu_kernels;
 pub mod device;
 pub mod encoder;
 pub mod hub;
 pub mod job;
+pub mod linear;
 pub mod pooling;
 pub mod qwen3;
 pub mod template;

@@ -7,6 +7,8 @@
 //! token's state and every row keeps positions 0..len, exactly as when embedded alone.
 //! Pad positions compute throw-away values that pooling ignores.
 
+use crate::embed::cpu_kernels;
+use crate::embed::linear::Linear;
 use crate::embed::weights::Weights;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -103,15 +105,18 @@ impl Qwen3Config {
 struct Layer {
     input_norm: Tensor,
     /// q, k and v projections stacked into one matrix: one GEMM instead of three.
-    qkv: Tensor,
+    qkv: Linear,
     qkv_bias: Option<Tensor>,
     q_norm: Tensor,
     k_norm: Tensor,
-    o: Tensor,
+    /// The same two norms as plain f32, for the fused CPU kernel.
+    q_norm_f32: Vec<f32>,
+    k_norm_f32: Vec<f32>,
+    o: Linear,
     post_norm: Tensor,
     /// gate and up projections stacked: one GEMM instead of two.
-    gate_up: Tensor,
-    down: Tensor,
+    gate_up: Linear,
+    down: Linear,
 }
 
 /// A loaded Qwen3 encoder.
@@ -124,6 +129,9 @@ pub struct Qwen3 {
     inv_freq: Vec<f32>,
     device: Device,
     dtype: DType,
+    /// Run attention and SwiGLU with the fused CPU kernels (CPU + f32; tests turn it off to
+    /// check both paths against each other).
+    pub fused_cpu: bool,
 }
 
 /// Which positions' states the caller wants back.
@@ -166,16 +174,20 @@ impl Qwen3 {
             };
             let gate = get(&format!("{p}.mlp.gate_proj.weight"), &[cfg.intermediate_size, h])?;
             let up = get(&format!("{p}.mlp.up_proj.weight"), &[cfg.intermediate_size, h])?;
+            let q_norm = get(&format!("{p}.self_attn.q_norm.weight"), &[hd])?;
+            let k_norm = get(&format!("{p}.self_attn.k_norm.weight"), &[hd])?;
             layers.push(Layer {
+                q_norm_f32: q_norm.to_dtype(DType::F32)?.to_vec1()?,
+                k_norm_f32: k_norm.to_dtype(DType::F32)?.to_vec1()?,
+                q_norm,
+                k_norm,
                 input_norm: get(&format!("{p}.input_layernorm.weight"), &[h])?,
-                qkv: Tensor::cat(&[q, k, v], 0)?,
+                qkv: Linear::new(Tensor::cat(&[q, k, v], 0)?)?,
                 qkv_bias,
-                q_norm: get(&format!("{p}.self_attn.q_norm.weight"), &[hd])?,
-                k_norm: get(&format!("{p}.self_attn.k_norm.weight"), &[hd])?,
-                o: get(&format!("{p}.self_attn.o_proj.weight"), &[h, nh * hd])?,
+                o: Linear::new(get(&format!("{p}.self_attn.o_proj.weight"), &[h, nh * hd])?)?,
                 post_norm: get(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
-                gate_up: Tensor::cat(&[gate, up], 0)?,
-                down: get(&format!("{p}.mlp.down_proj.weight"), &[h, cfg.intermediate_size])?,
+                gate_up: Linear::new(Tensor::cat(&[gate, up], 0)?)?,
+                down: Linear::new(get(&format!("{p}.mlp.down_proj.weight"), &[h, cfg.intermediate_size])?)?,
             });
         }
         // transformers computes the RoPE angles in f32 whatever the model dtype; so do we.
@@ -191,6 +203,7 @@ impl Qwen3 {
             inv_freq,
             device: device.clone(),
             dtype,
+            fused_cpu: device.is_cpu() && dtype == DType::F32,
             cfg,
         })
     }
@@ -216,8 +229,8 @@ impl Qwen3 {
         2.0 * tokens as f64 * (per_token_proj + per_token_attn) * c.num_hidden_layers as f64
     }
 
-    /// cos and sin tables for positions 0..t, shape (t, head_dim/2).
-    fn rope_tables(&self, t: usize) -> Result<(Tensor, Tensor)> {
+    /// cos and sin tables for positions 0..t, (t, head_dim/2) row-major.
+    fn rope_vecs(&self, t: usize) -> (Vec<f32>, Vec<f32>) {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(t * half);
         let mut sin = Vec::with_capacity(t * half);
@@ -228,6 +241,13 @@ impl Qwen3 {
                 sin.push(a.sin());
             }
         }
+        (cos, sin)
+    }
+
+    /// cos and sin tables for positions 0..t as tensors, shape (t, head_dim/2).
+    fn rope_tables(&self, t: usize) -> Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let (cos, sin) = self.rope_vecs(t);
         let cos = Tensor::from_vec(cos, (t, half), &self.device)?.to_dtype(self.dtype)?;
         let sin = Tensor::from_vec(sin, (t, half), &self.device)?.to_dtype(self.dtype)?;
         Ok((cos, sin))
@@ -251,7 +271,6 @@ impl Qwen3 {
         let c = &self.cfg;
         let (h, hd) = (c.hidden_size, c.head_dim());
         let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
-        let g = nh / nkv;
         let mut ids = Vec::with_capacity(b * t);
         for s in seqs {
             ids.extend_from_slice(s);
@@ -260,48 +279,49 @@ impl Qwen3 {
         let ids = Tensor::from_vec(ids, b * t, &self.device)?;
         let mut x = self.embed.index_select(&ids, 0)?; // (b·t, h)
         let (cos, sin) = self.rope_tables(t)?;
+        let rope_vecs = self.fused_cpu.then(|| self.rope_vecs(t));
         let mask = causal_mask(t, &self.device, self.dtype)?;
-        let scale = 1.0 / (hd as f64).sqrt();
         times.other += clock.lap()?;
         for layer in &self.layers {
             let hs = candle_nn::ops::rms_norm(&x, &layer.input_norm, self.eps)?;
-            let mut qkv = hs.matmul(&layer.qkv.t()?)?;
+            let mut qkv = layer.qkv.forward(&hs)?;
             if let Some(bias) = &layer.qkv_bias {
                 qkv = qkv.broadcast_add(bias)?;
             }
             times.projections += clock.lap()?;
-            let heads = |start: usize, n: usize| -> Result<Tensor> {
-                Ok(qkv.narrow(1, start * hd, n * hd)?.reshape((b, t, n, hd))?)
+            let attn = if self.fused_cpu {
+                let mut buf = qkv.flatten_all()?.to_vec1::<f32>()?;
+                let mut out = vec![0f32; b * t * nh * hd];
+                let shape = cpu_kernels::Attn { b, t, nh, nkv, hd, eps: self.eps };
+                let (c, sn) = rope_vecs.as_ref().expect("computed for the fused path");
+                cpu_kernels::attention(
+                    shape,
+                    &mut buf,
+                    &layer.q_norm_f32,
+                    &layer.k_norm_f32,
+                    c,
+                    sn,
+                    &mut out,
+                );
+                Tensor::from_vec(out, (b * t, nh * hd), &self.device)?
+            } else {
+                self.attend(&qkv, layer, b, t, &cos, &sin, &mask)?
             };
-            let q = candle_nn::ops::rms_norm(&heads(0, nh)?, &layer.q_norm, self.eps)?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let k = candle_nn::ops::rms_norm(&heads(nh, nkv)?, &layer.k_norm, self.eps)?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let v = heads(nh + nkv, nkv)?.transpose(1, 2)?.contiguous()?;
-            let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
-            // Grouped-query attention without copying K and V: query heads that share a KV
-            // head are stacked along the row axis, (b, nkv, g·t, hd).
-            let q = q.reshape((b, nkv, g * t, hd))?;
-            let scores = (q.matmul(&k.t()?)? * scale)?
-                .reshape((b, nkv, g, t, t))?
-                .broadcast_add(&mask)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, nkv, g * t, t))?;
-            let attn = probs
-                .matmul(&v)?
-                .reshape((b, nh, t, hd))?
-                .transpose(1, 2)?
-                .reshape((b * t, nh * hd))?;
             times.attention += clock.lap()?;
-            x = (x + attn.matmul(&layer.o.t()?)?)?;
+            x = (x + layer.o.forward(&attn)?)?;
             times.projections += clock.lap()?;
             let hs = candle_nn::ops::rms_norm(&x, &layer.post_norm, self.eps)?;
-            let gu = hs.matmul(&layer.gate_up.t()?)?;
+            let gu = layer.gate_up.forward(&hs)?;
             let i = c.intermediate_size;
-            let act = (candle_nn::ops::silu(&gu.narrow(1, 0, i)?)? * gu.narrow(1, i, i)?)?;
-            x = (x + act.matmul(&layer.down.t()?)?)?;
+            let act = if self.fused_cpu {
+                let gu = gu.flatten_all()?.to_vec1::<f32>()?;
+                let mut out = vec![0f32; b * t * i];
+                cpu_kernels::silu_mul(&gu, i, &mut out);
+                Tensor::from_vec(out, (b * t, i), &self.device)?
+            } else {
+                (candle_nn::ops::silu(&gu.narrow(1, 0, i)?)? * gu.narrow(1, i, i)?)?
+            };
+            x = (x + layer.down.forward(&act)?)?;
             times.mlp += clock.lap()?;
         }
         let pooled = match output {
@@ -331,6 +351,51 @@ impl Qwen3 {
         let rows = pooled.to_vec2::<f32>()?;
         times.other += clock.lap()?;
         Ok(rows)
+    }
+}
+
+impl Qwen3 {
+    /// Attention as candle ops: any device and dtype.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        qkv: &Tensor,
+        layer: &Layer,
+        b: usize,
+        t: usize,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let c = &self.cfg;
+        let hd = c.head_dim();
+        let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
+        let g = nh / nkv;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let heads = |start: usize, n: usize| -> Result<Tensor> {
+            Ok(qkv.narrow(1, start * hd, n * hd)?.reshape((b, t, n, hd))?)
+        };
+        let q = candle_nn::ops::rms_norm(&heads(0, nh)?, &layer.q_norm, self.eps)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let k = candle_nn::ops::rms_norm(&heads(nh, nkv)?, &layer.k_norm, self.eps)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let v = heads(nh + nkv, nkv)?.transpose(1, 2)?.contiguous()?;
+        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        // Grouped-query attention without copying K and V: query heads that share a KV
+        // head are stacked along the row axis, (b, nkv, g·t, hd).
+        let q = q.reshape((b, nkv, g * t, hd))?;
+        let scores = (q.matmul(&k.t()?)? * scale)?
+            .reshape((b, nkv, g, t, t))?
+            .broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, nkv, g * t, t))?;
+        Ok(probs
+            .matmul(&v)?
+            .reshape((b, nh, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b * t, nh * hd))?)
     }
 }
 
