@@ -149,3 +149,26 @@ pub fn silu_mul(gu: &[f32], i: usize, out: &mut [f32]) {
             }
         });
 }
+
+/// RMSNorm of every `w.len()`-wide row of `x` into `out`, rows in parallel.
+pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let h = w.len();
+    out.par_chunks_mut(h)
+        .zip(x.par_chunks(h))
+        .for_each(|(o, row)| {
+            let ms = row.iter().map(|v| v * v).sum::<f32>() / h as f32;
+            let r = 1.0 / (ms + eps).sqrt();
+            for ((o, &v), &g) in o.iter_mut().zip(row).zip(w) {
+                *o = v * r * g;
+            }
+        });
+}
+
+/// Add `bias` to every row of `x`.
+pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
+    x.par_chunks_mut(bias.len()).for_each(|row| {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+    });
+}

@@ -43,47 +43,70 @@ pub struct Nearest {
 }
 
 /// `out` (rows × k, row-major) = X · Cᵀ for row-major X (rows × d) and C (k × d).
+pub fn dots_into(x: &[f32], rows: usize, c: &Matrix, out: &mut [f32]) {
+    sgemm(x, rows, c.cols, &c.data, c.rows, true, out, false);
+}
+
+/// `out` (m × n, row-major) = [`out` +] A · B for row-major A (m × k). B is row-major (k × n),
+/// or, with `b_is_nk`, given as its row-major transpose (n × k), e.g. a centroid matrix or a
+/// transformers `(out, in)` weight. `accumulate` adds the product to `out` (a fused residual add).
 ///
 /// The one place that knows the GEMM backend: candle-core's `gemm` kernel by default, the
-/// system OpenBLAS with `--features openblas`.
-pub fn dots_into(x: &[f32], rows: usize, c: &Matrix, out: &mut [f32]) {
-    let (k, d) = (c.rows, c.cols);
-    assert!(x.len() >= rows * d && out.len() >= rows * k && c.data.len() == k * d);
-    if rows == 0 || k == 0 {
+/// system OpenBLAS with `--features openblas`. Both use all of rayon's threads.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    b: &[f32],
+    n: usize,
+    b_is_nk: bool,
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n);
+    if m == 0 || n == 0 {
         return;
     }
-    if d == 0 {
-        out[..rows * k].fill(0.0);
+    if k == 0 {
+        if !accumulate {
+            out[..m * n].fill(0.0);
+        }
         return;
     }
     #[cfg(feature = "openblas")]
     {
         use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE, cblas_sgemm};
-        // SAFETY: row-major X (rows × d, ld d), C (k × d, ld d) used transposed, out (rows × k, ld k),
+        let (tb, ldb) = if b_is_nk {
+            (CBLAS_TRANSPOSE::CblasTrans, k)
+        } else {
+            (CBLAS_TRANSPOSE::CblasNoTrans, n)
+        };
+        // SAFETY: row-major A (m × k, ld k), B as described by (tb, ldb), out (m × n, ld n),
         // all checked against the buffer lengths above.
         unsafe {
             cblas_sgemm(
                 CBLAS_LAYOUT::CblasRowMajor,
                 CBLAS_TRANSPOSE::CblasNoTrans,
-                CBLAS_TRANSPOSE::CblasTrans,
-                rows as i32,
+                tb,
+                m as i32,
+                n as i32,
                 k as i32,
-                d as i32,
                 1.0,
-                x.as_ptr(),
-                d as i32,
-                c.data.as_ptr(),
-                d as i32,
-                0.0,
-                out.as_mut_ptr(),
+                a.as_ptr(),
                 k as i32,
+                b.as_ptr(),
+                ldb as i32,
+                if accumulate { 1.0 } else { 0.0 },
+                out.as_mut_ptr(),
+                n as i32,
             );
         }
         #[allow(clippy::needless_return)]
         return;
     }
     #[cfg(not(feature = "openblas"))]
-    gemm_crate(x, rows, c, out);
+    gemm_crate(a, m, k, b, n, b_is_nk, out, accumulate);
 }
 
 // The system OpenBLAS (Debian/Ubuntu: libopenblas-dev). Linked by name: openblas-src's
@@ -127,32 +150,47 @@ pub fn check_gemm_backend() {
 
 /// The pure-Rust path: candle-core's kernel.
 #[cfg(not(feature = "openblas"))]
-fn gemm_crate(x: &[f32], rows: usize, c: &Matrix, out: &mut [f32]) {
-    let (k, d) = (c.rows, c.cols);
+#[allow(clippy::too_many_arguments)]
+fn gemm_crate(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    b: &[f32],
+    n: usize,
+    b_is_nk: bool,
+    out: &mut [f32],
+    accumulate: bool,
+) {
     let threads = rayon::current_num_threads();
     let par = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the strides describe exactly the buffers checked above: X row-major (rows × d),
-    // Cᵀ read from row-major C (element (p, j) at j·d + p), out row-major (rows × k).
+    // Element (p, j) of B: at j·k + p when given as (n × k), at p·n + j when (k × n).
+    let (b_cs, b_rs) = if b_is_nk {
+        (k as isize, 1)
+    } else {
+        (1, n as isize)
+    };
+    // SAFETY: the strides describe exactly the buffers checked in `sgemm`: A row-major
+    // (m × k), B as above, out row-major (m × n).
     unsafe {
         gemm::gemm(
-            rows,
+            m,
+            n,
             k,
-            d,
             out.as_mut_ptr(),
             1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            1,
             k as isize,
-            false,
-            x.as_ptr(),
-            1,
-            d as isize,
-            c.data.as_ptr(),
-            d as isize,
-            1,
-            0.0,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
             1.0,
             false,
             false,
