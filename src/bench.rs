@@ -212,7 +212,11 @@ pub fn embed(
         .collect();
     let texts: Vec<String> = seqs[..n]
         .iter()
-        .map(|s| enc.tokenizer().decode(&s[..t - 1], true).unwrap_or_default())
+        .map(|s| {
+            enc.tokenizer()
+                .decode(&s[..t - 1], true)
+                .unwrap_or_default()
+        })
         .collect();
     let clock = Instant::now();
     let _ = enc.tokenize(&texts)?;
@@ -242,7 +246,11 @@ pub fn embed(
         for (b, got) in seqs[..n].chunks(rows).zip(vectors.chunks(rows)) {
             let refs: Vec<&[u32]> = b.iter().map(Vec::as_slice).collect();
             for (r, g) in reference.embed_tokens(&refs, None)?.iter().zip(got) {
-                let c: f64 = r.iter().zip(g).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+                let c: f64 = r
+                    .iter()
+                    .zip(g)
+                    .map(|(a, b)| (*a as f64) * (*b as f64))
+                    .sum();
                 worst = worst.min(c);
             }
         }
@@ -269,7 +277,9 @@ pub fn embed(
     Ok(EmbedBenchReport {
         tool: "sidtool",
         model: cfg.model.clone(),
-        dtype: cfg.dtype.unwrap_or(crate::embed::device::EmbedDType::default_for(cfg.device)),
+        dtype: cfg
+            .dtype
+            .unwrap_or(crate::embed::device::EmbedDType::default_for(cfg.device)),
         threads: rayon::current_num_threads(),
         items: n,
         tokens_per_item: t,

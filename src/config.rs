@@ -1,9 +1,9 @@
 //! Typed configuration: defaults, the TOML file (`--config sidtool.toml`), and validation that
 //! runs before any heavy work so a bad value fails in milliseconds, not after training.
 
-use crate::error::{Error, Result};
 use crate::embed::device::{DeviceKind, EmbedDType};
 use crate::embed::pooling::Pooling;
+use crate::error::{Error, Result};
 use crate::ids::tokens::TokenFormat;
 use serde::{Deserialize, Serialize};
 use std::path::Path;

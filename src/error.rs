@@ -56,6 +56,9 @@ pub enum Error {
     /// A saved quantizer or other artefact that is missing pieces or inconsistent.
     #[error("{}: {message}", path.display())]
     Artifact { path: PathBuf, message: String },
+    /// A model that cannot be found or fetched (hub, cache, network).
+    #[error("{0}")]
+    Model(String),
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
     #[error("{}: invalid JSON: {source}", path.display())]

@@ -476,15 +476,16 @@ fn bad_missing_id_column() {
 
 #[test]
 fn bad_missing_embedding_column() {
-    let (_t, path) = bad_file(10, vec![("item_id", str_ids(10)), ("title", str_ids(10))]);
+    // Neither vectors nor the text columns the default template reads.
+    let (_t, path) = bad_file(10, vec![("item_id", str_ids(10)), ("name", str_ids(10))]);
     assert_bad(
         &path,
         &[],
         &[
             "bad.parquet",
-            "column `embedding`",
-            "precomputed vectors",
-            "the file has: item_id, title",
+            "none of the columns the text template",
+            "the file has: item_id, name",
+            "add an embedding column",
         ],
     );
 }

@@ -18,7 +18,12 @@ fn s(p: &Path) -> &str {
 /// Copy the tiny model's files into `dir`.
 fn copy_model(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model.safetensors",
+    ] {
         std::fs::copy(testdata("tiny-qwen3").join(f), dir.join(f)).unwrap();
     }
 }
@@ -50,7 +55,10 @@ fn embed_writes_unit_vectors_in_input_order_matching_the_library() {
     assert!(max_abs_diff(&alone, &vecs[..1]) < 1e-5);
     // How the vectors were made is in the footer.
     let info = sidtool::io::inspect::describe(&out, 0).unwrap();
-    assert!(info.contains("sidtool:embed") && info.contains("\"pooling\":\"last\""), "{info}");
+    assert!(
+        info.contains("sidtool:embed") && info.contains("\"pooling\":\"last\""),
+        "{info}"
+    );
 }
 
 #[test]
@@ -59,10 +67,27 @@ fn batch_size_and_window_size_do_not_change_vectors() {
     let items = testdata("items_text.parquet");
     let a = t.path().join("a.parquet");
     let b = t.path().join("b.parquet");
-    ok(&["embed", s(&items), "--out", s(&a), "--model", &tiny(), "--batch-tokens", "1"]);
     ok(&[
-        "embed", s(&items), "--out", s(&b), "--model", &tiny(), "--batch-tokens", "100000",
-        "--window-rows", "37",
+        "embed",
+        s(&items),
+        "--out",
+        s(&a),
+        "--model",
+        &tiny(),
+        "--batch-tokens",
+        "1",
+    ]);
+    ok(&[
+        "embed",
+        s(&items),
+        "--out",
+        s(&b),
+        "--model",
+        &tiny(),
+        "--batch-tokens",
+        "100000",
+        "--window-rows",
+        "37",
     ]);
     let (ia, va) = read_embeddings(&a);
     let (ib, vb) = read_embeddings(&b);
@@ -96,12 +121,30 @@ fn pooling_dim_instruction_and_template_options() {
         assert!(max_abs_diff(&v, &vb) > 1e-3, "{extra:?} changed nothing");
     }
     let out = t.path().join("d.parquet");
-    ok(&["embed", s(&items), "--out", s(&out), "--model", &tiny(), "--dim", "16"]);
+    ok(&[
+        "embed",
+        s(&items),
+        "--out",
+        s(&out),
+        "--model",
+        &tiny(),
+        "--dim",
+        "16",
+    ]);
     let (_, v) = read_embeddings(&out);
     assert_eq!(v[0].len(), 16);
     // Truncation is reported.
     let out = t.path().join("t.parquet");
-    let err = ok(&["embed", s(&items), "--out", s(&out), "--model", &tiny(), "--max-length", "8"]);
+    let err = ok(&[
+        "embed",
+        s(&items),
+        "--out",
+        s(&out),
+        "--model",
+        &tiny(),
+        "--max-length",
+        "8",
+    ]);
     assert!(err.contains("400 truncated to 8 tokens"), "{err}");
 }
 
@@ -111,44 +154,98 @@ fn bad_embed_inputs_name_the_problem_and_leave_nothing() {
     let items = testdata("items_text.parquet");
     let out = t.path().join("emb.parquet");
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["--template".into(), "{title} {colour}".into()], "column `colour`"),
+        (
+            vec!["--template".into(), "{title} {colour}".into()],
+            "column `colour`",
+        ),
         (vec!["--template".into(), "{title".into()], "unclosed"),
-        (vec!["--model".into(), t.path().join("nope").to_string_lossy().into()], "no such directory"),
-        (vec!["--model".into(), "not-a/hub-id/at-all".into()], "not a hub id"),
-        (vec!["--device".into(), "cuda".into()], "built without CUDA support"),
-        (vec!["--device".into(), "metal".into()], "built without Metal support"),
+        (
+            vec![
+                "--model".into(),
+                t.path().join("nope").to_string_lossy().into(),
+            ],
+            "no such directory",
+        ),
+        (
+            vec!["--model".into(), "not-a/hub-id/at-all".into()],
+            "not a hub id",
+        ),
+        (
+            vec!["--device".into(), "cuda".into()],
+            "built without CUDA support",
+        ),
+        (
+            vec!["--device".into(), "metal".into()],
+            "built without Metal support",
+        ),
         (vec!["--pooling".into(), "cls".into()], "causal"),
-        (vec!["--dim".into(), "65".into()], "exceeds the model's hidden size 64"),
-        (vec!["--max-length".into(), "1".into()], "max_length must be"),
+        (
+            vec!["--dim".into(), "65".into()],
+            "exceeds the model's hidden size 64",
+        ),
+        (
+            vec!["--max-length".into(), "1".into()],
+            "max_length must be",
+        ),
     ];
     for (extra, want) in cases {
-        let mut args = vec!["embed".to_string(), s(&items).into(), "--out".into(), s(&out).into()];
+        let mut args = vec![
+            "embed".to_string(),
+            s(&items).into(),
+            "--out".into(),
+            s(&out).into(),
+        ];
         if !extra.contains(&"--model".to_string()) {
             args.extend(["--model".into(), tiny()]);
         }
         args.extend(extra.clone());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let err = fails(&refs);
-        assert!(err.contains(want), "{extra:?}: expected {want:?} in:\n{err}");
-        assert!(entries(t.path()).is_empty(), "{extra:?} left {:?}", entries(t.path()));
+        assert!(
+            err.contains(want),
+            "{extra:?}: expected {want:?} in:\n{err}"
+        );
+        assert!(
+            entries(t.path()).is_empty(),
+            "{extra:?} left {:?}",
+            entries(t.path())
+        );
     }
     // An id column that is null in one row, and duplicate ids.
     let bad = t.path().join("bad.parquet");
-    let ids: arrow_array::ArrayRef =
-        std::sync::Arc::new(arrow_array::StringArray::from(vec![Some("a"), None, Some("c")]));
+    let ids: arrow_array::ArrayRef = std::sync::Arc::new(arrow_array::StringArray::from(vec![
+        Some("a"),
+        None,
+        Some("c"),
+    ]));
     let titles: arrow_array::ArrayRef =
         std::sync::Arc::new(arrow_array::StringArray::from(vec!["x", "y", "z"]));
     write_batch(&bad, vec![("item_id", ids), ("title", titles.clone())]);
     let err = fails(&["embed", s(&bad), "--out", s(&out), "--model", &tiny()]);
-    assert!(err.contains("column `item_id`, row 1") && err.contains("null"), "{err}");
+    assert!(
+        err.contains("column `item_id`, row 1") && err.contains("null"),
+        "{err}"
+    );
     let dup: arrow_array::ArrayRef =
         std::sync::Arc::new(arrow_array::StringArray::from(vec!["a", "b", "a"]));
     write_batch(&bad, vec![("item_id", dup), ("title", titles)]);
     let err = fails(&["embed", s(&bad), "--out", s(&out), "--model", &tiny()]);
     assert!(err.contains("row 2") && err.contains("duplicate"), "{err}");
     // No text columns at all.
-    let err = fails(&["embed", s(&testdata("items.parquet")), "--out", s(&out), "--model", &tiny(), "--template", "{embedding}"]);
-    assert!(err.contains("column `embedding`") && err.contains("cannot be used as item text"), "{err}");
+    let err = fails(&[
+        "embed",
+        s(&testdata("items.parquet")),
+        "--out",
+        s(&out),
+        "--model",
+        &tiny(),
+        "--template",
+        "{embedding}",
+    ]);
+    assert!(
+        err.contains("column `embedding`") && err.contains("cannot be used as item text"),
+        "{err}"
+    );
     assert!(!out.exists());
 }
 
@@ -169,14 +266,23 @@ fn broken_model_directories_are_explained() {
     let cfg = std::fs::read_to_string(m.join("config.json")).unwrap();
     std::fs::write(m.join("config.json"), cfg.replace("\"qwen3\"", "\"llama\"")).unwrap();
     let err = run(&m);
-    assert!(err.contains("unsupported architecture (model_type `llama`)"), "{err}");
+    assert!(
+        err.contains("unsupported architecture (model_type `llama`)"),
+        "{err}"
+    );
 
     let m = t.path().join("shape");
     copy_model(&m);
-    std::fs::write(m.join("config.json"), cfg.replace("\"intermediate_size\": 128", "\"intermediate_size\": 96")).unwrap();
+    std::fs::write(
+        m.join("config.json"),
+        cfg.replace("\"intermediate_size\": 128", "\"intermediate_size\": 96"),
+    )
+    .unwrap();
     let err = run(&m);
     assert!(
-        err.contains("`layers.0.mlp.gate_proj.weight` has shape [128, 64] but config.json implies [96, 64]"),
+        err.contains(
+            "`layers.0.mlp.gate_proj.weight` has shape [128, 64] but config.json implies [96, 64]"
+        ),
         "{err}"
     );
     assert!(!out.exists());
@@ -189,7 +295,12 @@ fn hf_cache(root: &Path, repo: &str, commit: &str) -> PathBuf {
     std::fs::create_dir_all(&snap).unwrap();
     std::fs::create_dir_all(repo_dir.join("blobs")).unwrap();
     std::fs::create_dir_all(repo_dir.join("refs")).unwrap();
-    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model.safetensors",
+    ] {
         let blob = repo_dir.join("blobs").join(format!("blob-{f}"));
         std::fs::copy(testdata("tiny-qwen3").join(f), &blob).unwrap();
         std::os::unix::fs::symlink(format!("../../blobs/blob-{f}"), snap.join(f)).unwrap();
@@ -209,20 +320,38 @@ fn hub_ids_resolve_through_a_local_hf_cache_without_network() {
     ok(&["embed", s(&items), "--out", s(&direct), "--model", &tiny()]);
     let (_, want) = read_embeddings(&direct);
     let dead = ("HF_ENDPOINT", "http://127.0.0.1:9");
-    let runs: Vec<(Vec<&str>, Vec<(&str, &str)>)> = vec![
+    type Run<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
+    let runs: Vec<Run> = vec![
         // Offline, through HF_HUB_CACHE and refs/main.
-        (vec![], vec![("HF_HUB_CACHE", s(&cache)), ("HF_HUB_OFFLINE", "1"), dead]),
+        (
+            vec![],
+            vec![("HF_HUB_CACHE", s(&cache)), ("HF_HUB_OFFLINE", "1"), dead],
+        ),
         // A commit revision goes straight to its snapshot.
-        (vec!["--revision", commit], vec![("HF_HUB_CACHE", s(&cache)), ("HF_HUB_OFFLINE", "1"), dead]),
+        (
+            vec!["--revision", commit],
+            vec![("HF_HUB_CACHE", s(&cache)), ("HF_HUB_OFFLINE", "1"), dead],
+        ),
         // Not offline, but cached: no download is attempted (the endpoint is dead).
         (vec![], vec![("HF_HUB_CACHE", s(&cache)), dead]),
     ];
     for (i, (extra, env)) in runs.into_iter().enumerate() {
         let out = t.path().join(format!("hub{i}.parquet"));
-        let mut args = vec!["embed", s(&items), "--out", s(&out), "--model", "test-org/tiny-qwen3"];
+        let mut args = vec![
+            "embed",
+            s(&items),
+            "--out",
+            s(&out),
+            "--model",
+            "test-org/tiny-qwen3",
+        ];
         args.extend(extra);
         let o = sidtool_env(&args, &env);
-        assert!(o.status.success(), "run {i}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "run {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let (_, got) = read_embeddings(&out);
         assert_eq!(got, want, "run {i}");
     }
@@ -231,20 +360,36 @@ fn hub_ids_resolve_through_a_local_hf_cache_without_network() {
     hf_cache(&home.join("hub"), "test-org/tiny-qwen3", commit);
     let out = t.path().join("home.parquet");
     let o = sidtool_env(
-        &["embed", s(&items), "--out", s(&out), "--model", "test-org/tiny-qwen3"],
+        &[
+            "embed",
+            s(&items),
+            "--out",
+            s(&out),
+            "--model",
+            "test-org/tiny-qwen3",
+        ],
         &[("HF_HOME", s(&home)), ("HF_HUB_OFFLINE", "1"), dead],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // Offline and not cached: a clear message, nothing written.
     let out = t.path().join("miss.parquet");
     let o = sidtool_env(
-        &["embed", s(&items), "--out", s(&out), "--model", "test-org/other-model"],
+        &[
+            "embed",
+            s(&items),
+            "--out",
+            s(&out),
+            "--model",
+            "test-org/other-model",
+        ],
         &[("HF_HUB_CACHE", s(&cache)), ("HF_HUB_OFFLINE", "1"), dead],
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        err.contains("test-org/other-model") && err.contains("not in the Hugging Face cache") && err.contains("HF_HUB_OFFLINE"),
+        err.contains("test-org/other-model")
+            && err.contains("not in the Hugging Face cache")
+            && err.contains("HF_HUB_OFFLINE"),
         "{err}"
     );
     assert!(!out.exists());
@@ -255,7 +400,11 @@ fn sharded_and_prefixed_weights_load_the_same_model() {
     use candle_core::{Device, Tensor};
     use std::collections::HashMap;
     let t = tempfile::tempdir().unwrap();
-    let tensors = candle_core::safetensors::load(testdata("tiny-qwen3").join("model.safetensors"), &Device::Cpu).unwrap();
+    let tensors = candle_core::safetensors::load(
+        testdata("tiny-qwen3").join("model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
     let m = t.path().join("sharded");
     copy_model(&m);
     std::fs::remove_file(m.join("model.safetensors")).unwrap();
@@ -268,7 +417,11 @@ fn sharded_and_prefixed_weights_load_the_same_model() {
         shards[i % 2].insert(format!("model.{name}"), tensor);
     }
     for (i, shard) in shards.iter().enumerate() {
-        candle_core::safetensors::save(shard, m.join(format!("model-0000{}-of-00002.safetensors", i + 1))).unwrap();
+        candle_core::safetensors::save(
+            shard,
+            m.join(format!("model-0000{}-of-00002.safetensors", i + 1)),
+        )
+        .unwrap();
     }
     let index = serde_json::json!({ "metadata": {}, "weight_map": map });
     std::fs::write(m.join("model.safetensors.index.json"), index.to_string()).unwrap();
@@ -285,10 +438,28 @@ fn a_killed_run_resumes_where_it_stopped() {
     let t = tempfile::tempdir().unwrap();
     let items = testdata("items_text.parquet");
     let full = t.path().join("full.parquet");
-    ok(&["embed", s(&items), "--out", s(&full), "--model", &tiny(), "--window-rows", "50"]);
+    ok(&[
+        "embed",
+        s(&items),
+        "--out",
+        s(&full),
+        "--model",
+        &tiny(),
+        "--window-rows",
+        "50",
+    ]);
     let out = t.path().join("emb.parquet");
     let partial = t.path().join(".emb.parquet.partial");
-    let args = ["embed", s(&items), "--out", s(&out), "--model", &tiny(), "--window-rows", "50"];
+    let args = [
+        "embed",
+        s(&items),
+        "--out",
+        s(&out),
+        "--model",
+        &tiny(),
+        "--window-rows",
+        "50",
+    ];
     // Kill a slowed-down run once it has finished a few parts.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sidtool"))
         .args(args)
@@ -311,14 +482,20 @@ fn a_killed_run_resumes_where_it_stopped() {
     let mut resumed = args.to_vec();
     resumed.push("--resume");
     let err = ok(&resumed);
-    assert!(err.contains(&format!("({} from an earlier run)", done * 50)), "{err}");
+    assert!(
+        err.contains(&format!("({} from an earlier run)", done * 50)),
+        "{err}"
+    );
     assert_eq!(read_embeddings(&out), read_embeddings(&full));
     assert!(!partial.exists());
     // A partial run with different settings is refused on --resume.
     std::fs::create_dir_all(&partial).unwrap();
     std::fs::write(partial.join("run.json"), "{}").unwrap();
     let err = fails(&resumed);
-    assert!(err.contains("different input or different settings"), "{err}");
+    assert!(
+        err.contains("different input or different settings"),
+        "{err}"
+    );
     // ... and discarded without it.
     ok(&args);
     assert!(!partial.exists());
@@ -329,16 +506,34 @@ fn build_embeds_text_only_catalogues() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
     ok(&[
-        "build", s(&testdata("items_text.parquet")), "--out", s(&out), "--model", &tiny(),
-        "--codebook-sizes", "16,8",
+        "build",
+        s(&testdata("items_text.parquet")),
+        "--out",
+        s(&out),
+        "--model",
+        &tiny(),
+        "--codebook-sizes",
+        "16,8",
     ]);
-    for f in ["embeddings.parquet", "sids.parquet", "stats.json", "manifest.json", "quantizer"] {
+    for f in [
+        "embeddings.parquet",
+        "sids.parquet",
+        "stats.json",
+        "manifest.json",
+        "quantizer",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let m = read_json(&out.join("manifest.json"));
     assert_eq!(m["embed"]["items"], 400);
     assert_eq!(m["embed"]["encoder"]["architecture"], "qwen3");
-    assert!(m["timings"].as_array().unwrap().iter().any(|t| t["stage"] == "embed"));
+    assert!(
+        m["timings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["stage"] == "embed")
+    );
     let (ids, _) = read_embeddings(&out.join("embeddings.parquet"));
     assert_eq!(ids.len(), 400);
     let stats = read_json(&out.join("stats.json"));
@@ -374,9 +569,15 @@ fn real_qwen3_tokenizer_appends_the_end_token() {
         ..EmbedConfig::default()
     })
     .unwrap();
-    let ids = enc.tokenize(&["Hello world".into(), "Hello world again".into()]).unwrap();
+    let ids = enc
+        .tokenize(&["Hello world".into(), "Hello world again".into()])
+        .unwrap();
     assert_eq!(ids[0], vec![9707, 1879, 151643]);
-    assert_eq!(ids[1], vec![9707, 1879, 151643], "truncation keeps max_length - 1 text tokens");
+    assert_eq!(
+        ids[1],
+        vec![9707, 1879, 151643],
+        "truncation keeps max_length - 1 text tokens"
+    );
 }
 
 #[test]
@@ -396,10 +597,19 @@ fn minilm_matches_sentence_transformers() {
         ..EmbedConfig::default()
     })
     .unwrap();
-    assert_eq!(enc.info.pooling, sidtool::embed::Pooling::Mean, "from 1_Pooling/config.json");
+    assert_eq!(
+        enc.info.pooling,
+        sidtool::embed::Pooling::Mean,
+        "from 1_Pooling/config.json"
+    );
     let ids = enc.tokenize(&texts).unwrap();
     for (i, want) in r["input_ids"].as_array().unwrap().iter().enumerate() {
-        let want: Vec<u32> = want.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(ids[i], want, "text {i}");
     }
     let got = enc.embed_texts(&texts).unwrap();
@@ -407,7 +617,13 @@ fn minilm_matches_sentence_transformers() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
         .collect();
     let d = max_abs_diff(&got, &want);
     assert!(d < 1e-4, "max |Δ| vs sentence-transformers = {d}");
@@ -417,11 +633,23 @@ fn minilm_matches_sentence_transformers() {
     // Through the CLI too.
     let t = tempfile::tempdir().unwrap();
     let items = t.path().join("items.parquet");
-    let ids: arrow_array::ArrayRef = std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..texts.len() as i64));
-    let title: arrow_array::ArrayRef = std::sync::Arc::new(arrow_array::StringArray::from(texts.clone()));
+    let ids: arrow_array::ArrayRef = std::sync::Arc::new(
+        arrow_array::Int64Array::from_iter_values(0..texts.len() as i64),
+    );
+    let title: arrow_array::ArrayRef =
+        std::sync::Arc::new(arrow_array::StringArray::from(texts.clone()));
     write_batch(&items, vec![("item_id", ids), ("title", title)]);
     let out = t.path().join("emb.parquet");
-    ok(&["embed", s(&items), "--out", s(&out), "--model", s(&dir), "--template", "{title}"]);
+    ok(&[
+        "embed",
+        s(&items),
+        "--out",
+        s(&out),
+        "--model",
+        s(&dir),
+        "--template",
+        "{title}",
+    ]);
     let (_, cli) = read_embeddings(&out);
     assert!(max_abs_diff(&cli, &want) < 1e-4);
 }

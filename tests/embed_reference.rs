@@ -25,7 +25,13 @@ fn rows(v: &Value) -> Vec<Vec<f64>> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
         .collect()
 }
 
@@ -72,7 +78,9 @@ fn single_and_batched_embeddings_match_transformers() {
         for (i, t) in texts.iter().enumerate() {
             let got = enc.embed_texts(std::slice::from_ref(t)).unwrap();
             for prec in ["f32", "f64"] {
-                let want = rows(&Value::Array(vec![r["single"][i][format!("{key}_{prec}")].clone()]));
+                let want = rows(&Value::Array(vec![
+                    r["single"][i][format!("{key}_{prec}")].clone(),
+                ]));
                 let d = max_diff(&got[0], &want[0]);
                 assert!(d < 1e-5, "{key} {prec} single text {i}: max |Δ| = {d:e}");
             }
@@ -87,7 +95,10 @@ fn single_and_batched_embeddings_match_transformers() {
         // Batch size does not change results.
         for (i, t) in texts.iter().enumerate() {
             let alone = enc.embed_texts(std::slice::from_ref(t)).unwrap();
-            let d = max_diff(&alone[0], &got[i].iter().map(|&x| x as f64).collect::<Vec<_>>());
+            let d = max_diff(
+                &alone[0],
+                &got[i].iter().map(|&x| x as f64).collect::<Vec<_>>(),
+            );
             assert!(d < 1e-5, "{key} text {i}: batch vs single |Δ| = {d:e}");
         }
     }

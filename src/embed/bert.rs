@@ -15,7 +15,13 @@ pub struct Bert {
 }
 
 impl Bert {
-    pub fn load(config_path: &Path, cfg: Config, weights: &[PathBuf], device: &Device, dtype: DType) -> Result<Self> {
+    pub fn load(
+        config_path: &Path,
+        cfg: Config,
+        weights: &[PathBuf],
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
         // SAFETY: read-only mapping of files sidtool does not modify (see weights.rs).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device) }
             .map_err(|e| Error::artifact(&weights[0], format!("cannot read safetensors: {e}")))?;
@@ -40,7 +46,10 @@ impl Bert {
         let mut mask = Vec::with_capacity(b * t);
         for s in seqs {
             ids.extend_from_slice(s);
-            ids.extend(std::iter::repeat_n(self.config.pad_token_id as u32, t - s.len()));
+            ids.extend(std::iter::repeat_n(
+                self.config.pad_token_id as u32,
+                t - s.len(),
+            ));
             mask.extend((0..t).map(|p| u32::from(p < s.len())));
         }
         let ids = Tensor::from_vec(ids, (b, t), &self.device)?;

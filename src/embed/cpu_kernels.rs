@@ -67,7 +67,14 @@ pub fn attention(
     sin: &[f32],
     out: &mut [f32],
 ) {
-    let Attn { b, t, nh, nkv, hd, eps } = s;
+    let Attn {
+        b,
+        t,
+        nh,
+        nkv,
+        hd,
+        eps,
+    } = s;
     let width = (nh + 2 * nkv) * hd;
     let half = hd / 2;
     assert_eq!(qkv.len(), b * t * width);
@@ -99,13 +106,24 @@ pub fn attention(
                 // block is item's t rows, columns h·hd.. of `out`, which no other task writes.
                 unsafe {
                     gemm::gemm(
-                        t, t, hd,
-                        scores.as_mut_ptr(), 1, t as isize,
+                        t,
+                        t,
+                        hd,
+                        scores.as_mut_ptr(),
+                        1,
+                        t as isize,
                         false,
-                        q.as_ptr(), 1, width as isize,
-                        k.as_ptr(), width as isize, 1,
-                        0.0, scale,
-                        false, false, false,
+                        q.as_ptr(),
+                        1,
+                        width as isize,
+                        k.as_ptr(),
+                        width as isize,
+                        1,
+                        0.0,
+                        scale,
+                        false,
+                        false,
+                        false,
                         gemm::Parallelism::None,
                     );
                 }
@@ -123,13 +141,24 @@ pub fn attention(
                 }
                 unsafe {
                     gemm::gemm(
-                        t, hd, t,
-                        dst.at(item * t * nh * hd + h * hd), 1, (nh * hd) as isize,
+                        t,
+                        hd,
+                        t,
+                        dst.at(item * t * nh * hd + h * hd),
+                        1,
+                        (nh * hd) as isize,
                         false,
-                        scores.as_ptr(), 1, t as isize,
-                        v.as_ptr(), 1, width as isize,
-                        0.0, 1.0,
-                        false, false, false,
+                        scores.as_ptr(),
+                        1,
+                        t as isize,
+                        v.as_ptr(),
+                        1,
+                        width as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
                         gemm::Parallelism::None,
                     );
                 }

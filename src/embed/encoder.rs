@@ -84,7 +84,10 @@ impl Encoder {
         let dtype = cfg.dtype.unwrap_or(EmbedDType::default_for(cfg.device));
         let dev = device::open(cfg.device)?;
         let parse_err = |e: serde_json::Error| {
-            Error::artifact(&files.config, format!("not a valid {model_type} config: {e}"))
+            Error::artifact(
+                &files.config,
+                format!("not a valid {model_type} config: {e}"),
+            )
         };
         let declared = declared_pooling(files)?;
         let (arch, default_pooling, hidden) = match model_type.as_str() {
@@ -207,8 +210,7 @@ impl Encoder {
         seqs: &[&[u32]],
         times: Option<&mut ForwardTimes>,
     ) -> Result<Vec<Vec<f32>>> {
-        if let Some(s) = seqs.iter().find(|s| s.is_empty()) {
-            debug_assert!(s.is_empty());
+        if seqs.iter().any(|s| s.is_empty()) {
             return Err(Error::Config(
                 "an empty token sequence reached the encoder (the tokenizer added no special \
                  tokens)"
@@ -250,7 +252,9 @@ impl Encoder {
     /// the two paths against each other. No effect on other architectures or devices.
     pub fn set_fused_cpu_kernels(&mut self, on: bool) {
         if let Arch::Qwen3(m) = &mut self.arch {
-            m.fused_cpu = on && self.info.device == device::DeviceKind::Cpu && self.info.dtype == EmbedDType::F32;
+            m.fused_cpu = on
+                && self.info.device == device::DeviceKind::Cpu
+                && self.info.dtype == EmbedDType::F32;
         }
     }
 

@@ -36,7 +36,9 @@ pub fn hub_cache_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("HF_HOME").filter(|p| !p.is_empty()) {
         return PathBuf::from(p).join("hub");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     home.join(".cache").join("huggingface").join("hub")
 }
 
@@ -60,7 +62,8 @@ pub fn resolve(spec: &str, revision: &str) -> Result<ModelFiles> {
              tokenizer.json and *.safetensors) or a hub id such as Qwen/Qwen3-Embedding-0.6B"
         )));
     }
-    let looks_like_id = spec.split('/').count() == 2 && !spec.starts_with('.') && !spec.contains('\\');
+    let looks_like_id =
+        spec.split('/').count() == 2 && !spec.starts_with('.') && !spec.contains('\\');
     if !looks_like_id {
         return Err(Error::Config(format!(
             "--model {spec}: no such directory, and not a hub id of the form ORG/NAME"
@@ -176,7 +179,7 @@ impl Hub {
             return Ok(files);
         }
         if offline() {
-            return Err(Error::Config(format!(
+            return Err(Error::Model(format!(
                 "model {} (revision {}) is not in the Hugging Face cache at {} and HF_HUB_OFFLINE \
                  is set; download it first (`huggingface-cli download {}`), point HF_HUB_CACHE \
                  or HF_HOME at the cache that has it, or pass a local directory to --model",
@@ -193,7 +196,7 @@ impl Hub {
         use hf_hub::api::sync::ApiBuilder;
         use hf_hub::{Repo, RepoType};
         let fail = |what: &str, e: hf_hub::api::sync::ApiError| {
-            Error::Config(format!(
+            Error::Model(format!(
                 "cannot fetch {what} of model {} (revision {}) from the Hugging Face hub: {e}; \
                  set HF_HUB_OFFLINE=1 to use only the cache at {}, or pass a local directory",
                 self.id,
@@ -211,7 +214,9 @@ impl Hub {
             RepoType::Model,
             self.revision.clone(),
         ));
-        let config = repo.get("config.json").map_err(|e| fail("config.json", e))?;
+        let config = repo
+            .get("config.json")
+            .map_err(|e| fail("config.json", e))?;
         let tokenizer = repo
             .get("tokenizer.json")
             .map_err(|e| fail("tokenizer.json", e))?;
@@ -230,10 +235,7 @@ impl Hub {
         for optional in ["modules.json", "1_Pooling/config.json"] {
             let _ = repo.get(optional);
         }
-        let dir = config
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(ModelFiles {
             source: source.to_string(),
             config,

@@ -184,7 +184,14 @@ pub fn embed_file(
         w += 1;
     }
     progress.finish();
-    join_parts(&dir, w, out, id_type.expect("at least one row"), info.dim, &meta)?;
+    join_parts(
+        &dir,
+        w,
+        out,
+        id_type.expect("at least one row"),
+        info.dim,
+        &meta,
+    )?;
     let _ = std::fs::remove_dir_all(&dir);
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
@@ -201,7 +208,8 @@ fn embed_window(
     let ids = encoder.tokenize(texts)?;
     let max = encoder.info.max_length;
     let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-    report.truncated += encoder_truncations(encoder, texts, &lengths, max);
+    // A row at max_length tokens was (or may have been) cut.
+    report.truncated += lengths.iter().filter(|&&l| l >= max).count() as u64;
     let plan = batching::plan(&lengths, batch_tokens);
     let dim = encoder.info.dim;
     let mut out = Matrix::zeros(texts.len(), dim);
@@ -218,11 +226,6 @@ fn embed_window(
         progress.advance(batch.len() as u64);
     }
     Ok(out)
-}
-
-/// Rows whose token count reached `max_length` (their text was, or may have been, cut).
-fn encoder_truncations(_e: &Encoder, _texts: &[String], lengths: &[usize], max: usize) -> u64 {
-    lengths.iter().filter(|&&l| l >= max).count() as u64
 }
 
 fn run_key(items: &Path, cfg: &Config, template: &Template, info: &EncoderInfo) -> Result<RunKey> {

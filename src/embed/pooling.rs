@@ -42,7 +42,11 @@ impl std::str::FromStr for Pooling {
 /// Scale `v` to unit L2 norm (a zero vector stays zero). Summed in f64 so the result does
 /// not depend on the vector's length in ulps.
 pub fn l2_normalize(v: &mut [f32]) {
-    let n = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+    let n = v
+        .iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt();
     if n > 0.0 {
         for x in v.iter_mut() {
             *x = (*x as f64 / n) as f32;

@@ -84,19 +84,26 @@ impl Qwen3Config {
         if let Some(act) = &self.hidden_act
             && act != "silu"
         {
-            return bad(format!("hidden_act `{act}` is not supported (Qwen3 uses silu)"));
+            return bad(format!(
+                "hidden_act `{act}` is not supported (Qwen3 uses silu)"
+            ));
         }
         if self.num_attention_heads == 0
             || self.num_key_value_heads == 0
-            || self.num_attention_heads % self.num_key_value_heads != 0
+            || !self
+                .num_attention_heads
+                .is_multiple_of(self.num_key_value_heads)
         {
             return bad(format!(
                 "num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
-        if self.head_dim() % 2 != 0 {
-            return bad(format!("head_dim {} must be even for RoPE", self.head_dim()));
+        if !self.head_dim().is_multiple_of(2) {
+            return bad(format!(
+                "head_dim {} must be even for RoPE",
+                self.head_dim()
+            ));
         }
         Ok(())
     }
@@ -172,8 +179,14 @@ impl Qwen3 {
             } else {
                 None
             };
-            let gate = get(&format!("{p}.mlp.gate_proj.weight"), &[cfg.intermediate_size, h])?;
-            let up = get(&format!("{p}.mlp.up_proj.weight"), &[cfg.intermediate_size, h])?;
+            let gate = get(
+                &format!("{p}.mlp.gate_proj.weight"),
+                &[cfg.intermediate_size, h],
+            )?;
+            let up = get(
+                &format!("{p}.mlp.up_proj.weight"),
+                &[cfg.intermediate_size, h],
+            )?;
             let q_norm = get(&format!("{p}.self_attn.q_norm.weight"), &[hd])?;
             let k_norm = get(&format!("{p}.self_attn.k_norm.weight"), &[hd])?;
             layers.push(Layer {
@@ -187,7 +200,10 @@ impl Qwen3 {
                 o: Linear::new(get(&format!("{p}.self_attn.o_proj.weight"), &[h, nh * hd])?)?,
                 post_norm: get(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
                 gate_up: Linear::new(Tensor::cat(&[gate, up], 0)?)?,
-                down: Linear::new(get(&format!("{p}.mlp.down_proj.weight"), &[h, cfg.intermediate_size])?)?,
+                down: Linear::new(get(
+                    &format!("{p}.mlp.down_proj.weight"),
+                    &[h, cfg.intermediate_size],
+                )?)?,
             });
         }
         // transformers computes the RoPE angles in f32 whatever the model dtype; so do we.
@@ -222,9 +238,8 @@ impl Qwen3 {
         let c = &self.cfg;
         let (h, hd) = (c.hidden_size as f64, c.head_dim() as f64);
         let (nh, nkv) = (c.num_attention_heads as f64, c.num_key_value_heads as f64);
-        let per_token_proj = h * (nh + 2.0 * nkv) * hd
-            + nh * hd * h
-            + 3.0 * h * c.intermediate_size as f64;
+        let per_token_proj =
+            h * (nh + 2.0 * nkv) * hd + nh * hd * h + 3.0 * h * c.intermediate_size as f64;
         let per_token_attn = 2.0 * nh * hd * t as f64;
         2.0 * tokens as f64 * (per_token_proj + per_token_attn) * c.num_hidden_layers as f64
     }
@@ -263,7 +278,10 @@ impl Qwen3 {
         let b = seqs.len();
         let t = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         if b == 0 || t == 0 {
-            return Ok(seqs.iter().map(|_| vec![0.0; self.cfg.hidden_size]).collect());
+            return Ok(seqs
+                .iter()
+                .map(|_| vec![0.0; self.cfg.hidden_size])
+                .collect());
         }
         let mut dummy = ForwardTimes::default();
         let times = times.unwrap_or(&mut dummy);
@@ -391,19 +409,26 @@ impl Qwen3 {
         let mut attn = vec![0f32; rows * nh * hd];
         let mut gu = vec![0f32; rows * 2 * i];
         let mut act = vec![0f32; rows * i];
-        let shape = cpu_kernels::Attn { b, t, nh, nkv, hd, eps: self.eps };
+        let shape = cpu_kernels::Attn {
+            b,
+            t,
+            nh,
+            nkv,
+            hd,
+            eps: self.eps,
+        };
         times.other += clock.lap()?;
         for layer in &self.layers {
             let (gn, gq, go, gp, ggu, gd) = (
                 host(&layer.input_norm)?,
-                host(layer.qkv.weight_t())?,
-                host(layer.o.weight_t())?,
+                host(layer.qkv.weight())?,
+                host(layer.o.weight())?,
                 host(&layer.post_norm)?,
-                host(layer.gate_up.weight_t())?,
-                host(layer.down.weight_t())?,
+                host(layer.gate_up.weight())?,
+                host(layer.down.weight())?,
             );
             cpu_kernels::rms_norm_rows(&x, f32s(&gn)?, self.eps, &mut hs);
-            sgemm(&hs, rows, h, f32s(&gq)?, width, false, &mut qkv, false);
+            sgemm(&hs, rows, h, f32s(&gq)?, width, true, &mut qkv, false);
             if let Some(bias) = &layer.qkv_bias {
                 let gb = host(bias)?;
                 cpu_kernels::add_bias_rows(&mut qkv, f32s(&gb)?);
@@ -419,12 +444,12 @@ impl Qwen3 {
                 &mut attn,
             );
             times.attention += clock.lap()?;
-            sgemm(&attn, rows, nh * hd, f32s(&go)?, h, false, &mut x, true);
+            sgemm(&attn, rows, nh * hd, f32s(&go)?, h, true, &mut x, true);
             times.projections += clock.lap()?;
             cpu_kernels::rms_norm_rows(&x, f32s(&gp)?, self.eps, &mut hs);
-            sgemm(&hs, rows, h, f32s(&ggu)?, 2 * i, false, &mut gu, false);
+            sgemm(&hs, rows, h, f32s(&ggu)?, 2 * i, true, &mut gu, false);
             cpu_kernels::silu_mul(&gu, i, &mut act);
-            sgemm(&act, rows, i, f32s(&gd)?, h, false, &mut x, true);
+            sgemm(&act, rows, i, f32s(&gd)?, h, true, &mut x, true);
             times.mlp += clock.lap()?;
         }
         let gnorm = host(&self.norm)?;
@@ -440,7 +465,12 @@ impl Qwen3 {
                 }
                 Output::Mean => {
                     for p in 0..s.len() {
-                        cpu_kernels::rms_norm_rows(&x[(r * t + p) * h..][..h], norm, self.eps, &mut tmp);
+                        cpu_kernels::rms_norm_rows(
+                            &x[(r * t + p) * h..][..h],
+                            norm,
+                            self.eps,
+                            &mut tmp,
+                        );
                         v.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
                     }
                     let inv = 1.0 / s.len() as f32;
@@ -534,3 +564,40 @@ impl Timer {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> Qwen3Config {
+        serde_json::from_str(&format!(
+            r#"{{"vocab_size": 8, "hidden_size": 4, "intermediate_size": 8,
+                "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+                "head_dim": 2, "rms_norm_eps": 1e-6 {extra}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn rope_theta_from_either_config_style() {
+        assert_eq!(cfg(r#", "rope_theta": 10000.0"#).rope_theta(), 10000.0);
+        // transformers 5 writes only rope_parameters.
+        let c = cfg(r#", "rope_parameters": {"rope_theta": 5e5, "rope_type": "default"}"#);
+        assert_eq!(c.rope_theta(), 5e5);
+        assert!(c.check(Path::new("config.json")).is_ok());
+        assert_eq!(cfg("").rope_theta(), 1_000_000.0);
+    }
+
+    #[test]
+    fn unsupported_configs_are_refused() {
+        let p = Path::new("config.json");
+        let yarn = cfg(r#", "rope_parameters": {"rope_theta": 1e6, "rope_type": "yarn"}"#);
+        assert!(yarn.check(p).unwrap_err().to_string().contains("`yarn`"));
+        let old = cfg(r#", "rope_scaling": {"type": "linear", "factor": 2.0}"#);
+        assert!(old.check(p).unwrap_err().to_string().contains("`linear`"));
+        let gelu = cfg(r#", "hidden_act": "gelu""#);
+        assert!(gelu.check(p).is_err());
+        let mut heads = cfg("");
+        heads.num_key_value_heads = 3;
+        assert!(heads.check(p).unwrap_err().to_string().contains("multiple"));
+    }
+}

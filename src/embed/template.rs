@@ -10,7 +10,8 @@
 use crate::error::{Error, Result};
 
 /// The METHODS.md §1 default.
-pub const DEFAULT_TEMPLATE: &str = "Title: {title}; Category: {category}; Description: {description}";
+pub const DEFAULT_TEMPLATE: &str =
+    "Title: {title}; Category: {category}; Description: {description}";
 
 #[derive(Debug, Clone, PartialEq)]
 struct Piece {
@@ -168,17 +169,27 @@ mod tests {
 
     #[test]
     fn default_template_drops_null_fields_with_their_labels() {
-        let all = [("title", "Mat"), ("category", "Yoga"), ("description", "Soft")];
+        let all = [
+            ("title", "Mat"),
+            ("category", "Yoga"),
+            ("description", "Soft"),
+        ];
         assert_eq!(
             render(DEFAULT_TEMPLATE, &all),
             "Title: Mat; Category: Yoga; Description: Soft"
         );
         assert_eq!(
-            render(DEFAULT_TEMPLATE, &[("title", "Mat"), ("description", "Soft")]),
+            render(
+                DEFAULT_TEMPLATE,
+                &[("title", "Mat"), ("description", "Soft")]
+            ),
             "Title: Mat; Description: Soft"
         );
         assert_eq!(
-            render(DEFAULT_TEMPLATE, &[("category", "Yoga"), ("description", " ")]),
+            render(
+                DEFAULT_TEMPLATE,
+                &[("category", "Yoga"), ("description", " ")]
+            ),
             "Category: Yoga"
         );
         assert_eq!(render(DEFAULT_TEMPLATE, &[]), "");
@@ -188,7 +199,10 @@ mod tests {
     fn brackets_go_with_their_field() {
         let t = "{title} ({year}). Genres: {genres}";
         assert_eq!(
-            render(t, &[("title", "Heat"), ("year", "1995"), ("genres", "Crime")]),
+            render(
+                t,
+                &[("title", "Heat"), ("year", "1995"), ("genres", "Crime")]
+            ),
             "Heat (1995). Genres: Crime"
         );
         assert_eq!(
@@ -205,6 +219,9 @@ mod tests {
         assert!(Template::parse("{}").is_err());
         assert!(Template::parse("x}").is_err());
         assert_eq!(render("{{{a}}}", &[("a", "v")]), "{v}");
-        assert_eq!(Template::parse("{a} {b} {a}").unwrap().fields(), vec!["a", "b"]);
+        assert_eq!(
+            Template::parse("{a} {b} {a}").unwrap().fields(),
+            vec!["a", "b"]
+        );
     }
 }

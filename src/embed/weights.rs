@@ -55,7 +55,13 @@ impl Weights {
     }
 
     /// Load `name` (without prefix), check its shape against the config, convert.
-    pub fn get(&self, name: &str, shape: &[usize], device: &Device, dtype: DType) -> Result<Tensor> {
+    pub fn get(
+        &self,
+        name: &str,
+        shape: &[usize],
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Tensor> {
         let full = format!("{}{name}", self.prefix);
         if !self.names.contains(&full) {
             return Err(Error::artifact(

@@ -185,33 +185,44 @@ impl ItemTextReader {
     /// One column's values as text (None for null); lists are joined with ", ".
     fn strings(&self, name: &str, a: &ArrayRef, first: u64) -> Result<Vec<Option<String>>> {
         let cast_err = |e: arrow_schema::ArrowError| {
-            Error::input(&self.path, Some(name), Some(first), format!("cannot read as text: {e}"))
+            Error::input(
+                &self.path,
+                Some(name),
+                Some(first),
+                format!("cannot read as text: {e}"),
+            )
         };
-        let list = |values: &ArrayRef, bounds: Vec<(usize, usize)>| -> Result<Vec<Option<String>>> {
-            let flat = self.strings(name, values, first)?;
-            Ok(bounds
-                .into_iter()
-                .enumerate()
-                .map(|(r, (s, e))| {
-                    if a.is_null(r) {
-                        return None;
-                    }
-                    let parts: Vec<&str> = flat[s..e].iter().flatten().map(String::as_str).collect();
-                    (!parts.is_empty()).then(|| parts.join(", "))
-                })
-                .collect())
-        };
+        let list =
+            |values: &ArrayRef, bounds: Vec<(usize, usize)>| -> Result<Vec<Option<String>>> {
+                let flat = self.strings(name, values, first)?;
+                Ok(bounds
+                    .into_iter()
+                    .enumerate()
+                    .map(|(r, (s, e))| {
+                        if a.is_null(r) {
+                            return None;
+                        }
+                        let parts: Vec<&str> =
+                            flat[s..e].iter().flatten().map(String::as_str).collect();
+                        (!parts.is_empty()).then(|| parts.join(", "))
+                    })
+                    .collect())
+            };
         match a.data_type() {
             DataType::List(_) => {
                 let l = a.as_list::<i32>();
                 let o = l.value_offsets();
-                let b = (0..l.len()).map(|r| (o[r] as usize, o[r + 1] as usize)).collect();
+                let b = (0..l.len())
+                    .map(|r| (o[r] as usize, o[r + 1] as usize))
+                    .collect();
                 list(l.values(), b)
             }
             DataType::LargeList(_) => {
                 let l = a.as_list::<i64>();
                 let o = l.value_offsets();
-                let b = (0..l.len()).map(|r| (o[r] as usize, o[r + 1] as usize)).collect();
+                let b = (0..l.len())
+                    .map(|r| (o[r] as usize, o[r + 1] as usize))
+                    .collect();
                 list(l.values(), b)
             }
             DataType::FixedSizeList(_, n) => {

@@ -231,7 +231,9 @@ pub fn sidtool_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// An external test asset (fetched by scripts/fetch-test-assets.sh): `None` with a printed
 /// reason when absent locally; a failure under CI=true, where the script must have run.
 pub fn asset(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-assets").join(rel);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("test-assets")
+        .join(rel);
     if p.exists() {
         return Some(p);
     }
