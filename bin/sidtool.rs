@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use sidtool::config::{Config, Dedup, Method};
+use sidtool::config::{Config, Dedup, Method, PrefixMasking};
 use sidtool::embed::Pooling;
 use sidtool::embed::device::{DeviceKind, EmbedDType};
 use sidtool::ids::stats::render;
@@ -73,6 +73,27 @@ struct QuantArgs {
     /// (`--balanced=false` turns off a config file's `balanced = true`).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     balanced: Option<bool>,
+    /// RQ-VAE: latent dimension [default: 32].
+    #[arg(long)]
+    latent_dim: Option<usize>,
+    /// RQ-VAE: encoder hidden widths, comma-separated; the decoder mirrors them [default: 512,256,128].
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    hidden: Option<Vec<usize>>,
+    /// RQ-VAE: maximum epochs (training stops earlier on a plateau) [default: 200].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// RQ-VAE: AdamW learning rate [default: 1e-3].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// RQ-VAE: examples per optimiser step [default: 1024].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// RQ-VAE: commitment weight β [default: 0.25].
+    #[arg(long)]
+    beta: Option<f64>,
+    /// RQ-VAE: reconstruct each example from a random prefix of its codes (PLUM) [default: none].
+    #[arg(long, value_enum)]
+    prefix_masking: Option<PrefixMasking>,
 }
 
 #[derive(Args, Default)]
@@ -318,6 +339,12 @@ impl Progress for Reporter {
         }
     }
 
+    fn note(&self, msg: &str) {
+        if let Some((b, stage, _)) = &*self.state.lock().unwrap() {
+            b.set_message(format!("{stage}: {msg}"));
+        }
+    }
+
     fn finish(&self) {
         if let Some((b, stage, t)) = self.state.lock().unwrap().take() {
             b.finish_and_clear();
@@ -355,6 +382,14 @@ impl Cli {
             set(&mut c.quantizer.max_iter, &q.max_iter);
             set(&mut c.quantizer.tol, &q.tol);
             set(&mut c.quantizer.balanced, &q.balanced);
+            let v = &mut c.quantizer.rqvae;
+            set(&mut v.latent_dim, &q.latent_dim);
+            set(&mut v.hidden, &q.hidden);
+            set(&mut v.epochs, &q.epochs);
+            set(&mut v.lr, &q.lr);
+            set(&mut v.batch_size, &q.batch_size);
+            set(&mut v.beta, &q.beta);
+            set(&mut v.prefix_masking, &q.prefix_masking);
         }
         if let Some(d) = ids {
             set(&mut c.ids.dedup, &d.dedup);
@@ -488,9 +523,17 @@ fn run(cli: &Cli) -> Result<()> {
             let r = sidtool::embed::job::embed_file(items, out, &cfg, *resume, &reporter)
                 .with_context(|| format!("embedding {} failed", items.display()))?;
             if !cli.quiet {
+                let padding = if r.tokens > 0 {
+                    format!(
+                        "padding {:.1}%",
+                        100.0 * (r.padded_tokens as f64 / r.tokens as f64 - 1.0)
+                    )
+                } else {
+                    "nothing left to run".into()
+                };
                 eprintln!(
                     "embedded {} items ({} from an earlier run) with {} ({}, {} pooling, dim {}): \
-                     {} tokens, padding {:.1}%, {} truncated to {} tokens, {:.2}s",
+                     {} tokens, {padding}, {} truncated to {} tokens, {:.2}s",
                     r.items,
                     r.resumed_items,
                     r.encoder.model,
@@ -498,7 +541,6 @@ fn run(cli: &Cli) -> Result<()> {
                     r.encoder.pooling.name(),
                     r.encoder.dim,
                     r.tokens,
-                    100.0 * (r.padded_tokens as f64 / r.tokens.max(1) as f64 - 1.0),
                     r.truncated,
                     r.encoder.max_length,
                     r.seconds

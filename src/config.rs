@@ -29,12 +29,15 @@ pub enum Method {
     /// Residual k-means (OneRec / MiniOneRec).
     #[default]
     RqKmeans,
+    /// Residual-quantized VAE (TIGER), with PLUM's progressive prefix masking.
+    RqVae,
 }
 
 impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Method::RqKmeans => "rq-kmeans",
+            Method::RqVae => "rq-vae",
         }
     }
 }
@@ -131,6 +134,70 @@ pub struct QuantizerConfig {
     pub max_iter: usize,
     pub tol: f64,
     pub balanced: bool,
+    /// RQ-VAE training (`method = "rq-vae"`).
+    pub rqvae: RqVaeConfig,
+}
+
+/// How training picks the prefix each example reconstructs from (PLUM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+#[derive(clap::ValueEnum)]
+pub enum PrefixMasking {
+    /// Always all L levels.
+    #[default]
+    None,
+    /// Per example, m uniform in 1..=L (all L with probability `full_prefix_prob`).
+    Uniform,
+}
+
+/// RQ-VAE (TIGER) architecture and training; METHODS.md §3–4.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RqVaeConfig {
+    /// Encoder hidden widths (the decoder mirrors them).
+    pub hidden: Vec<usize>,
+    pub latent_dim: usize,
+    /// Maximum epochs; training stops earlier when the loss plateaus.
+    pub epochs: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    /// Commitment weight β.
+    pub beta: f64,
+    /// Linear learning-rate warm-up, in optimiser steps.
+    pub warmup_steps: usize,
+    /// Cosine decay of the learning rate to a tenth over the maximum epochs.
+    pub cosine_decay: bool,
+    /// Clip the global gradient norm to this (0 = off).
+    pub grad_clip: f64,
+    /// Evaluate (and keep the best checkpoint) every this many epochs.
+    pub eval_every: usize,
+    /// Stop after this many evaluations without a better reconstruction error.
+    pub patience: usize,
+    pub prefix_masking: PrefixMasking,
+    /// With uniform masking: probability that an example uses all L levels anyway.
+    pub full_prefix_prob: f64,
+}
+
+impl Default for RqVaeConfig {
+    fn default() -> Self {
+        RqVaeConfig {
+            hidden: vec![512, 256, 128],
+            latent_dim: 32,
+            epochs: 200,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            batch_size: 1024,
+            beta: 0.25,
+            warmup_steps: 100,
+            cosine_decay: true,
+            grad_clip: 1.0,
+            eval_every: 5,
+            patience: 10,
+            prefix_masking: PrefixMasking::None,
+            full_prefix_prob: 0.0,
+        }
+    }
 }
 
 impl Default for QuantizerConfig {
@@ -142,6 +209,7 @@ impl Default for QuantizerConfig {
             max_iter: crate::quant::kmeans::DEFAULT_MAX_ITER,
             tol: crate::quant::kmeans::DEFAULT_TOL,
             balanced: false,
+            rqvae: RqVaeConfig::default(),
         }
     }
 }
@@ -237,6 +305,24 @@ impl Config {
                     l + 1
                 )));
             }
+        }
+        let v = &q.rqvae;
+        if v.latent_dim == 0 || v.batch_size == 0 || v.epochs == 0 || v.eval_every == 0 {
+            return Err(Error::Config(
+                "rqvae latent_dim, batch_size, epochs and eval_every must be ≥ 1".into(),
+            ));
+        }
+        if v.hidden.contains(&0) {
+            return Err(Error::Config("rqvae hidden widths must be ≥ 1".into()));
+        }
+        if v.lr.is_nan()
+            || v.lr <= 0.0
+            || !(0.0..=1.0).contains(&v.full_prefix_prob)
+            || v.beta < 0.0
+        {
+            return Err(Error::Config(
+                "rqvae lr must be > 0, beta ≥ 0 and full_prefix_prob in [0, 1]".into(),
+            ));
         }
         if q.tol.is_nan() || q.tol < 0.0 {
             return Err(Error::Config(format!("tol must be ≥ 0, got {}", q.tol)));

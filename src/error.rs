@@ -29,26 +29,27 @@ impl fmt::Display for Location {
 }
 
 /// Wrapped I/O, Parquet and JSON errors are shown in the message itself and deliberately not
-/// exposed as `source()`: error reporters print the whole chain, and the cause would appear twice.
+/// exposed as `source()` (so their fields are named `cause`, which thiserror does not treat as a
+/// source): error reporters print the whole chain, and the cause would appear twice.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The input data is unusable as given (wrong type, nulls, NaN, duplicates ...).
     #[error("{location}: {message}")]
     Input { location: Location, message: String },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{}: not a readable Parquet file: {source}", path.display())]
+    #[error("{}: not a readable Parquet file: {cause}", path.display())]
     Parquet {
         path: PathBuf,
-        source: parquet::errors::ParquetError,
+        cause: parquet::errors::ParquetError,
     },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Arrow {
         path: PathBuf,
-        source: arrow_schema::ArrowError,
+        cause: arrow_schema::ArrowError,
     },
     /// A configuration value that cannot work (caught before any heavy work starts).
     #[error("invalid configuration: {0}")]
@@ -61,10 +62,10 @@ pub enum Error {
     Model(String),
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
-    #[error("{}: invalid JSON: {source}", path.display())]
+    #[error("{}: invalid JSON: {cause}", path.display())]
     Json {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
@@ -85,24 +86,24 @@ impl Error {
         }
     }
 
-    pub fn io(path: &Path, source: std::io::Error) -> Self {
+    pub fn io(path: &Path, cause: std::io::Error) -> Self {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 
-    pub fn parquet(path: &Path, source: parquet::errors::ParquetError) -> Self {
+    pub fn parquet(path: &Path, cause: parquet::errors::ParquetError) -> Self {
         Error::Parquet {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 
-    pub fn arrow(path: &Path, source: arrow_schema::ArrowError) -> Self {
+    pub fn arrow(path: &Path, cause: arrow_schema::ArrowError) -> Self {
         Error::Arrow {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 

@@ -6,6 +6,8 @@ pub trait Progress: Sync {
     /// A new stage begins; `total` is the number of units if known.
     fn start(&self, stage: &str, total: Option<u64>);
     fn advance(&self, units: u64);
+    /// A short status for the running stage (e.g. current loss terms); may be ignored.
+    fn note(&self, _msg: &str) {}
     fn finish(&self);
 }
 

@@ -653,3 +653,85 @@ fn minilm_matches_sentence_transformers() {
     let (_, cli) = read_embeddings(&out);
     assert!(max_abs_diff(&cli, &want) < 1e-4);
 }
+
+#[test]
+fn item_text_from_awkward_columns() {
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    use std::sync::Arc;
+    let t = tempfile::tempdir().unwrap();
+    let path = t.path().join("items.parquet");
+    let ids: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
+    let titles: ArrayRef = Arc::new(StringArray::from(vec!["Heat", "Up", "Big"]));
+    let years: ArrayRef = Arc::new(Float64Array::from(vec![Some(1995.0), Some(f64::NAN), None]));
+    let mut genres = ListBuilder::new(StringBuilder::new());
+    for row in [vec!["Crime", " "], vec![], vec!["", "Drama", "Comedy"]] {
+        for g in row {
+            genres.values().append_value(g);
+        }
+        genres.append(true);
+    }
+    let genres: ArrayRef = Arc::new(genres.finish());
+    write_batch(
+        &path,
+        vec![
+            ("item_id", ids),
+            ("movie.title", titles),
+            ("year", years),
+            ("genres", genres),
+        ],
+    );
+    let template =
+        sidtool::embed::template::Template::parse("{movie.title} ({year}). Genres: {genres}")
+            .unwrap();
+    let reader =
+        sidtool::io::items::ItemTextReader::open(&path, "item_id", &template, true, 1024).unwrap();
+    let texts: Vec<String> = reader.flat_map(|b| b.unwrap().texts).collect();
+    assert_eq!(
+        texts,
+        vec![
+            "Heat (1995). Genres: Crime",
+            "Up",
+            "Big. Genres: Drama, Comedy"
+        ]
+    );
+    // Through the CLI too (a dotted column name used to be split at the dot).
+    let out = t.path().join("emb.parquet");
+    ok(&[
+        "embed",
+        s(&path),
+        "--out",
+        s(&out),
+        "--model",
+        &tiny(),
+        "--template",
+        "{movie.title} ({year})",
+    ]);
+    assert_eq!(read_embeddings(&out).0.len(), 3);
+}
+
+#[test]
+fn outputs_that_cannot_work_are_refused_before_embedding() {
+    let t = tempfile::tempdir().unwrap();
+    let items = t.path().join("items.parquet");
+    std::fs::copy(testdata("items_text.parquet"), &items).unwrap();
+    let err = fails(&["embed", s(&items), "--out", s(t.path()), "--model", &tiny()]);
+    assert!(err.contains("is a directory"), "{err}");
+    let err = fails(&["embed", s(&items), "--out", s(&items), "--model", &tiny()]);
+    assert!(err.contains("is the input catalogue"), "{err}");
+    assert_eq!(entries(t.path()), vec!["items.parquet".to_string()]);
+    // A typo in an explicit --embedding-column is an error, not a silent text-embedding run.
+    let out = t.path().join("out");
+    let err = fails(&[
+        "build",
+        s(&testdata("items.parquet")),
+        "--out",
+        s(&out),
+        "--embedding-column",
+        "embeding",
+    ]);
+    assert!(
+        err.contains("column `embeding`") && err.contains("no such column"),
+        "{err}"
+    );
+}

@@ -48,8 +48,11 @@ unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// Through a method, so closures capture the whole (Send) wrapper, not the raw field.
-    fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: callers pass offsets inside the output buffer.
+    ///
+    /// # Safety
+    /// `offset` must lie inside the buffer the pointer came from.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: guaranteed by the caller.
         unsafe { self.0.add(offset) }
     }
 }

@@ -46,7 +46,7 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::Json {
         path: path.to_path_buf(),
-        source: e,
+        cause: e,
     })
 }
 
@@ -133,8 +133,31 @@ impl Encoder {
         }
         // BERT has learned positions: longer inputs than it was trained for cannot be embedded.
         let max_length = match &arch {
-            Arch::Bert(m) => cfg.max_length.min(m.config.max_position_embeddings),
-            Arch::Qwen3(_) => cfg.max_length,
+            Arch::Bert(m) => {
+                // sentence-transformers cuts at max_seq_length (e.g. 256 for MiniLM).
+                let st = match files.optional("sentence_bert_config.json") {
+                    Some(p) => read_json(&p)?
+                        .get("max_seq_length")
+                        .and_then(|v| v.as_u64())
+                        .map(|v| v as usize),
+                    None => None,
+                };
+                cfg.max_length
+                    .min(m.config.max_position_embeddings)
+                    .min(st.unwrap_or(usize::MAX))
+            }
+            Arch::Qwen3(m) => {
+                if let Some(p) = m.config().max_position_embeddings
+                    && cfg.max_length > p
+                {
+                    tracing::warn!(
+                        "--max-length {} exceeds the model's max_position_embeddings ({p}); \
+                         longer texts are embedded, but the model was not trained on them",
+                        cfg.max_length
+                    );
+                }
+                cfg.max_length
+            }
         };
         let mut tokenizer = Tokenizer::from_file(&files.tokenizer).map_err(|e| {
             Error::artifact(&files.tokenizer, format!("cannot load tokenizer: {e}"))
@@ -177,6 +200,11 @@ impl Encoder {
     /// Token ids of each text: the instruction prefix applied, truncated to `max_length`
     /// including the end token. Runs in parallel.
     pub fn tokenize(&self, texts: &[String]) -> Result<Vec<Vec<u32>>> {
+        Ok(self.tokenize_counted(texts)?.0)
+    }
+
+    /// [`Encoder::tokenize`], and how many texts were cut to `max_length`.
+    pub fn tokenize_counted(&self, texts: &[String]) -> Result<(Vec<Vec<u32>>, usize)> {
         let inputs: Vec<String> = match &self.info.instruction {
             Some(ins) => texts
                 .iter()
@@ -187,21 +215,26 @@ impl Encoder {
         let enc = self
             .tokenizer
             .encode_batch(inputs, true)
-            .map_err(|e| Error::Config(format!("tokenization failed: {e}")))?;
+            .map_err(|e| Error::Model(format!("tokenization failed: {e}")))?;
         let max = self.info.max_length;
-        Ok(enc
+        let mut truncated = 0;
+        let ids = enc
             .into_iter()
             .map(|e| {
                 let mut ids = e.get_ids().to_vec();
+                let mut cut = !e.get_overflowing().is_empty();
                 if let Some(end) = self.end_token
                     && ids.last() != Some(&end)
                 {
+                    cut |= ids.len() > max - 1;
                     ids.truncate(max - 1);
                     ids.push(end);
                 }
+                truncated += usize::from(cut);
                 ids
             })
-            .collect())
+            .collect();
+        Ok((ids, truncated))
     }
 
     /// Final vectors (pooled, L2-normalised, Matryoshka-truncated) of token sequences.

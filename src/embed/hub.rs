@@ -115,7 +115,7 @@ fn shards(index: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Json {
         path: index.to_path_buf(),
-        source: e,
+        cause: e,
     })?;
     let map = v
         .get("weight_map")
@@ -181,12 +181,14 @@ impl Hub {
         if offline() {
             return Err(Error::Model(format!(
                 "model {} (revision {}) is not in the Hugging Face cache at {} and HF_HUB_OFFLINE \
-                 is set; download it first (`huggingface-cli download {}`), point HF_HUB_CACHE \
-                 or HF_HOME at the cache that has it, or pass a local directory to --model",
+                 is set (nor is there a local directory of that name); download it first \
+                 (`huggingface-cli download {} --revision {}`), point HF_HUB_CACHE or HF_HOME at \
+                 the cache that has it, or pass a local directory to --model",
                 self.id,
                 self.revision,
                 self.cache.display(),
-                self.id
+                self.id,
+                self.revision
             )));
         }
         self.download(&source)
@@ -197,8 +199,9 @@ impl Hub {
         use hf_hub::{Repo, RepoType};
         let fail = |what: &str, e: hf_hub::api::sync::ApiError| {
             Error::Model(format!(
-                "cannot fetch {what} of model {} (revision {}) from the Hugging Face hub: {e}; \
-                 set HF_HUB_OFFLINE=1 to use only the cache at {}, or pass a local directory",
+                "cannot fetch {what} of model {} (revision {}) from the Hugging Face hub: {e} \
+                 (there is no local directory of that name either); set HF_HUB_OFFLINE=1 to use \
+                 only the cache at {}, or pass a local directory",
                 self.id,
                 self.revision,
                 self.cache.display()

@@ -108,6 +108,9 @@ pub fn embed_file(
     if reader.num_rows == 0 {
         return Err(Error::input(items, None, None, "has no rows"));
     }
+    check_output(items, out)?;
+    // Null and duplicate ids are found before the model loads, not hours into a run.
+    let id_type = check_ids(items, &cfg.input.id_column)?;
     let encoder = Encoder::load(e)?;
     let info = encoder.info.clone();
     let meta = serde_json::json!({ "encoder": &info, "template": template.source() });
@@ -116,85 +119,193 @@ pub fn embed_file(
     let key = run_key(items, cfg, &template, &info)?;
     let key_json = serde_json::to_string_pretty(&key).expect("serialisable");
     let done_parts = prepare_partial(&dir, &key_json, resume)?;
-
-    let mut report = EmbedReport {
-        encoder: info.clone(),
-        template: template.source().to_string(),
-        items: 0,
-        resumed_items: 0,
-        tokens: 0,
-        padded_tokens: 0,
-        truncated: 0,
-        empty_texts: 0,
-        seconds: 0.0,
+    let run = Run {
+        encoder: &encoder,
+        dir: &dir,
+        done_parts,
+        window_rows: e.window_rows,
+        batch_tokens: e.batch_tokens,
+        delay: test_part_delay(),
     };
-    progress.start("embed", Some(reader.num_rows));
+    let result = run
+        .windows(&mut reader, progress)
+        .and_then(|(parts, mut report)| {
+            join_parts(&dir, parts, out, id_type, info.dim, &meta)?;
+            report.template = template.source().to_string();
+            Ok(report)
+        });
+    match result {
+        Ok(mut report) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            report.seconds = start.elapsed().as_secs_f64();
+            Ok(report)
+        }
+        Err(err) => {
+            let kept = count_parts(&dir);
+            if kept == 0 {
+                let _ = std::fs::remove_dir_all(&dir);
+            } else {
+                tracing::warn!(
+                    "{kept} finished part(s) kept in {}; rerun with --resume to continue",
+                    dir.display()
+                );
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Refuse outputs that would only fail after all the work, or destroy the input.
+fn check_output(items: &Path, out: &Path) -> Result<()> {
+    if out.is_dir() || out.as_os_str().to_string_lossy().ends_with('/') {
+        return Err(Error::Config(format!(
+            "--out {}: is a directory; give the path of the embeddings Parquet file to write",
+            out.display()
+        )));
+    }
+    if let (Ok(a), Ok(b)) = (std::fs::canonicalize(items), std::fs::canonicalize(out))
+        && a == b
+    {
+        return Err(Error::Config(format!(
+            "--out {} is the input catalogue; write the embeddings to another file",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// One pass over the id column: nulls and duplicates, with their rows. Returns the id type.
+fn check_ids(items: &Path, id_col: &str) -> Result<arrow_schema::DataType> {
+    let builder = open_parquet(items)?;
+    let idx = builder
+        .schema()
+        .index_of(id_col)
+        .map_err(|e| Error::arrow(items, e))?;
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [idx]);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| Error::parquet(items, e))?;
     let mut seen = SeenIds::default();
-    let mut window: Option<(ItemIds, Vec<String>)> = None;
-    let mut w = 0usize;
+    let mut first = 0u64;
     let mut id_type = None;
-    let delay = test_part_delay();
-    let flush = |w: usize, ids: ItemIds, texts: Vec<String>, report: &mut EmbedReport| {
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::arrow(items, e))?;
+        let col = batch.column(0);
+        if let Some(r) = crate::io::embeddings::first_null(col.as_ref()) {
+            return Err(Error::input(
+                items,
+                Some(id_col),
+                Some(first + r as u64),
+                "item id is null",
+            ));
+        }
+        let ids = ItemIds::from_arrow(col.as_ref()).expect("type checked when opened");
+        if let Some(r) = seen.add(&ids) {
+            return Err(Error::input(
+                items,
+                Some(id_col),
+                Some(first + r as u64),
+                format!("duplicate item id {}", ids.display(r)),
+            ));
+        }
+        id_type.get_or_insert(ids.data_type());
+        first += batch.num_rows() as u64;
+    }
+    id_type.ok_or_else(|| Error::input(items, None, None, "has no rows"))
+}
+
+fn count_parts(dir: &Path) -> usize {
+    let mut n = 0;
+    while part_path(dir, n).is_file() {
+        n += 1;
+    }
+    n
+}
+
+/// The streaming part of a run: windows in, parts out.
+struct Run<'a> {
+    encoder: &'a Encoder,
+    dir: &'a Path,
+    done_parts: usize,
+    window_rows: usize,
+    batch_tokens: usize,
+    delay: Option<std::time::Duration>,
+}
+
+impl Run<'_> {
+    /// Embed every window not already done; returns the number of parts and the figures.
+    fn windows(
+        &self,
+        reader: &mut ItemTextReader,
+        progress: &dyn Progress,
+    ) -> Result<(usize, EmbedReport)> {
+        let mut report = EmbedReport {
+            encoder: self.encoder.info.clone(),
+            template: String::new(),
+            items: 0,
+            resumed_items: 0,
+            tokens: 0,
+            padded_tokens: 0,
+            truncated: 0,
+            empty_texts: 0,
+            seconds: 0.0,
+        };
+        progress.start("embed", Some(reader.num_rows));
+        let mut window: Option<(ItemIds, Vec<String>)> = None;
+        let mut w = 0usize;
+        for batch in reader {
+            let b = batch?;
+            let n = b.texts.len();
+            let mut texts = b.texts.into_iter();
+            let mut pos = 0;
+            // Cut the record batch at window boundaries.
+            while pos < n {
+                let (wi, wt) = window.get_or_insert_with(|| (b.ids.select(&[]), Vec::new()));
+                let take = (self.window_rows - wt.len()).min(n - pos);
+                wi.extend(b.ids.select(&(pos..pos + take).collect::<Vec<_>>()));
+                wt.extend(texts.by_ref().take(take));
+                pos += take;
+                if wt.len() == self.window_rows {
+                    let (wi, wt) = window.take().expect("just filled");
+                    self.flush(w, wi, wt, &mut report, progress)?;
+                    w += 1;
+                }
+            }
+        }
+        if let Some((wi, wt)) = window.take() {
+            self.flush(w, wi, wt, &mut report, progress)?;
+            w += 1;
+        }
+        progress.finish();
+        Ok((w, report))
+    }
+
+    fn flush(
+        &self,
+        w: usize,
+        ids: ItemIds,
+        texts: Vec<String>,
+        report: &mut EmbedReport,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         report.items += ids.len() as u64;
-        if w < done_parts {
+        if w < self.done_parts {
             report.resumed_items += ids.len() as u64;
             progress.advance(ids.len() as u64);
             return Ok(());
         }
         report.empty_texts += texts.iter().filter(|t| t.is_empty()).count() as u64;
-        let vectors = embed_window(&encoder, &texts, e.batch_tokens, report, progress)?;
-        let mut writer = EmbeddingWriter::create(&part_path(&dir, w), ids.data_type(), info.dim)?;
+        let vectors = embed_window(self.encoder, &texts, self.batch_tokens, report, progress)?;
+        let dim = self.encoder.info.dim;
+        let mut writer = EmbeddingWriter::create(&part_path(self.dir, w), ids.data_type(), dim)?;
         writer.write(&ids, &vectors)?;
         writer.finish()?;
-        if let Some(d) = delay {
+        if let Some(d) = self.delay {
             std::thread::sleep(d);
         }
-        Ok::<(), Error>(())
-    };
-    for batch in &mut reader {
-        let b = batch?;
-        if let Some(r) = seen.add(&b.ids) {
-            return Err(Error::input(
-                items,
-                Some(&cfg.input.id_column),
-                Some(b.first_row + r as u64),
-                format!("duplicate item id {}", b.ids.display(r)),
-            ));
-        }
-        id_type.get_or_insert(b.ids.data_type());
-        let (mut ids, mut texts) = (b.ids, b.texts);
-        // Cut the record batch at window boundaries.
-        while !texts.is_empty() {
-            let (wi, wt) = window.get_or_insert_with(|| (ids.select(&[]), Vec::new()));
-            let take = (e.window_rows - wt.len()).min(texts.len());
-            let idx: Vec<usize> = (0..take).collect();
-            wi.extend(ids.select(&idx));
-            wt.extend(texts.drain(..take));
-            let rest: Vec<usize> = (take..ids.len()).collect();
-            ids = ids.select(&rest);
-            if wt.len() == e.window_rows {
-                let (wi, wt) = window.take().expect("just filled");
-                flush(w, wi, wt, &mut report)?;
-                w += 1;
-            }
-        }
+        Ok(())
     }
-    if let Some((wi, wt)) = window.take() {
-        flush(w, wi, wt, &mut report)?;
-        w += 1;
-    }
-    progress.finish();
-    join_parts(
-        &dir,
-        w,
-        out,
-        id_type.expect("at least one row"),
-        info.dim,
-        &meta,
-    )?;
-    let _ = std::fs::remove_dir_all(&dir);
-    report.seconds = start.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 /// Tokenize, batch by length and run one window; rows come back in input order.
@@ -205,11 +316,9 @@ fn embed_window(
     report: &mut EmbedReport,
     progress: &dyn Progress,
 ) -> Result<Matrix> {
-    let ids = encoder.tokenize(texts)?;
-    let max = encoder.info.max_length;
+    let (ids, truncated) = encoder.tokenize_counted(texts)?;
+    report.truncated += truncated as u64;
     let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-    // A row at max_length tokens was (or may have been) cut.
-    report.truncated += lengths.iter().filter(|&&l| l >= max).count() as u64;
     let plan = batching::plan(&lengths, batch_tokens);
     let dim = encoder.info.dim;
     let mut out = Matrix::zeros(texts.len(), dim);
@@ -257,20 +366,20 @@ fn prepare_partial(dir: &Path, key_json: &str, resume: bool) -> Result<usize> {
             if old != key_json {
                 return Err(Error::Config(format!(
                     "--resume: the unfinished run in {} used a different input or different \
-                     settings; rerun without --resume to start over",
-                    dir.display()
+                     settings ({}); rerun without --resume to start over",
+                    dir.display(),
+                    differing_keys(&old, key_json)
                 )));
             }
-            let mut n = 0;
-            while part_path(dir, n).is_file() {
-                n += 1;
-            }
+            let n = count_parts(dir);
             tracing::info!("resuming: {n} finished part(s) found in {}", dir.display());
             return Ok(n);
         }
-        tracing::info!(
-            "discarding an unfinished earlier run in {} (use --resume to continue it)",
-            dir.display()
+        tracing::warn!(
+            "discarding an unfinished earlier run in {} ({} finished part(s); use --resume to \
+             continue it instead)",
+            dir.display(),
+            count_parts(dir)
         );
         std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     } else if resume {
@@ -279,6 +388,22 @@ fn prepare_partial(dir: &Path, key_json: &str, resume: bool) -> Result<usize> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     crate::io::atomic::write_file(&key_path, key_json.as_bytes())?;
     Ok(0)
+}
+
+/// Which top-level keys of two run.json texts differ, for the resume error.
+fn differing_keys(old: &str, new: &str) -> String {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (
+        serde_json::from_str::<serde_json::Value>(old),
+        serde_json::from_str::<serde_json::Value>(new),
+    ) else {
+        return "its run.json is unreadable".into();
+    };
+    let keys: Vec<&str> = b
+        .keys()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(String::as_str)
+        .collect();
+    format!("differs in: {}", keys.join(", "))
 }
 
 /// Concatenate parts 0..n into `out` (atomically), with the encoder metadata in the footer.

@@ -36,6 +36,8 @@ pub struct Qwen3Config {
     #[serde(default)]
     pub attention_bias: bool,
     #[serde(default)]
+    pub max_position_embeddings: Option<usize>,
+    #[serde(default)]
     pub hidden_act: Option<String>,
 }
 
@@ -393,7 +395,7 @@ impl Qwen3 {
                 for (p, &id) in s.iter().enumerate() {
                     let id = id as usize;
                     if id >= c.vocab_size {
-                        return Err(crate::error::Error::Config(format!(
+                        return Err(crate::error::Error::Model(format!(
                             "token id {id} is outside the model's vocabulary ({}): tokenizer.json \
                              does not belong to this model",
                             c.vocab_size

@@ -34,11 +34,29 @@ fn closer_of(c: char) -> Option<char> {
         '(' => ')',
         '[' => ']',
         '{' => '}',
-        '"' => '"',
-        '\'' => '\'',
         '«' => '»',
         _ => return None,
     })
+}
+
+/// Brackets `s` leaves open (in order), and whether it closes one it did not open.
+fn brackets(s: &str) -> (Vec<char>, bool) {
+    let mut open = Vec::new();
+    for c in s.chars() {
+        if closer_of(c).is_some() {
+            open.push(c);
+        } else if let Some(o) = ['(', '[', '{', '«']
+            .into_iter()
+            .find(|&o| closer_of(o) == Some(c))
+        {
+            if open.last() == Some(&o) {
+                open.pop();
+            } else {
+                return (open, true);
+            }
+        }
+    }
+    (open, false)
 }
 
 impl Template {
@@ -97,12 +115,30 @@ impl Template {
             };
             let mut next = literals[i + 1].clone();
             let mut closer = String::new();
-            if let Some(open) = label.chars().last()
-                && let Some(close) = closer_of(open)
-                && next.starts_with(close)
+            // Brackets opened in a field's label must close right after the field, so that
+            // dropping the field drops both; a quote that ends the label pairs the same way.
+            let (opens, stray) = brackets(&label);
+            if stray {
+                return Err(bad(&format!(
+                    "`{label}` closes a bracket opened before an earlier field; brackets must \
+                     wrap one field, as in `{{title}} ({{year}})`"
+                )));
+            }
+            let need: String = opens.iter().rev().filter_map(|&c| closer_of(c)).collect();
+            if !need.is_empty() {
+                if !next.starts_with(&need) {
+                    return Err(bad(&format!(
+                        "the bracket in `{label}` must close right after {{{field}}}, as in \
+                         `{{title}} ({{year}})`; brackets around several fields are not supported"
+                    )));
+                }
+                closer.push_str(&need);
+                next.drain(..need.len());
+            } else if let Some(q) = label.chars().last().filter(|c| *c == '"' || *c == '\'')
+                && next.starts_with(q)
             {
-                closer.push(close);
-                next.drain(..close.len_utf8());
+                closer.push(q);
+                next.drain(..q.len_utf8());
             }
             pieces.push(Piece {
                 sep,
@@ -111,6 +147,12 @@ impl Template {
                 closer,
             });
             carry = next;
+        }
+        if brackets(&carry).1 || !brackets(&carry).0.is_empty() {
+            return Err(bad(&format!(
+                "unbalanced bracket in `{carry}` after the last field; brackets must wrap one \
+                 field, as in `{{title}} ({{year}})`"
+            )));
         }
         Ok(Template {
             source: src.to_string(),
@@ -210,6 +252,15 @@ mod tests {
             "Heat. Genres: Crime"
         );
         assert_eq!(render(t, &[("title", "Heat")]), "Heat");
+        let t = "{title} (released {year})";
+        assert_eq!(
+            render(t, &[("title", "Heat"), ("year", "1995")]),
+            "Heat (released 1995)"
+        );
+        assert_eq!(render(t, &[("title", "Heat")]), "Heat");
+        // A bracket around several fields cannot be dropped cleanly: refused up front.
+        assert!(Template::parse("{title} ({year}, {country})").is_err());
+        assert!(Template::parse("({title}) x)").is_err());
     }
 
     #[test]

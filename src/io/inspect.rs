@@ -23,7 +23,7 @@ pub fn describe(path: &Path, rows: usize) -> Result<String> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         return Ok(serde_json::to_string_pretty(&v).unwrap() + "\n");
     }

@@ -41,7 +41,8 @@ fn textual(t: &DataType) -> bool {
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
         ),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean => true,
-        t => t.is_numeric() || t.is_temporal() || matches!(t, DataType::Dictionary(..)),
+        DataType::Dictionary(_, v) => textual(v) && !v.is_nested(),
+        t => t.is_numeric() || t.is_temporal(),
     }
 }
 
@@ -58,7 +59,7 @@ impl ItemTextReader {
         let builder = open_parquet(path)?;
         let schema = builder.schema().clone();
         let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let Some((_, id_field)) = schema.column_with_name(id_col) else {
+        let Some((id_idx, id_field)) = schema.column_with_name(id_col) else {
             return Err(Error::input(
                 path,
                 Some(id_col),
@@ -81,9 +82,15 @@ impl ItemTextReader {
             ));
         }
         let mut present = Vec::new();
+        let mut roots = vec![id_idx];
         for f in template.fields() {
             match schema.column_with_name(f) {
-                Some((_, field)) if textual(field.data_type()) => present.push(f.to_string()),
+                Some((i, field)) if textual(field.data_type()) => {
+                    present.push(f.to_string());
+                    if !roots.contains(&i) {
+                        roots.push(i);
+                    }
+                }
                 Some((_, field)) => {
                     return Err(Error::input(
                         path,
@@ -127,9 +134,8 @@ impl ItemTextReader {
             ));
         }
         let num_rows = builder.metadata().file_metadata().num_rows() as u64;
-        let mut cols: Vec<&str> = vec![id_col];
-        cols.extend(present.iter().map(String::as_str));
-        let mask = ProjectionMask::columns(builder.parquet_schema(), cols);
+        // By root index: a name-based projection would split `movie.title` at the dot.
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         let inner = builder
             .with_projection(mask)
             .with_batch_size(batch_rows)
@@ -202,8 +208,12 @@ impl ItemTextReader {
                         if a.is_null(r) {
                             return None;
                         }
-                        let parts: Vec<&str> =
-                            flat[s..e].iter().flatten().map(String::as_str).collect();
+                        let parts: Vec<&str> = flat[s..e]
+                            .iter()
+                            .flatten()
+                            .map(|p| p.trim())
+                            .filter(|p| !p.is_empty())
+                            .collect();
                         (!parts.is_empty()).then(|| parts.join(", "))
                     })
                     .collect())
@@ -230,6 +240,24 @@ impl ItemTextReader {
                 let n = *n as usize;
                 let b = (0..l.len()).map(|r| (r * n, r * n + n)).collect();
                 list(l.values(), b)
+            }
+            // A year stored as float (pandas does that when some are missing) reads `1995`, not
+            // `1995.0`; NaN is a missing value, not text.
+            DataType::Float32 | DataType::Float64 => {
+                let f = arrow_cast::cast(a.as_ref(), &DataType::Float64).map_err(cast_err)?;
+                let f = f.as_primitive::<arrow_array::types::Float64Type>();
+                Ok((0..f.len())
+                    .map(|i| {
+                        let v = f.value(i);
+                        (f.is_valid(i) && !v.is_nan()).then(|| {
+                            if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+                                format!("{}", v as i64)
+                            } else {
+                                v.to_string()
+                            }
+                        })
+                    })
+                    .collect())
             }
             _ => {
                 let s = arrow_cast::cast(a.as_ref(), &DataType::Utf8).map_err(cast_err)?;

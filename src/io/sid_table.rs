@@ -124,7 +124,7 @@ pub fn read(path: &Path) -> Result<SidTable> {
         .map(|v| {
             serde_json::from_str::<SidMeta>(v).map_err(|source| Error::Json {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })
         })
         .transpose()?;

@@ -640,6 +640,18 @@ pub fn build(
     // Items without a vector column are embedded first; the vectors then come from there.
     let embedded = if embeddings::has_column(items, &cfg.input.embedding_column)? {
         None
+    } else if cfg.input.embedding_column != InputConfig::default().embedding_column {
+        // A vector column was named explicitly: a typo must not turn into an embedding run.
+        return Err(Error::input(
+            items,
+            Some(&cfg.input.embedding_column),
+            None,
+            format!(
+                "no such column (the embedding column, set with --embedding-column); the file \
+                 has: {}",
+                embeddings::column_names(items)?.join(", ")
+            ),
+        ));
     } else {
         let r = crate::embed::job::embed_file(items, &emb_path, cfg, false, progress)?;
         lap("embed", &mut timings);

@@ -4,6 +4,7 @@
 pub mod distance;
 pub mod kmeans;
 pub mod rq_kmeans;
+pub mod rqvae;
 pub mod store;
 
 use crate::config::{Method, QuantizerConfig};
@@ -80,6 +81,7 @@ pub fn train(
 ) -> Result<Box<dyn Quantizer>> {
     match cfg.method {
         Method::RqKmeans => Ok(Box::new(rq_kmeans::RqKMeans::fit(x, cfg, seed, progress)?)),
+        Method::RqVae => Ok(Box::new(rqvae::RqVae::fit(x, cfg, seed, progress)?)),
     }
 }
 
@@ -88,6 +90,7 @@ pub fn load(dir: &Path) -> Result<Box<dyn Quantizer>> {
     let header = store::read_header(dir)?;
     match header.method {
         Method::RqKmeans => Ok(Box::new(rq_kmeans::RqKMeans::load(dir)?)),
+        Method::RqVae => Ok(Box::new(rqvae::RqVae::load(dir)?)),
     }
 }
 

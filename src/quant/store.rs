@@ -39,7 +39,7 @@ pub fn read_header(dir: &Path) -> Result<Header> {
     })?;
     let h: Header = serde_json::from_str(&text).map_err(|source| Error::Json {
         path: path.clone(),
-        source,
+        cause: source,
     })?;
     if h.format_version > FORMAT_VERSION {
         return Err(Error::artifact(
@@ -56,7 +56,10 @@ pub fn read_header(dir: &Path) -> Result<Header> {
 pub fn read_config<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<T> {
     let path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json { path, source })
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path,
+        cause: source,
+    })
 }
 
 /// Write config + tensors into `dir` atomically (readers never see a half-written model).

@@ -1,0 +1,799 @@
+//! RQ-VAE (TIGER): an MLP autoencoder whose latent is residual-quantized, trained end to end
+//! with candle's autograd; METHODS.md §3, with PLUM's progressive prefix masking (§4).
+//!
+//! Training runs on candle tensors (autograd, AdamW). Inference (`encode`, `decode`) runs on
+//! plain matrices through the same GEMM seam and exact nearest-codeword search as RQ-KMeans, so
+//! `assign` is fast, multi-threaded and bit-identical however rows are batched.
+//! Every random choice (weight init, shuffling, masks, dead-code resets) comes from one seeded
+//! ChaCha8 stream: the same data, config and seed give the same model and codes on CPU.
+
+use crate::config::{Method, PrefixMasking, QuantizerConfig, RqVaeConfig};
+use crate::error::{Error, Result};
+use crate::matrix::Matrix;
+use crate::progress::Progress;
+use crate::quant::distance::{Codebook, sgemm};
+use crate::quant::kmeans::{self, KMeansConfig};
+use crate::quant::{Quantizer, store};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// One evaluation during training, kept in `config.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub epoch: usize,
+    pub loss: f64,
+    /// Mean squared reconstruction error per component over all training rows (all levels).
+    pub recon_mse: f64,
+    /// Share of items whose full code tuple another item also has (before any dedup).
+    pub collision_rate: f64,
+    pub utilisation: Vec<f64>,
+    pub entropy_bits: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RqVaeSaved {
+    pub method: Method,
+    pub format_version: u32,
+    pub sidtool_version: String,
+    pub dim: usize,
+    pub codebook_sizes: Vec<usize>,
+    pub hidden: Vec<usize>,
+    pub latent_dim: usize,
+    pub seed: u64,
+    pub train: RqVaeConfig,
+    pub train_rows: usize,
+    pub epochs_run: usize,
+    /// The checkpoint kept: lowest reconstruction error, ties broken by lower collision rate.
+    pub best_epoch: usize,
+    pub evaluations: Vec<Evaluation>,
+    pub dead_code_resets: usize,
+}
+
+/// A dense layer for inference: W (out, in) row-major and bias.
+#[derive(Clone)]
+struct Dense {
+    w: Matrix,
+    b: Vec<f32>,
+}
+
+impl Dense {
+    fn forward(&self, x: &Matrix, relu: bool) -> Matrix {
+        let mut out = vec![0f32; x.rows * self.w.rows];
+        sgemm(
+            &x.data,
+            x.rows,
+            x.cols,
+            &self.w.data,
+            self.w.rows,
+            true,
+            &mut out,
+            false,
+        );
+        use rayon::prelude::*;
+        out.par_chunks_mut(self.w.rows.max(1)).for_each(|row| {
+            for (v, b) in row.iter_mut().zip(&self.b) {
+                *v += b;
+                if relu && *v < 0.0 {
+                    *v = 0.0;
+                }
+            }
+        });
+        Matrix::new(out, x.rows, self.w.rows)
+    }
+}
+
+fn mlp(layers: &[Dense], x: &Matrix) -> Matrix {
+    let mut h = x.clone();
+    for (i, l) in layers.iter().enumerate() {
+        h = l.forward(&h, i + 1 < layers.len());
+    }
+    h
+}
+
+/// A trained RQ-VAE.
+#[derive(Clone)]
+pub struct RqVae {
+    config: RqVaeSaved,
+    enc: Vec<Dense>,
+    dec: Vec<Dense>,
+    codebooks: Vec<Codebook>,
+}
+
+/// Layer widths in → … → out of the encoder (the decoder is the reverse).
+fn widths(dim: usize, hidden: &[usize], latent: usize) -> Vec<usize> {
+    let mut w = vec![dim];
+    w.extend_from_slice(hidden);
+    w.push(latent);
+    w
+}
+
+impl RqVae {
+    pub fn saved(&self) -> &RqVaeSaved {
+        &self.config
+    }
+
+    /// Latent vectors of `x`.
+    fn latent(&self, x: &Matrix) -> Matrix {
+        mlp(&self.enc, x)
+    }
+
+    /// Codes of latents, and the residual entering each level if asked.
+    fn quantize(&self, z: &Matrix) -> Result<Vec<u16>> {
+        let l = self.codebooks.len();
+        let mut codes = vec![0u16; z.rows * l];
+        let mut r = z.clone();
+        for (level, cb) in self.codebooks.iter().enumerate() {
+            let near = cb.nearest(&r, false)?;
+            for (i, &c) in near.index.iter().enumerate() {
+                codes[i * l + level] = c as u16;
+                let e = cb.centroids.row(c as usize);
+                r.row_mut(i).iter_mut().zip(e).for_each(|(v, e)| *v -= e);
+            }
+        }
+        Ok(codes)
+    }
+
+    /// Sum of the first `depth` codewords of each row: the quantized latent.
+    fn latent_of_codes(&self, codes: &[u16], depth: usize) -> Result<Matrix> {
+        let l = self.codebooks.len();
+        if depth > l || !codes.len().is_multiple_of(l.max(1)) {
+            return Err(Error::Config(format!(
+                "decode: depth {depth} or code count {} does not fit {l} levels",
+                codes.len()
+            )));
+        }
+        let rows = codes.len() / l;
+        let mut z = Matrix::zeros(rows, self.config.latent_dim);
+        for i in 0..rows {
+            for (level, cb) in self.codebooks.iter().enumerate().take(depth) {
+                let c = codes[i * l + level] as usize;
+                if c >= cb.len() {
+                    return Err(Error::Config(format!(
+                        "code {c} at level {} is outside the codebook of {}",
+                        level + 1,
+                        cb.len()
+                    )));
+                }
+                z.row_mut(i)
+                    .iter_mut()
+                    .zip(cb.centroids.row(c))
+                    .for_each(|(v, e)| *v += e);
+            }
+        }
+        Ok(z)
+    }
+}
+
+impl Quantizer for RqVae {
+    fn method(&self) -> Method {
+        Method::RqVae
+    }
+
+    fn dim(&self) -> usize {
+        self.config.dim
+    }
+
+    fn codebook_sizes(&self) -> &[usize] {
+        &self.config.codebook_sizes
+    }
+
+    fn fit(x: &Matrix, cfg: &QuantizerConfig, seed: u64, progress: &dyn Progress) -> Result<Self> {
+        Trainer::new(x, cfg, seed)?.run(progress)
+    }
+
+    fn encode(&self, x: &Matrix) -> Result<Vec<u16>> {
+        self.quantize(&self.latent(x))
+    }
+
+    fn decode_prefix(&self, codes: &[u16], depth: usize) -> Result<Matrix> {
+        Ok(mlp(&self.dec, &self.latent_of_codes(codes, depth)?))
+    }
+
+    fn last_level_distances(&self, x: &Matrix, codes: &[u16]) -> Result<Vec<f32>> {
+        let l = self.levels();
+        let z = self.latent(x);
+        let before = self.latent_of_codes(codes, l - 1)?;
+        let mut r = z;
+        r.data
+            .iter_mut()
+            .zip(&before.data)
+            .for_each(|(v, b)| *v -= b);
+        self.codebooks[l - 1].all_distances(&r)
+    }
+
+    fn fingerprint(&self) -> String {
+        let mut blocks: Vec<&[f32]> = Vec::new();
+        for d in self.enc.iter().chain(&self.dec) {
+            blocks.push(&d.w.data);
+            blocks.push(&d.b);
+        }
+        blocks.extend(self.codebooks.iter().map(|c| c.centroids.data.as_slice()));
+        crate::quant::fingerprint_of(Method::RqVae, blocks)
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        let mut t = HashMap::new();
+        for (name, layers) in [("encoder", &self.enc), ("decoder", &self.dec)] {
+            for (i, d) in layers.iter().enumerate() {
+                t.insert(format!("{name}.{i}.weight"), d.w.to_tensor()?);
+                t.insert(
+                    format!("{name}.{i}.bias"),
+                    Tensor::from_slice(&d.b, d.b.len(), &Device::Cpu)?,
+                );
+            }
+        }
+        for (l, cb) in self.codebooks.iter().enumerate() {
+            t.insert(format!("codebooks.{l}"), cb.centroids.to_tensor()?);
+        }
+        store::save(dir, &self.config, &t)
+    }
+
+    fn load(dir: &Path) -> Result<Self> {
+        let config: RqVaeSaved = store::read_config(dir)?;
+        if config.method != Method::RqVae {
+            return Err(Error::artifact(
+                dir,
+                "config.json does not describe an rq-vae model",
+            ));
+        }
+        let t = store::load_tensors(dir)?;
+        let w = widths(config.dim, &config.hidden, config.latent_dim);
+        let layer = |name: &str, i: usize, inp: usize, out: usize| -> Result<Dense> {
+            let wt = store::take(&t, dir, &format!("{name}.{i}.weight"), &[out, inp])?;
+            let b = store::take(&t, dir, &format!("{name}.{i}.bias"), &[out])?;
+            Ok(Dense {
+                w: Matrix::from_tensor(&wt)?,
+                b: b.to_vec1()?,
+            })
+        };
+        let n = w.len() - 1;
+        let enc = (0..n)
+            .map(|i| layer("encoder", i, w[i], w[i + 1]))
+            .collect::<Result<_>>()?;
+        let dec = (0..n)
+            .map(|i| layer("decoder", i, w[n - i], w[n - i - 1]))
+            .collect::<Result<_>>()?;
+        let codebooks = config
+            .codebook_sizes
+            .iter()
+            .enumerate()
+            .map(|(l, &k)| {
+                let c = store::take(&t, dir, &format!("codebooks.{l}"), &[k, config.latent_dim])?;
+                Codebook::new(Matrix::from_tensor(&c)?)
+            })
+            .collect::<Result<_>>()?;
+        Ok(RqVae {
+            config,
+            enc,
+            dec,
+            codebooks,
+        })
+    }
+}
+
+/// Training state: candle variables, optimiser, RNG.
+struct Trainer<'a> {
+    x: &'a Matrix,
+    cfg: RqVaeConfig,
+    sizes: Vec<usize>,
+    seed: u64,
+    rng: ChaCha8Rng,
+    enc: Vec<(Var, Var)>,
+    dec: Vec<(Var, Var)>,
+    codebooks: Vec<Var>,
+}
+
+/// He-uniform init from our own RNG (candle's random init is not seedable on the CPU).
+fn dense_var(rng: &mut ChaCha8Rng, inp: usize, out: usize) -> Result<(Var, Var)> {
+    let bound = (6.0 / inp as f64).sqrt() as f32;
+    let w: Vec<f32> = (0..inp * out)
+        .map(|_| rng.random_range(-bound..bound))
+        .collect();
+    let w = Var::from_tensor(&Tensor::from_vec(w, (out, inp), &Device::Cpu)?)?;
+    let b = Var::from_tensor(&Tensor::zeros(out, DType::F32, &Device::Cpu)?)?;
+    Ok((w, b))
+}
+
+fn forward_mlp(layers: &[(Var, Var)], x: &Tensor) -> Result<Tensor> {
+    let mut h = x.clone();
+    for (i, (w, b)) in layers.iter().enumerate() {
+        h = h
+            .matmul(&w.as_tensor().t()?)?
+            .broadcast_add(b.as_tensor())?;
+        if i + 1 < layers.len() {
+            h = h.relu()?;
+        }
+    }
+    Ok(h)
+}
+
+fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok((a - b)?.sqr()?.mean_all()?)
+}
+
+fn to_dense(layers: &[(Var, Var)]) -> Result<Vec<Dense>> {
+    layers
+        .iter()
+        .map(|(w, b)| {
+            Ok(Dense {
+                w: Matrix::from_tensor(w.as_tensor())?,
+                b: b.as_tensor().to_vec1()?,
+            })
+        })
+        .collect()
+}
+
+impl<'a> Trainer<'a> {
+    fn new(x: &'a Matrix, cfg: &QuantizerConfig, seed: u64) -> Result<Self> {
+        let v = cfg.rqvae.clone();
+        let max_k = cfg.codebook_sizes.iter().copied().max().unwrap_or(0);
+        if max_k > x.rows {
+            return Err(Error::Config(format!(
+                "codebook size {max_k} is larger than the number of training rows ({})",
+                x.rows
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let w = widths(x.cols, &v.hidden, v.latent_dim);
+        let n = w.len() - 1;
+        let enc = (0..n)
+            .map(|i| dense_var(&mut rng, w[i], w[i + 1]))
+            .collect::<Result<_>>()?;
+        let dec = (0..n)
+            .map(|i| dense_var(&mut rng, w[n - i], w[n - i - 1]))
+            .collect::<Result<_>>()?;
+        Ok(Trainer {
+            x,
+            cfg: v,
+            sizes: cfg.codebook_sizes.clone(),
+            seed,
+            rng,
+            enc,
+            dec,
+            codebooks: Vec::new(),
+        })
+    }
+
+    fn rows(&self, idx: &[usize]) -> Result<Tensor> {
+        let m = self.x.gather(idx);
+        Ok(Tensor::from_vec(m.data, (m.rows, m.cols), &Device::Cpu)?)
+    }
+
+    /// TIGER's codebook init: k-means on the residuals of the first batch (at least K rows).
+    fn init_codebooks(&mut self, order: &[usize]) -> Result<()> {
+        let max_k = self.sizes.iter().copied().max().unwrap_or(1);
+        let take = self.cfg.batch_size.max(max_k).min(order.len());
+        let z = forward_mlp(&self.enc, &self.rows(&order[..take])?)?;
+        let mut r = Matrix::from_tensor(&z)?;
+        for (level, &k) in self.sizes.iter().enumerate() {
+            let fit = kmeans::fit(
+                &r,
+                &KMeansConfig {
+                    max_iter: 20,
+                    ..KMeansConfig::new(k, self.seed.wrapping_add(level as u64))
+                },
+            )?;
+            for (i, &a) in fit.assignment.iter().enumerate() {
+                let c = fit.centroids.row(a as usize).to_vec();
+                r.row_mut(i).iter_mut().zip(&c).for_each(|(v, e)| *v -= e);
+            }
+            self.codebooks
+                .push(Var::from_tensor(&fit.centroids.to_tensor()?)?);
+        }
+        Ok(())
+    }
+
+    fn snapshot(
+        &self,
+        evaluations: Vec<Evaluation>,
+        epochs_run: usize,
+        best_epoch: usize,
+        resets: usize,
+    ) -> Result<RqVae> {
+        Ok(RqVae {
+            config: RqVaeSaved {
+                method: Method::RqVae,
+                format_version: store::FORMAT_VERSION,
+                sidtool_version: crate::VERSION.into(),
+                dim: self.x.cols,
+                codebook_sizes: self.sizes.clone(),
+                hidden: self.cfg.hidden.clone(),
+                latent_dim: self.cfg.latent_dim,
+                seed: self.seed,
+                train: self.cfg.clone(),
+                train_rows: self.x.rows,
+                epochs_run,
+                best_epoch,
+                evaluations,
+                dead_code_resets: resets,
+            },
+            enc: to_dense(&self.enc)?,
+            dec: to_dense(&self.dec)?,
+            codebooks: self
+                .codebooks
+                .iter()
+                .map(|c| Codebook::new(Matrix::from_tensor(c.as_tensor())?))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    fn run(mut self, progress: &dyn Progress) -> Result<RqVae> {
+        let n = self.x.rows;
+        let l = self.sizes.len();
+        let bs = self.cfg.batch_size.min(n);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut self.rng);
+        self.init_codebooks(&order)?;
+        let mut vars: Vec<Var> = Vec::new();
+        for (w, b) in self.enc.iter().chain(&self.dec) {
+            vars.push(w.clone());
+            vars.push(b.clone());
+        }
+        vars.extend(self.codebooks.iter().cloned());
+        let mut opt = AdamW::new(
+            vars.clone(),
+            ParamsAdamW {
+                lr: self.cfg.lr,
+                weight_decay: self.cfg.weight_decay,
+                ..Default::default()
+            },
+        )?;
+        let steps_per_epoch = n.div_ceil(bs);
+        let total_steps = (steps_per_epoch * self.cfg.epochs).max(1);
+        let mut step = 0usize;
+        let mut evaluations = Vec::new();
+        let mut best: Option<(f64, f64, RqVae)> = None;
+        let mut since_best = 0usize;
+        let mut resets = 0usize;
+        let mut epochs_run = 0;
+        progress.start("train rq-vae (epochs)", Some(self.cfg.epochs as u64));
+        for epoch in 1..=self.cfg.epochs {
+            order.shuffle(&mut self.rng);
+            let mut used = self
+                .sizes
+                .iter()
+                .map(|&k| vec![false; k])
+                .collect::<Vec<_>>();
+            let mut last_residuals: Vec<Option<Matrix>> = vec![None; l];
+            let (mut sum_loss, mut sum_recon) = (0.0, 0.0);
+            for batch in order.chunks(bs) {
+                let lr = self.lr_at(step, total_steps);
+                opt.set_learning_rate(lr);
+                let x = self.rows(batch)?;
+                let (loss, recon, codes, residuals) = self.step_loss(&x)?;
+                let mut grads = loss.backward()?;
+                if self.cfg.grad_clip > 0.0 {
+                    clip(&mut grads, &vars, self.cfg.grad_clip)?;
+                }
+                opt.step(&grads)?;
+                step += 1;
+                sum_loss += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
+                sum_recon += recon * batch.len() as f64;
+                for (level, c) in codes.iter().enumerate() {
+                    c.iter().for_each(|&k| used[level][k as usize] = true);
+                }
+                last_residuals = residuals.into_iter().map(Some).collect();
+            }
+            resets += self.reset_dead_codes(&used, &last_residuals)?;
+            epochs_run = epoch;
+            progress.advance(1);
+            let loss = sum_loss / n as f64;
+            tracing::debug!(epoch, loss, recon = sum_recon / n as f64, "rq-vae epoch");
+            if epoch % self.cfg.eval_every == 0 || epoch == self.cfg.epochs {
+                let snap = self.snapshot(Vec::new(), epoch, epoch, resets)?;
+                let e = evaluate(&snap, self.x, epoch, loss)?;
+                tracing::info!(
+                    epoch,
+                    loss,
+                    recon_mse = e.recon_mse,
+                    collision_rate = e.collision_rate,
+                    utilisation = ?e.utilisation,
+                    entropy_bits = ?e.entropy_bits,
+                    "rq-vae evaluation"
+                );
+                progress.note(&format!(
+                    "loss {loss:.4} recon {:.4} collisions {:.3} util {:?}",
+                    e.recon_mse,
+                    e.collision_rate,
+                    e.utilisation
+                        .iter()
+                        .map(|u| (u * 100.0).round() / 100.0)
+                        .collect::<Vec<_>>()
+                ));
+                let better = match &best {
+                    None => true,
+                    Some((r, c, _)) => {
+                        e.recon_mse < r * (1.0 - 1e-4)
+                            || (e.recon_mse <= *r && e.collision_rate < *c)
+                    }
+                };
+                let (r, c) = (e.recon_mse, e.collision_rate);
+                evaluations.push(e);
+                if better {
+                    best = Some((r, c, snap));
+                    since_best = 0;
+                } else {
+                    since_best += 1;
+                    if since_best >= self.cfg.patience {
+                        tracing::info!(
+                            epoch,
+                            "rq-vae: no better reconstruction for {} evaluations; stopping",
+                            self.cfg.patience
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        progress.finish();
+        let (_, _, mut model) = best.expect("at least one evaluation runs");
+        model.config.epochs_run = epochs_run;
+        model.config.evaluations = evaluations;
+        model.config.dead_code_resets = resets;
+        Ok(model)
+    }
+
+    /// Linear warm-up, then optional cosine decay to a tenth.
+    fn lr_at(&self, step: usize, total: usize) -> f64 {
+        let lr = self.cfg.lr;
+        let w = self.cfg.warmup_steps;
+        if step < w {
+            return lr * (step + 1) as f64 / w as f64;
+        }
+        if !self.cfg.cosine_decay {
+            return lr;
+        }
+        let p = (step - w) as f64 / (total.saturating_sub(w)).max(1) as f64;
+        lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos()))
+    }
+
+    /// Loss of one batch, with each level's codes and the residual entering it.
+    #[allow(clippy::type_complexity)]
+    fn step_loss(&mut self, x: &Tensor) -> Result<(Tensor, f64, Vec<Vec<u32>>, Vec<Matrix>)> {
+        let b = x.dim(0)?;
+        let l = self.sizes.len();
+        let z = forward_mlp(&self.enc, x)?;
+        let mut r = z.clone();
+        let mut parts = Vec::with_capacity(l);
+        let mut codes = Vec::with_capacity(l);
+        let mut residuals = Vec::with_capacity(l);
+        let mut cb_loss = Tensor::zeros((), DType::F32, &Device::Cpu)?;
+        for cb in &self.codebooks {
+            let e_all = cb.as_tensor();
+            let rd = r.detach();
+            let rm = Matrix::from_tensor(&rd)?;
+            let near = Codebook::new(Matrix::from_tensor(e_all)?)?.nearest(&rm, false)?;
+            let idx = Tensor::from_slice(&near.index, b, &Device::Cpu)?;
+            let e = e_all.index_select(&idx, 0)?;
+            cb_loss = (cb_loss + mse(&rd, &e)? + (mse(&r, &e.detach())? * self.cfg.beta)?)?;
+            r = (r - e.detach())?;
+            parts.push(e);
+            codes.push(near.index);
+            residuals.push(rm);
+        }
+        // Which levels each example reconstructs from (PLUM's progressive masking).
+        let zq = match self.cfg.prefix_masking {
+            PrefixMasking::None => {
+                let mut s = parts[0].clone();
+                for p in &parts[1..] {
+                    s = (s + p)?;
+                }
+                s
+            }
+            PrefixMasking::Uniform => {
+                let mut m = vec![0f32; b * l];
+                for row in m.chunks_mut(l) {
+                    let depth = if self.rng.random_bool(self.cfg.full_prefix_prob) {
+                        l
+                    } else {
+                        self.rng.random_range(1..=l)
+                    };
+                    row[..depth].fill(1.0);
+                }
+                let m = Tensor::from_vec(m, (b, l), &Device::Cpu)?;
+                let mut s = parts[0].broadcast_mul(&m.narrow(1, 0, 1)?)?;
+                for (level, p) in parts.iter().enumerate().skip(1) {
+                    s = (s + p.broadcast_mul(&m.narrow(1, level, 1)?)?)?;
+                }
+                s
+            }
+        };
+        let z_st = (&z + (zq - &z)?.detach())?;
+        let recon = mse(&forward_mlp(&self.dec, &z_st)?, x)?;
+        let recon_v = recon.to_scalar::<f32>()? as f64;
+        Ok(((recon + cb_loss)?, recon_v, codes, residuals))
+    }
+
+    /// Re-seed every code no example used this epoch with a random residual of that level.
+    fn reset_dead_codes(
+        &mut self,
+        used: &[Vec<bool>],
+        residuals: &[Option<Matrix>],
+    ) -> Result<usize> {
+        let mut count = 0;
+        for (level, cb) in self.codebooks.iter().enumerate() {
+            let dead: Vec<usize> = (0..used[level].len())
+                .filter(|&k| !used[level][k])
+                .collect();
+            let Some(r) = &residuals[level] else { continue };
+            if dead.is_empty() || r.rows == 0 {
+                continue;
+            }
+            let mut m = Matrix::from_tensor(cb.as_tensor())?;
+            for &k in &dead {
+                let src = self.rng.random_range(0..r.rows);
+                m.row_mut(k).copy_from_slice(r.row(src));
+            }
+            cb.set(&m.to_tensor()?)?;
+            count += dead.len();
+        }
+        if count > 0 {
+            tracing::debug!(count, "rq-vae: dead codes re-seeded");
+        }
+        Ok(count)
+    }
+}
+
+/// Scale all gradients so their global L2 norm is at most `max`.
+fn clip(grads: &mut candle_core::backprop::GradStore, vars: &[Var], max: f64) -> Result<()> {
+    let mut sq = 0f64;
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    let norm = sq.sqrt();
+    if norm > max {
+        let s = max / norm;
+        for v in vars {
+            if let Some(g) = grads.remove(v.as_tensor()) {
+                grads.insert(v.as_tensor(), (g * s)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reconstruction error, pre-dedup collision rate, utilisation and entropy over all rows.
+fn evaluate(m: &RqVae, x: &Matrix, epoch: usize, loss: f64) -> Result<Evaluation> {
+    let codes = m.encode(x)?;
+    let xh = m.decode(&codes)?;
+    let recon_mse = x
+        .data
+        .iter()
+        .zip(&xh.data)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        / x.data.len().max(1) as f64;
+    let l = m.levels();
+    let mut groups: HashMap<&[u16], usize> = HashMap::new();
+    for row in codes.chunks(l) {
+        *groups.entry(row).or_default() += 1;
+    }
+    let colliding: usize = groups.values().filter(|&&c| c > 1).sum();
+    let mut utilisation = Vec::new();
+    let mut entropy_bits = Vec::new();
+    for (level, &k) in m.codebook_sizes().iter().enumerate() {
+        let mut counts = vec![0usize; k];
+        codes.chunks(l).for_each(|r| counts[r[level] as usize] += 1);
+        utilisation.push(counts.iter().filter(|&&c| c > 0).count() as f64 / k as f64);
+        let n = x.rows as f64;
+        entropy_bits.push(
+            counts
+                .iter()
+                .filter(|&&c| c > 0)
+                .map(|&c| {
+                    let p = c as f64 / n;
+                    -p * p.log2()
+                })
+                .sum(),
+        );
+    }
+    Ok(Evaluation {
+        epoch,
+        loss,
+        recon_mse,
+        collision_rate: colliding as f64 / x.rows.max(1) as f64,
+        utilisation,
+        entropy_bits,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+
+    /// `clusters` well-separated Gaussian clusters in `d` dims.
+    fn clustered(n: usize, d: usize, clusters: usize, seed: u64) -> Matrix {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let centres: Vec<Vec<f32>> = (0..clusters)
+            .map(|_| (0..d).map(|_| rng.random_range(-1.0..1.0)).collect())
+            .collect();
+        let mut data = Vec::with_capacity(n * d);
+        for i in 0..n {
+            let c = &centres[i % clusters];
+            data.extend(c.iter().map(|v| v + rng.random_range(-0.15..0.15)));
+        }
+        Matrix::new(data, n, d)
+    }
+
+    fn cfg(sizes: &[usize], epochs: usize) -> QuantizerConfig {
+        let mut c = QuantizerConfig {
+            method: Method::RqVae,
+            codebook_sizes: sizes.to_vec(),
+            ..QuantizerConfig::default()
+        };
+        c.rqvae.hidden = vec![64, 32];
+        c.rqvae.latent_dim = 8;
+        c.rqvae.epochs = epochs;
+        c.rqvae.batch_size = 256;
+        c.rqvae.eval_every = 1;
+        c.rqvae.patience = 1000;
+        c.rqvae.warmup_steps = 10;
+        c
+    }
+
+    #[test]
+    fn loss_decreases_and_reload_encodes_identically() {
+        let x = clustered(2000, 16, 20, 1);
+        let q = RqVae::fit(&x, &cfg(&[16, 8], 15), 7, &Silent).unwrap();
+        let ev = &q.saved().evaluations;
+        assert!(
+            ev.last().unwrap().recon_mse < ev[0].recon_mse * 0.8,
+            "{ev:?}"
+        );
+        assert!(ev.last().unwrap().loss < ev[0].loss, "{ev:?}");
+        let dir = tempfile::tempdir().unwrap();
+        q.save(dir.path()).unwrap();
+        let back = RqVae::load(dir.path()).unwrap();
+        assert_eq!(back.encode(&x).unwrap(), q.encode(&x).unwrap());
+        assert_eq!(back.fingerprint(), q.fingerprint());
+        // Same seed, same model; another seed, another model.
+        let again = RqVae::fit(&x, &cfg(&[16, 8], 15), 7, &Silent).unwrap();
+        assert_eq!(again.fingerprint(), q.fingerprint());
+        let other = RqVae::fit(&x, &cfg(&[16, 8], 15), 8, &Silent).unwrap();
+        assert_ne!(other.fingerprint(), q.fingerprint());
+    }
+
+    #[test]
+    fn codebooks_stay_in_use() {
+        let x = clustered(20_000, 32, 64, 2);
+        let q = RqVae::fit(&x, &cfg(&[64, 64, 64], 6), 3, &Silent).unwrap();
+        let codes = q.encode(&x).unwrap();
+        for level in 0..3 {
+            let mut used = [false; 64];
+            codes.chunks(3).for_each(|r| used[r[level] as usize] = true);
+            let u = used.iter().filter(|&&b| b).count();
+            assert!(
+                u as f64 >= 0.9 * 64.0,
+                "level {level}: {u} of 64 codes used"
+            );
+        }
+    }
+
+    #[test]
+    fn prefix_masking_makes_the_first_level_a_better_description() {
+        let x = clustered(3000, 16, 30, 4);
+        let mut off = cfg(&[8, 8, 8], 20);
+        off.rqvae.prefix_masking = PrefixMasking::None;
+        let mut on = off.clone();
+        on.rqvae.prefix_masking = PrefixMasking::Uniform;
+        let err1 = |c: &QuantizerConfig| {
+            let q = RqVae::fit(&x, c, 5, &Silent).unwrap();
+            let codes = q.encode(&x).unwrap();
+            q.prefix_sq_errors(&x, &codes).unwrap()[0]
+        };
+        let (e_off, e_on) = (err1(&off), err1(&on));
+        assert!(
+            e_on < e_off,
+            "level-1 error with masking {e_on} vs without {e_off}"
+        );
+    }
+}
