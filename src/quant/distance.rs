@@ -64,6 +64,23 @@ pub fn sgemm(
     out: &mut [f32],
     accumulate: bool,
 ) {
+    sgemm_ex(a, m, k, false, b, n, b_is_nk, out, accumulate);
+}
+
+/// [`sgemm`] where A may also be given as its row-major transpose (k × m) (`a_is_km`), as
+/// weight gradients `Gᵀ·X` need.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_ex(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    a_is_km: bool,
+    b: &[f32],
+    n: usize,
+    b_is_nk: bool,
+    out: &mut [f32],
+    accumulate: bool,
+) {
     assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n);
     if m == 0 || n == 0 {
         return;
@@ -82,19 +99,24 @@ pub fn sgemm(
         } else {
             (CBLAS_TRANSPOSE::CblasNoTrans, n)
         };
+        let (ta, lda) = if a_is_km {
+            (CBLAS_TRANSPOSE::CblasTrans, m)
+        } else {
+            (CBLAS_TRANSPOSE::CblasNoTrans, k)
+        };
         // SAFETY: row-major A (m × k, ld k), B as described by (tb, ldb), out (m × n, ld n),
         // all checked against the buffer lengths above.
         unsafe {
             cblas_sgemm(
                 CBLAS_LAYOUT::CblasRowMajor,
-                CBLAS_TRANSPOSE::CblasNoTrans,
+                ta,
                 tb,
                 m as i32,
                 n as i32,
                 k as i32,
                 1.0,
                 a.as_ptr(),
-                k as i32,
+                lda as i32,
                 b.as_ptr(),
                 ldb as i32,
                 if accumulate { 1.0 } else { 0.0 },
@@ -106,7 +128,7 @@ pub fn sgemm(
         return;
     }
     #[cfg(not(feature = "openblas"))]
-    gemm_crate(a, m, k, b, n, b_is_nk, out, accumulate);
+    gemm_crate(a, m, k, a_is_km, b, n, b_is_nk, out, accumulate);
 }
 
 // The system OpenBLAS (Debian/Ubuntu: libopenblas-dev). Linked by name: openblas-src's
@@ -155,6 +177,7 @@ fn gemm_crate(
     a: &[f32],
     m: usize,
     k: usize,
+    a_is_km: bool,
     b: &[f32],
     n: usize,
     b_is_nk: bool,
@@ -173,6 +196,12 @@ fn gemm_crate(
     } else {
         (1, n as isize)
     };
+    // Element (i, p) of A: at p·m + i when given as (k × m), at i·k + p when (m × k).
+    let (a_cs, a_rs) = if a_is_km {
+        (m as isize, 1)
+    } else {
+        (1, k as isize)
+    };
     // SAFETY: the strides describe exactly the buffers checked in `sgemm`: A row-major
     // (m × k), B as above, out row-major (m × n).
     unsafe {
@@ -185,8 +214,8 @@ fn gemm_crate(
             n as isize,
             accumulate,
             a.as_ptr(),
-            1,
-            k as isize,
+            a_cs,
+            a_rs,
             b.as_ptr(),
             b_cs,
             b_rs,

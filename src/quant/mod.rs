@@ -1,6 +1,7 @@
 //! Quantizers: turn vectors into per-level codes. Every method implements [`Quantizer`], so
 //! `assign` and `stats` work the same whichever method trained the model.
 
+pub mod dense;
 pub mod distance;
 pub mod kmeans;
 pub mod rq_kmeans;

@@ -11,6 +11,7 @@ use crate::config::{Method, PrefixMasking, QuantizerConfig, RqVaeConfig};
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
 use crate::progress::Progress;
+use crate::quant::dense::DenseOp;
 use crate::quant::distance::{Codebook, sgemm};
 use crate::quant::kmeans::{self, KMeansConfig};
 use crate::quant::{Quantizer, store};
@@ -53,6 +54,9 @@ pub struct RqVaeSaved {
     pub best_epoch: usize,
     pub evaluations: Vec<Evaluation>,
     pub dead_code_resets: usize,
+    /// Wall seconds of each epoch's optimiser steps (evaluations excluded).
+    #[serde(default)]
+    pub epoch_seconds: Vec<f64>,
 }
 
 /// A dense layer for inference: W (out, in) row-major and bias.
@@ -300,15 +304,15 @@ fn dense_var(rng: &mut ChaCha8Rng, inp: usize, out: usize) -> Result<(Var, Var)>
     Ok((w, b))
 }
 
-fn forward_mlp(layers: &[(Var, Var)], x: &Tensor) -> Result<Tensor> {
+/// `input_grad`: whether the first layer's input needs a gradient (not for raw data).
+fn forward_mlp(layers: &[(Var, Var)], x: &Tensor, input_grad: bool) -> Result<Tensor> {
     let mut h = x.clone();
     for (i, (w, b)) in layers.iter().enumerate() {
-        h = h
-            .matmul(&w.as_tensor().t()?)?
-            .broadcast_add(b.as_tensor())?;
-        if i + 1 < layers.len() {
-            h = h.relu()?;
-        }
+        let op = DenseOp {
+            relu: i + 1 < layers.len(),
+            input_grad: input_grad || i > 0,
+        };
+        h = h.apply_op3(w.as_tensor(), b.as_tensor(), op)?;
     }
     Ok(h)
 }
@@ -369,7 +373,7 @@ impl<'a> Trainer<'a> {
     fn init_codebooks(&mut self, order: &[usize]) -> Result<()> {
         let max_k = self.sizes.iter().copied().max().unwrap_or(1);
         let take = self.cfg.batch_size.max(max_k).min(order.len());
-        let z = forward_mlp(&self.enc, &self.rows(&order[..take])?)?;
+        let z = forward_mlp(&self.enc, &self.rows(&order[..take])?, false)?;
         let mut r = Matrix::from_tensor(&z)?;
         for (level, &k) in self.sizes.iter().enumerate() {
             let fit = kmeans::fit(
@@ -412,6 +416,7 @@ impl<'a> Trainer<'a> {
                 best_epoch,
                 evaluations,
                 dead_code_resets: resets,
+                epoch_seconds: Vec::new(),
             },
             enc: to_dense(&self.enc)?,
             dec: to_dense(&self.dec)?,
@@ -452,6 +457,7 @@ impl<'a> Trainer<'a> {
         let mut since_best = 0usize;
         let mut resets = 0usize;
         let mut epochs_run = 0;
+        let mut epoch_seconds = Vec::new();
         progress.start("train rq-vae (epochs)", Some(self.cfg.epochs as u64));
         for epoch in 1..=self.cfg.epochs {
             order.shuffle(&mut self.rng);
@@ -462,16 +468,27 @@ impl<'a> Trainer<'a> {
                 .collect::<Vec<_>>();
             let mut last_residuals: Vec<Option<Matrix>> = vec![None; l];
             let (mut sum_loss, mut sum_recon) = (0.0, 0.0);
+            let clock = std::time::Instant::now();
+            let mut parts_s = [0f64; 4];
             for batch in order.chunks(bs) {
                 let lr = self.lr_at(step, total_steps);
                 opt.set_learning_rate(lr);
+                let t0 = std::time::Instant::now();
                 let x = self.rows(batch)?;
                 let (loss, recon, codes, residuals) = self.step_loss(&x)?;
+                let t1 = std::time::Instant::now();
                 let mut grads = loss.backward()?;
+                let t2 = std::time::Instant::now();
                 if self.cfg.grad_clip > 0.0 {
                     clip(&mut grads, &vars, self.cfg.grad_clip)?;
                 }
+                let t3 = std::time::Instant::now();
                 opt.step(&grads)?;
+                let t4 = std::time::Instant::now();
+                parts_s[0] += (t1 - t0).as_secs_f64();
+                parts_s[1] += (t2 - t1).as_secs_f64();
+                parts_s[2] += (t3 - t2).as_secs_f64();
+                parts_s[3] += (t4 - t3).as_secs_f64();
                 step += 1;
                 sum_loss += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
                 sum_recon += recon * batch.len() as f64;
@@ -481,6 +498,14 @@ impl<'a> Trainer<'a> {
                 last_residuals = residuals.into_iter().map(Some).collect();
             }
             resets += self.reset_dead_codes(&used, &last_residuals)?;
+            epoch_seconds.push(clock.elapsed().as_secs_f64());
+            tracing::debug!(
+                forward_s = parts_s[0],
+                backward_s = parts_s[1],
+                clip_s = parts_s[2],
+                optimiser_s = parts_s[3],
+                "rq-vae epoch time split"
+            );
             epochs_run = epoch;
             progress.advance(1);
             let loss = sum_loss / n as f64;
@@ -536,6 +561,7 @@ impl<'a> Trainer<'a> {
         model.config.epochs_run = epochs_run;
         model.config.evaluations = evaluations;
         model.config.dead_code_resets = resets;
+        model.config.epoch_seconds = epoch_seconds;
         Ok(model)
     }
 
@@ -558,7 +584,7 @@ impl<'a> Trainer<'a> {
     fn step_loss(&mut self, x: &Tensor) -> Result<(Tensor, f64, Vec<Vec<u32>>, Vec<Matrix>)> {
         let b = x.dim(0)?;
         let l = self.sizes.len();
-        let z = forward_mlp(&self.enc, x)?;
+        let z = forward_mlp(&self.enc, x, false)?;
         let mut r = z.clone();
         let mut parts = Vec::with_capacity(l);
         let mut codes = Vec::with_capacity(l);
@@ -605,7 +631,7 @@ impl<'a> Trainer<'a> {
             }
         };
         let z_st = (&z + (zq - &z)?.detach())?;
-        let recon = mse(&forward_mlp(&self.dec, &z_st)?, x)?;
+        let recon = mse(&forward_mlp(&self.dec, &z_st, true)?, x)?;
         let recon_v = recon.to_scalar::<f32>()? as f64;
         Ok(((recon + cb_loss)?, recon_v, codes, residuals))
     }
