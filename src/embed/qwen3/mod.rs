@@ -7,109 +7,15 @@
 //! token's state and every row keeps positions 0..len, exactly as when embedded alone.
 //! Pad positions compute throw-away values that pooling ignores.
 
-use crate::embed::cpu_kernels;
 use crate::embed::linear::Linear;
 use crate::embed::weights::Weights;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
-use serde::Deserialize;
-use std::path::Path;
 
-/// The subset of a Qwen3 `config.json` the encoder needs.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Qwen3Config {
-    pub vocab_size: usize,
-    pub hidden_size: usize,
-    pub intermediate_size: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    pub num_key_value_heads: usize,
-    pub head_dim: Option<usize>,
-    pub rms_norm_eps: f64,
-    #[serde(default)]
-    pub rope_theta: Option<f64>,
-    /// transformers ≥ 5 moves θ (and any scaling) here.
-    #[serde(default)]
-    pub rope_parameters: Option<RopeParameters>,
-    #[serde(default)]
-    pub rope_scaling: Option<serde_json::Value>,
-    #[serde(default)]
-    pub attention_bias: bool,
-    #[serde(default)]
-    pub max_position_embeddings: Option<usize>,
-    #[serde(default)]
-    pub hidden_act: Option<String>,
-}
+mod config;
+mod fused;
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct RopeParameters {
-    pub rope_theta: Option<f64>,
-    pub rope_type: Option<String>,
-}
-
-impl Qwen3Config {
-    pub fn head_dim(&self) -> usize {
-        self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads)
-    }
-
-    /// RoPE base, from `rope_parameters` (transformers 5) or `rope_theta` (older configs).
-    pub fn rope_theta(&self) -> f64 {
-        self.rope_parameters
-            .as_ref()
-            .and_then(|p| p.rope_theta)
-            .or(self.rope_theta)
-            .unwrap_or(1_000_000.0)
-    }
-
-    /// Refuse configurations this forward would silently get wrong.
-    pub fn check(&self, path: &Path) -> Result<()> {
-        let bad = |m: String| Err(Error::artifact(path, m));
-        let rope_type = self
-            .rope_parameters
-            .as_ref()
-            .and_then(|p| p.rope_type.clone())
-            .or_else(|| {
-                self.rope_scaling.as_ref().and_then(|s| {
-                    s.get("rope_type")
-                        .or_else(|| s.get("type"))
-                        .and_then(|t| t.as_str().map(str::to_string))
-                })
-            });
-        if let Some(t) = rope_type
-            && t != "default"
-        {
-            return bad(format!(
-                "RoPE scaling `{t}` is not supported (only the default RoPE of Qwen3-Embedding)"
-            ));
-        }
-        if let Some(act) = &self.hidden_act
-            && act != "silu"
-        {
-            return bad(format!(
-                "hidden_act `{act}` is not supported (Qwen3 uses silu)"
-            ));
-        }
-        if self.num_attention_heads == 0
-            || self.num_key_value_heads == 0
-            || !self
-                .num_attention_heads
-                .is_multiple_of(self.num_key_value_heads)
-        {
-            return bad(format!(
-                "num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
-                self.num_attention_heads, self.num_key_value_heads
-            ));
-        }
-        if !self.head_dim().is_multiple_of(2) {
-            return bad(format!(
-                "head_dim {} must be even for RoPE",
-                self.head_dim()
-            ));
-        }
-        Ok(())
-    }
-}
+pub use config::{Qwen3Config, RopeParameters};
 
 struct Layer {
     input_norm: Tensor,
@@ -351,140 +257,7 @@ impl Qwen3 {
     }
 }
 
-/// A CPU f32 tensor's data. The guard keeps the storage borrowed while the slice is used.
-fn host(t: &Tensor) -> Result<impl std::ops::Deref<Target = candle_core::Storage> + '_> {
-    let (g, layout) = t.storage_and_layout();
-    assert!(
-        layout.is_contiguous() && layout.start_offset() == 0,
-        "weights are stored contiguous from offset 0"
-    );
-    Ok(g)
-}
-
-fn f32s(g: &candle_core::Storage) -> Result<&[f32]> {
-    match g {
-        candle_core::Storage::Cpu(c) => Ok(c.as_slice::<f32>()?),
-        _ => unreachable!("the fused path only runs on CPU tensors"),
-    }
-}
-
 impl Qwen3 {
-    /// The CPU f32 forward: the residual stream and every intermediate live in reused plain
-    /// buffers; projections are single GEMM calls (the o and down projections add straight
-    /// into the residual), attention and SwiGLU are the fused kernels. No per-layer
-    /// allocation and no tensor copies.
-    fn forward_fused(
-        &self,
-        seqs: &[&[u32]],
-        t: usize,
-        output: Output,
-        times: &mut ForwardTimes,
-    ) -> Result<Vec<Vec<f32>>> {
-        use crate::quant::distance::sgemm;
-        let mut clock = Timer::new(&self.device);
-        let c = &self.cfg;
-        let (b, h, hd, i) = (seqs.len(), c.hidden_size, c.head_dim(), c.intermediate_size);
-        let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
-        let rows = b * t;
-        let width = (nh + 2 * nkv) * hd;
-        let mut x = vec![0f32; rows * h];
-        {
-            let g = host(&self.embed)?;
-            let table = f32s(&g)?;
-            for (r, s) in seqs.iter().enumerate() {
-                for (p, &id) in s.iter().enumerate() {
-                    let id = id as usize;
-                    if id >= c.vocab_size {
-                        return Err(crate::error::Error::Model(format!(
-                            "token id {id} is outside the model's vocabulary ({}): tokenizer.json \
-                             does not belong to this model",
-                            c.vocab_size
-                        )));
-                    }
-                    x[(r * t + p) * h..][..h].copy_from_slice(&table[id * h..][..h]);
-                }
-            }
-        }
-        let (cos, sin) = self.rope_vecs(t);
-        let mut hs = vec![0f32; rows * h];
-        let mut qkv = vec![0f32; rows * width];
-        let mut attn = vec![0f32; rows * nh * hd];
-        let mut gu = vec![0f32; rows * 2 * i];
-        let mut act = vec![0f32; rows * i];
-        let shape = cpu_kernels::Attn {
-            b,
-            t,
-            nh,
-            nkv,
-            hd,
-            eps: self.eps,
-        };
-        times.other += clock.lap()?;
-        for layer in &self.layers {
-            let (gn, gq, go, gp, ggu, gd) = (
-                host(&layer.input_norm)?,
-                host(layer.qkv.weight())?,
-                host(layer.o.weight())?,
-                host(&layer.post_norm)?,
-                host(layer.gate_up.weight())?,
-                host(layer.down.weight())?,
-            );
-            cpu_kernels::rms_norm_rows(&x, f32s(&gn)?, self.eps, &mut hs);
-            sgemm(&hs, rows, h, f32s(&gq)?, width, true, &mut qkv, false);
-            if let Some(bias) = &layer.qkv_bias {
-                let gb = host(bias)?;
-                cpu_kernels::add_bias_rows(&mut qkv, f32s(&gb)?);
-            }
-            times.projections += clock.lap()?;
-            cpu_kernels::attention(
-                shape,
-                &mut qkv,
-                &layer.q_norm_f32,
-                &layer.k_norm_f32,
-                &cos,
-                &sin,
-                &mut attn,
-            );
-            times.attention += clock.lap()?;
-            sgemm(&attn, rows, nh * hd, f32s(&go)?, h, true, &mut x, true);
-            times.projections += clock.lap()?;
-            cpu_kernels::rms_norm_rows(&x, f32s(&gp)?, self.eps, &mut hs);
-            sgemm(&hs, rows, h, f32s(&ggu)?, 2 * i, true, &mut gu, false);
-            cpu_kernels::silu_mul(&gu, i, &mut act);
-            sgemm(&act, rows, i, f32s(&gd)?, h, true, &mut x, true);
-            times.mlp += clock.lap()?;
-        }
-        let gnorm = host(&self.norm)?;
-        let norm = f32s(&gnorm)?;
-        let mut out = Vec::with_capacity(b);
-        let mut tmp = vec![0f32; h];
-        for (r, s) in seqs.iter().enumerate() {
-            let mut v = vec![0f32; h];
-            match output {
-                Output::Last => {
-                    let row = &x[(r * t + s.len() - 1) * h..][..h];
-                    cpu_kernels::rms_norm_rows(row, norm, self.eps, &mut v);
-                }
-                Output::Mean => {
-                    for p in 0..s.len() {
-                        cpu_kernels::rms_norm_rows(
-                            &x[(r * t + p) * h..][..h],
-                            norm,
-                            self.eps,
-                            &mut tmp,
-                        );
-                        v.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
-                    }
-                    let inv = 1.0 / s.len() as f32;
-                    v.iter_mut().for_each(|a| *a *= inv);
-                }
-            }
-            out.push(v);
-        }
-        times.other += clock.lap()?;
-        Ok(out)
-    }
-
     /// Attention as candle ops: any device and dtype.
     #[allow(clippy::too_many_arguments)]
     fn attend(
@@ -563,43 +336,5 @@ impl Timer {
         let s = (now - self.last).as_secs_f64();
         self.last = now;
         Ok(s)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg(extra: &str) -> Qwen3Config {
-        serde_json::from_str(&format!(
-            r#"{{"vocab_size": 8, "hidden_size": 4, "intermediate_size": 8,
-                "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
-                "head_dim": 2, "rms_norm_eps": 1e-6 {extra}}}"#
-        ))
-        .unwrap()
-    }
-
-    #[test]
-    fn rope_theta_from_either_config_style() {
-        assert_eq!(cfg(r#", "rope_theta": 10000.0"#).rope_theta(), 10000.0);
-        // transformers 5 writes only rope_parameters.
-        let c = cfg(r#", "rope_parameters": {"rope_theta": 5e5, "rope_type": "default"}"#);
-        assert_eq!(c.rope_theta(), 5e5);
-        assert!(c.check(Path::new("config.json")).is_ok());
-        assert_eq!(cfg("").rope_theta(), 1_000_000.0);
-    }
-
-    #[test]
-    fn unsupported_configs_are_refused() {
-        let p = Path::new("config.json");
-        let yarn = cfg(r#", "rope_parameters": {"rope_theta": 1e6, "rope_type": "yarn"}"#);
-        assert!(yarn.check(p).unwrap_err().to_string().contains("`yarn`"));
-        let old = cfg(r#", "rope_scaling": {"type": "linear", "factor": 2.0}"#);
-        assert!(old.check(p).unwrap_err().to_string().contains("`linear`"));
-        let gelu = cfg(r#", "hidden_act": "gelu""#);
-        assert!(gelu.check(p).is_err());
-        let mut heads = cfg("");
-        heads.num_key_value_heads = 3;
-        assert!(heads.check(p).unwrap_err().to_string().contains("multiple"));
     }
 }
