@@ -94,6 +94,19 @@ struct QuantArgs {
     /// RQ-VAE: reconstruct each example from a random prefix of its codes (PLUM) [default: none].
     #[arg(long, value_enum)]
     prefix_masking: Option<PrefixMasking>,
+    /// RQ-VAE: interactions Parquet (user_id, item_id, optional timestamp); items that co-occur
+    /// in a history are pulled together by a contrastive loss (PLUM).
+    #[arg(long, value_name = "FILE")]
+    interactions: Option<PathBuf>,
+    /// RQ-VAE: weight λ of the contrastive loss [default: 0.1].
+    #[arg(long)]
+    contrastive_weight: Option<f64>,
+    /// RQ-VAE: temperature τ of the contrastive loss [default: 0.07].
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// RQ-VAE: items within this many positions in a history form a pair [default: 5].
+    #[arg(long)]
+    window: Option<usize>,
 }
 
 #[derive(Args, Default)]
@@ -390,6 +403,10 @@ impl Cli {
             set(&mut v.batch_size, &q.batch_size);
             set(&mut v.beta, &q.beta);
             set(&mut v.prefix_masking, &q.prefix_masking);
+            set(&mut v.contrastive_weight, &q.contrastive_weight);
+            set(&mut v.temperature, &q.temperature);
+            set(&mut v.window, &q.window);
+            set_opt(&mut c.input.interactions, &q.interactions);
         }
         if let Some(d) = ids {
             set(&mut c.ids.dedup, &d.dedup);

@@ -111,6 +111,9 @@ pub struct InputConfig {
     pub embedding_column: String,
     /// Rows per record batch when streaming Parquet.
     pub batch_rows: usize,
+    /// `interactions.parquet` (user_id, item_id, optional timestamp): co-occurrence pairs for
+    /// RQ-VAE's contrastive alignment.
+    pub interactions: Option<std::path::PathBuf>,
 }
 
 impl Default for InputConfig {
@@ -119,6 +122,7 @@ impl Default for InputConfig {
             id_column: "item_id".into(),
             embedding_column: "embedding".into(),
             batch_rows: DEFAULT_BATCH_ROWS,
+            interactions: None,
         }
     }
 }
@@ -177,6 +181,14 @@ pub struct RqVaeConfig {
     pub prefix_masking: PrefixMasking,
     /// With uniform masking: probability that an example uses all L levels anyway.
     pub full_prefix_prob: f64,
+    /// λ of the co-occurrence contrastive loss (used when interactions are given).
+    pub contrastive_weight: f64,
+    /// τ of the InfoNCE softmax over cosine similarities.
+    pub temperature: f64,
+    /// Items within this many positions of each other in a history form a pair.
+    pub window: usize,
+    /// Keep at most this many pairs per item (0 = all).
+    pub max_pairs_per_item: usize,
 }
 
 impl Default for RqVaeConfig {
@@ -196,6 +208,10 @@ impl Default for RqVaeConfig {
             patience: 10,
             prefix_masking: PrefixMasking::None,
             full_prefix_prob: 0.0,
+            contrastive_weight: 0.1,
+            temperature: 0.07,
+            window: 5,
+            max_pairs_per_item: 0,
         }
     }
 }
@@ -310,6 +326,15 @@ impl Config {
         if v.latent_dim == 0 || v.batch_size == 0 || v.epochs == 0 || v.eval_every == 0 {
             return Err(Error::Config(
                 "rqvae latent_dim, batch_size, epochs and eval_every must be ≥ 1".into(),
+            ));
+        }
+        if v.temperature.is_nan()
+            || v.temperature <= 0.0
+            || v.contrastive_weight < 0.0
+            || v.window == 0
+        {
+            return Err(Error::Config(
+                "rqvae temperature must be > 0, contrastive_weight ≥ 0 and window ≥ 1".into(),
             ));
         }
         if v.hidden.contains(&0) {

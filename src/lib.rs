@@ -5,6 +5,7 @@
 //! [`pipeline`] strings the stages together for `sidtool build`.
 
 pub mod bench;
+pub mod collab;
 pub mod config;
 pub mod embed;
 pub mod error;

@@ -98,3 +98,103 @@ fn bad_rq_vae_settings_are_refused_before_training() {
         assert!(entries(&out).is_empty());
     }
 }
+
+#[test]
+fn interactions_feed_the_contrastive_loss() {
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use std::sync::Arc;
+    let t = tempfile::tempdir().unwrap();
+    let inter = t.path().join("interactions.parquet");
+    // Users who each browse one category's items in id order; one item id is unknown.
+    let mut users = Vec::new();
+    let mut items = Vec::new();
+    let mut times = Vec::new();
+    for u in 0..40 {
+        for k in 0..10 {
+            users.push(format!("u{u}"));
+            items.push(format!("item-{:04}", 1 + (u * 7 + k * 40) % 400));
+            times.push((u * 100 + k) as i64);
+        }
+    }
+    users.push("u0".into());
+    items.push("no-such-item".into());
+    times.push(5);
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        ("user_id", Arc::new(StringArray::from(users))),
+        ("item_id", Arc::new(StringArray::from(items))),
+        ("timestamp", Arc::new(Int64Array::from(times))),
+    ];
+    write_batch(&inter, cols);
+    let out = t.path().join("out");
+    let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let err = ok(&[
+        "build",
+        &s(&testdata("items.parquet")),
+        "--out",
+        &s(&out),
+        "--method",
+        "rq-vae",
+        "--codebook-sizes",
+        "16,8",
+        "--epochs",
+        "5",
+        "--hidden",
+        "64,32",
+        "--latent-dim",
+        "8",
+        "--interactions",
+        &s(&inter),
+        "--contrastive-weight",
+        "0.5",
+    ]);
+    assert!(
+        err.contains("1 of 401 interactions name items that are not among"),
+        "{err}"
+    );
+    let m = read_json(&out.join("manifest.json"));
+    assert_eq!(
+        m["inputs"].as_array().unwrap().len(),
+        2,
+        "interactions file hashed too"
+    );
+    assert_eq!(m["config"]["quantizer"]["rqvae"]["contrastive_weight"], 0.5);
+
+    // No usable pair: a clear error naming the file.
+    let lonely = t.path().join("lonely.parquet");
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        ("user_id", Arc::new(StringArray::from(vec!["a", "b"]))),
+        (
+            "item_id",
+            Arc::new(StringArray::from(vec!["item-0001", "item-0002"])),
+        ),
+    ];
+    write_batch(&lonely, cols);
+    let err = fails(&[
+        "train",
+        &s(&testdata("items.parquet")),
+        "--out",
+        &s(&t.path().join("q")),
+        "--method",
+        "rq-vae",
+        "--codebook-sizes",
+        "8",
+        "--interactions",
+        &s(&lonely),
+    ]);
+    assert!(
+        err.contains("lonely.parquet") && err.contains("no co-occurring pair"),
+        "{err}"
+    );
+    // A missing column.
+    let err = fails(&[
+        "train",
+        &s(&testdata("items.parquet")),
+        "--out",
+        &s(&t.path().join("q")),
+        "--method",
+        "rq-vae",
+        "--interactions",
+        &s(&testdata("items.parquet")),
+    ]);
+    assert!(err.contains("column `user_id`"), "{err}");
+}

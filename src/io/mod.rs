@@ -3,6 +3,7 @@
 pub mod atomic;
 pub mod embeddings;
 pub mod inspect;
+pub mod interactions;
 pub mod item_ids;
 pub mod items;
 pub mod parquet_out;

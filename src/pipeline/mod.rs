@@ -76,6 +76,8 @@ pub struct Scan {
     pub ids: ItemIds,
     /// The training rows (all rows when the file fits in the sample).
     pub sample: Matrix,
+    /// Ids of the training rows.
+    pub sample_ids: ItemIds,
     /// Whether `sample` holds every row, in file order.
     pub complete: bool,
     pub num_rows: u64,
@@ -160,9 +162,14 @@ pub fn scan(
     if let Some(w) = writer {
         w.finish()?;
     }
+    let sample_ids = match &picked {
+        None => ids.clone(),
+        Some(p) => ids.select(p),
+    };
     Ok(Scan {
         ids,
         sample,
+        sample_ids,
         complete,
         num_rows: n as u64,
     })
@@ -180,7 +187,62 @@ pub fn train(path: &Path, cfg: &Config, progress: &dyn Progress) -> Result<Box<d
         None,
         progress,
     )?;
-    quant::train(&s.sample, &cfg.quantizer, cfg.seed, progress)
+    let pairs = training_pairs(cfg, &s.sample_ids)?;
+    quant::train(&s.sample, &cfg.quantizer, cfg.seed, &pairs, progress)
+}
+
+/// Co-occurrence pairs among the training rows, from `[input] interactions` (none without).
+pub fn training_pairs(cfg: &Config, sample_ids: &ItemIds) -> Result<Vec<(u32, u32)>> {
+    let Some(path) = &cfg.input.interactions else {
+        return Ok(Vec::new());
+    };
+    let (events, _) = crate::io::interactions::read(path)?;
+    let index: std::collections::HashMap<_, u32> = (0..sample_ids.len())
+        .map(|i| {
+            (
+                crate::io::interactions::OwnedId::of(sample_ids.key(i)),
+                i as u32,
+            )
+        })
+        .collect();
+    let v = &cfg.quantizer.rqvae;
+    let p =
+        crate::collab::cooccur::pairs(&events, &index, v.window, v.max_pairs_per_item, cfg.seed);
+    tracing::info!(
+        events = events.len(),
+        users = p.users,
+        pairs = p.pairs.len(),
+        unknown_item_events = p.unknown_events,
+        capped = p.capped,
+        "co-occurrence pairs"
+    );
+    if p.unknown_events > 0 {
+        tracing::warn!(
+            "{}: {} of {} interactions name items that are not among the training items; \
+             they are skipped",
+            path.display(),
+            p.unknown_events,
+            events.len()
+        );
+    }
+    if p.pairs.is_empty()
+        && cfg.quantizer.method == crate::config::Method::RqVae
+        && v.contrastive_weight > 0.0
+    {
+        return Err(Error::input(
+            path,
+            Some(crate::io::interactions::ITEM_COLUMN),
+            None,
+            format!(
+                "gives no co-occurring pair of training items within a window of {} (of {} \
+                 interactions, {} name unknown items); the contrastive loss needs pairs",
+                v.window,
+                events.len(),
+                p.unknown_events
+            ),
+        ));
+    }
+    Ok(p.pairs)
 }
 
 fn max_k(cfg: &Config) -> usize {
@@ -678,7 +740,8 @@ pub fn build(
         )?,
     };
     lap("read", &mut timings);
-    let q = quant::train(&s.sample, &cfg.quantizer, cfg.seed, progress)?;
+    let pairs = training_pairs(cfg, &s.sample_ids)?;
+    let q = quant::train(&s.sample, &cfg.quantizer, cfg.seed, &pairs, progress)?;
     q.save(&dir.join("quantizer"))?;
     lap("train", &mut timings);
     let source = if s.complete {
@@ -697,6 +760,25 @@ pub fn build(
     lap("assign", &mut timings);
     write_assigned(&a, &dir.join("sids.parquet"), Some(&dir.join("stats.json")))?;
     lap("write", &mut timings);
+    let mut inputs = vec![InputFile {
+        path: items.to_path_buf(),
+        sha256: sha,
+        bytes,
+        rows: s.num_rows,
+    }];
+    if let Some(p) = &cfg.input.interactions {
+        let (sha, bytes) = sha256_file(p)?;
+        let rows = embeddings::open_parquet(p)?
+            .metadata()
+            .file_metadata()
+            .num_rows() as u64;
+        inputs.push(InputFile {
+            path: p.clone(),
+            sha256: sha,
+            bytes,
+            rows,
+        });
+    }
     let manifest = Manifest {
         sidtool_version: crate::VERSION.into(),
         command: "build".into(),
@@ -706,12 +788,7 @@ pub fn build(
             .unwrap_or(0),
         seed: cfg.seed,
         config: cfg.clone(),
-        inputs: vec![InputFile {
-            path: items.to_path_buf(),
-            sha256: sha,
-            bytes,
-            rows: s.num_rows,
-        }],
+        inputs,
         outputs: BUILD_OUTPUTS.map(String::from).to_vec(),
         embed: embedded,
         timings,

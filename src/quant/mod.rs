@@ -73,16 +73,25 @@ pub trait Quantizer: Send + Sync {
         Self: Sized;
 }
 
-/// Train a quantizer of the configured method.
+/// Train a quantizer of the configured method. `pairs` are co-occurring rows of `x` (from
+/// interactions); only RQ-VAE uses them.
 pub fn train(
     x: &Matrix,
     cfg: &QuantizerConfig,
     seed: u64,
+    pairs: &[(u32, u32)],
     progress: &dyn Progress,
 ) -> Result<Box<dyn Quantizer>> {
     match cfg.method {
-        Method::RqKmeans => Ok(Box::new(rq_kmeans::RqKMeans::fit(x, cfg, seed, progress)?)),
-        Method::RqVae => Ok(Box::new(rqvae::RqVae::fit(x, cfg, seed, progress)?)),
+        Method::RqKmeans => {
+            if !pairs.is_empty() {
+                tracing::warn!("rq-kmeans does not use interactions; they are ignored");
+            }
+            Ok(Box::new(rq_kmeans::RqKMeans::fit(x, cfg, seed, progress)?))
+        }
+        Method::RqVae => Ok(Box::new(rqvae::RqVae::fit_with_pairs(
+            x, cfg, seed, pairs, progress,
+        )?)),
     }
 }
 

@@ -122,6 +122,20 @@ impl RqVae {
         &self.config
     }
 
+    /// Train with co-occurring row pairs of `x` for PLUM's contrastive alignment (symmetric
+    /// InfoNCE over the quantized latents, in-batch negatives, weight `contrastive_weight`).
+    pub fn fit_with_pairs(
+        x: &Matrix,
+        cfg: &QuantizerConfig,
+        seed: u64,
+        pairs: &[(u32, u32)],
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        let mut t = Trainer::new(x, cfg, seed)?;
+        t.pairs = pairs.to_vec();
+        t.run(progress)
+    }
+
     /// Latent vectors of `x`.
     fn latent(&self, x: &Matrix) -> Matrix {
         mlp(&self.enc, x)
@@ -188,7 +202,7 @@ impl Quantizer for RqVae {
     }
 
     fn fit(x: &Matrix, cfg: &QuantizerConfig, seed: u64, progress: &dyn Progress) -> Result<Self> {
-        Trainer::new(x, cfg, seed)?.run(progress)
+        Self::fit_with_pairs(x, cfg, seed, &[], progress)
     }
 
     fn encode(&self, x: &Matrix) -> Result<Vec<u16>> {
@@ -291,6 +305,7 @@ struct Trainer<'a> {
     enc: Vec<(Var, Var)>,
     dec: Vec<(Var, Var)>,
     codebooks: Vec<Var>,
+    pairs: Vec<(u32, u32)>,
 }
 
 /// He-uniform init from our own RNG (candle's random init is not seedable on the CPU).
@@ -361,6 +376,7 @@ impl<'a> Trainer<'a> {
             enc,
             dec,
             codebooks: Vec::new(),
+            pairs: Vec::new(),
         })
     }
 
@@ -467,7 +483,7 @@ impl<'a> Trainer<'a> {
                 .map(|&k| vec![false; k])
                 .collect::<Vec<_>>();
             let mut last_residuals: Vec<Option<Matrix>> = vec![None; l];
-            let (mut sum_loss, mut sum_recon) = (0.0, 0.0);
+            let (mut sum_loss, mut sum_recon, mut sum_con) = (0.0, 0.0, 0.0);
             let clock = std::time::Instant::now();
             let mut parts_s = [0f64; 4];
             for batch in order.chunks(bs) {
@@ -475,7 +491,12 @@ impl<'a> Trainer<'a> {
                 opt.set_learning_rate(lr);
                 let t0 = std::time::Instant::now();
                 let x = self.rows(batch)?;
-                let (loss, recon, codes, residuals) = self.step_loss(&x)?;
+                let (mut loss, recon, codes, residuals) = self.step_loss(&x)?;
+                if !self.pairs.is_empty() && self.cfg.contrastive_weight > 0.0 {
+                    let con = self.contrastive_loss(bs)?;
+                    sum_con += con.to_scalar::<f32>()? as f64 * batch.len() as f64;
+                    loss = (loss + (con * self.cfg.contrastive_weight)?)?;
+                }
                 let t1 = std::time::Instant::now();
                 let mut grads = loss.backward()?;
                 let t2 = std::time::Instant::now();
@@ -509,7 +530,13 @@ impl<'a> Trainer<'a> {
             epochs_run = epoch;
             progress.advance(1);
             let loss = sum_loss / n as f64;
-            tracing::debug!(epoch, loss, recon = sum_recon / n as f64, "rq-vae epoch");
+            tracing::debug!(
+                epoch,
+                loss,
+                recon = sum_recon / n as f64,
+                contrastive = sum_con / n as f64,
+                "rq-vae epoch"
+            );
             if epoch % self.cfg.eval_every == 0 || epoch == self.cfg.epochs {
                 let snap = self.snapshot(Vec::new(), epoch, epoch, resets)?;
                 let e = evaluate(&snap, self.x, epoch, loss)?;
@@ -634,6 +661,49 @@ impl<'a> Trainer<'a> {
         let recon = mse(&forward_mlp(&self.dec, &z_st, true)?, x)?;
         let recon_v = recon.to_scalar::<f32>()? as f64;
         Ok(((recon + cb_loss)?, recon_v, codes, residuals))
+    }
+
+    /// Quantized latents (straight-through, all levels) of rows `idx`.
+    fn quantized_st(&self, idx: &[usize]) -> Result<Tensor> {
+        let z = forward_mlp(&self.enc, &self.rows(idx)?, false)?;
+        let mut r = z.clone();
+        let mut zq: Option<Tensor> = None;
+        for cb in &self.codebooks {
+            let e_all = cb.as_tensor();
+            let rm = Matrix::from_tensor(&r.detach())?;
+            let near = Codebook::new(Matrix::from_tensor(e_all)?)?.nearest(&rm, false)?;
+            let idx = Tensor::from_slice(&near.index, near.index.len(), &Device::Cpu)?;
+            let e = e_all.index_select(&idx, 0)?.detach();
+            r = (r - &e)?;
+            zq = Some(match zq {
+                None => e,
+                Some(s) => (s + e)?,
+            });
+        }
+        let zq = zq.expect("at least one level");
+        Ok((&z + (zq - &z)?.detach())?)
+    }
+
+    /// Symmetric InfoNCE over a random batch of co-occurring pairs, in-batch negatives:
+    /// −½ [log softmax_j(cos(q_a, q_p_j)/τ) at the true partner + the same from the p side].
+    fn contrastive_loss(&mut self, batch: usize) -> Result<Tensor> {
+        let b = batch.min(self.pairs.len());
+        let chosen: Vec<(u32, u32)> = (0..b)
+            .map(|_| self.pairs[self.rng.random_range(0..self.pairs.len())])
+            .collect();
+        let a: Vec<usize> = chosen.iter().map(|p| p.0 as usize).collect();
+        let p: Vec<usize> = chosen.iter().map(|p| p.1 as usize).collect();
+        let unit = |t: Tensor| -> Result<Tensor> {
+            let n = (t.sqr()?.sum_keepdim(1)? + 1e-12)?.sqrt()?;
+            Ok(t.broadcast_div(&n)?)
+        };
+        let qa = unit(self.quantized_st(&a)?)?;
+        let qp = unit(self.quantized_st(&p)?)?;
+        let logits = (qa.matmul(&qp.t()?)? / self.cfg.temperature)?;
+        let target = Tensor::arange(0u32, b as u32, &Device::Cpu)?;
+        let l1 = candle_nn::loss::cross_entropy(&logits, &target)?;
+        let l2 = candle_nn::loss::cross_entropy(&logits.t()?.contiguous()?, &target)?;
+        Ok(((l1 + l2)? * 0.5)?)
     }
 
     /// Re-seed every code no example used this epoch with a random residual of that level.
@@ -820,6 +890,54 @@ mod tests {
         assert!(
             e_on < e_off,
             "level-1 error with masking {e_on} vs without {e_off}"
+        );
+    }
+
+    #[test]
+    fn cooccurrence_pulls_paired_items_into_one_first_level_code() {
+        // Content: 6 strong clusters (i mod 6); groups: 6 more, crossed with content
+        // (i / 6 mod 6), each a weak offset that k-means on content alone does not split by.
+        // The interactions (pairs inside a group) say which offsets matter.
+        let n = 720;
+        let d = 16;
+        let group = |i: usize| (i / 6) % 6;
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let centre = |rng: &mut ChaCha8Rng, s: f32| -> Vec<f32> {
+            (0..d).map(|_| rng.random_range(-s..s)).collect()
+        };
+        let content: Vec<Vec<f32>> = (0..6).map(|_| centre(&mut rng, 1.0)).collect();
+        let offsets: Vec<Vec<f32>> = (0..6).map(|_| centre(&mut rng, 0.25)).collect();
+        let mut data = Vec::with_capacity(n * d);
+        for i in 0..n {
+            for k in 0..d {
+                data.push(content[i % 6][k] + offsets[group(i)][k] + rng.random_range(-0.05..0.05));
+            }
+        }
+        let x = Matrix::new(data, n, d);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut pairs = Vec::new();
+        while pairs.len() < 3000 {
+            let (a, b) = (rng.random_range(0..n), rng.random_range(0..n));
+            if a != b && group(a) == group(b) {
+                pairs.push((a.min(b) as u32, a.max(b) as u32));
+            }
+        }
+        let mut c = cfg(&[6, 6], 60);
+        c.rqvae.batch_size = 128;
+        c.rqvae.contrastive_weight = 1.0;
+        let shared = |pairs_used: &[(u32, u32)]| {
+            let q = RqVae::fit_with_pairs(&x, &c, 5, pairs_used, &Silent).unwrap();
+            let codes = q.encode(&x).unwrap();
+            let same = pairs
+                .iter()
+                .filter(|&&(a, b)| codes[a as usize * 2] == codes[b as usize * 2])
+                .count();
+            same as f64 / pairs.len() as f64
+        };
+        let (off, on) = (shared(&[]), shared(&pairs));
+        assert!(
+            on > off + 0.3,
+            "pairs sharing level 1: {on:.3} with the loss, {off:.3} without"
         );
     }
 }

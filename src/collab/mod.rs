@@ -1,0 +1,3 @@
+//! Collaborative signal from interactions (METHODS.md §6).
+
+pub mod cooccur;
