@@ -10,6 +10,7 @@ use sidtool::embed::device::{DeviceKind, EmbedDType};
 use sidtool::ids::stats::render;
 use sidtool::pipeline::{self, Source};
 use sidtool::progress::Progress;
+use sidtool::vocab::extend::TokenSet;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -158,6 +159,28 @@ struct EmbedArgs {
     window_rows: Option<usize>,
 }
 
+#[derive(Args, Default, Clone)]
+struct VocabArgs {
+    /// The LLM's Hugging Face tokenizer.json to extend (build: default the embedding model's
+    /// own when it embedded text; without either, build writes no vocabulary artefacts).
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
+    /// all: every code of every level (ids independent of the catalogue); used: only codes in use [default: all].
+    #[arg(long, value_enum)]
+    tokens: Option<TokenSet>,
+    /// Add the SID tokens as special tokens.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    special: Option<bool>,
+    /// Begin/end markers added after the SID tokens, e.g. "<|sid_begin|>,<|sid_end|>".
+    #[arg(long, value_delimiter = ',')]
+    markers: Option<Vec<String>>,
+    /// Report the vocabulary size rounded up to this multiple [default: 64].
+    #[arg(long, value_name = "N")]
+    pad_to_multiple: Option<usize>,
+}
+
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Catalogue → embeddings (when it has no vector column), quantizer, SIDs, statistics.
@@ -175,6 +198,19 @@ enum Cmd {
         quant: QuantArgs,
         #[command(flatten)]
         ids: IdArgs,
+        #[command(flatten)]
+        vocab: VocabArgs,
+    },
+    /// SID tokens into an LLM's tokenizer.json, plus the constrained-decoding trie.
+    Vocab {
+        /// A sids.parquet written by `build` or `assign`.
+        #[arg(long)]
+        sids: PathBuf,
+        /// Output directory: tokenizer.json, sid_tokens.json, trie.parquet, trie.json.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        vocab: VocabArgs,
     },
     /// Item text → embeddings.parquet with a Qwen3-Embedding (or BERT-family) model.
     Embed {
@@ -376,6 +412,7 @@ impl Cli {
         quant: Option<&QuantArgs>,
         ids: Option<&IdArgs>,
         embed: Option<&EmbedArgs>,
+        vocab: Option<&VocabArgs>,
     ) -> Result<Config> {
         let mut c = match &self.config {
             Some(p) => Config::from_toml_file(p)?,
@@ -411,6 +448,13 @@ impl Cli {
         if let Some(d) = ids {
             set(&mut c.ids.dedup, &d.dedup);
             set(&mut c.ids.token_format, &d.token_format);
+        }
+        if let Some(v) = vocab {
+            set_opt(&mut c.vocab.tokenizer, &v.tokenizer);
+            set(&mut c.vocab.tokens, &v.tokens);
+            set(&mut c.vocab.special, &v.special);
+            set(&mut c.vocab.markers, &v.markers);
+            set(&mut c.vocab.pad_to_multiple, &v.pad_to_multiple);
         }
         if let Some(e) = embed {
             let ec = &mut c.embed;
@@ -519,8 +563,15 @@ fn run(cli: &Cli) -> Result<()> {
             embed,
             quant,
             ids,
+            vocab,
         } => {
-            let cfg = cli.config(Some(input), Some(quant), Some(ids), Some(embed))?;
+            let cfg = cli.config(
+                Some(input),
+                Some(quant),
+                Some(ids),
+                Some(embed),
+                Some(vocab),
+            )?;
             let (manifest, stats) = pipeline::build(items, out, &cfg, &reporter)
                 .with_context(|| format!("build of {} failed", items.display()))?;
             if !cli.quiet {
@@ -536,7 +587,7 @@ fn run(cli: &Cli) -> Result<()> {
             input,
             embed,
         } => {
-            let cfg = cli.config(Some(input), None, None, Some(embed))?;
+            let cfg = cli.config(Some(input), None, None, Some(embed), None)?;
             let r = sidtool::embed::job::embed_file(items, out, &cfg, *resume, &reporter)
                 .with_context(|| format!("embedding {} failed", items.display()))?;
             if !cli.quiet {
@@ -577,7 +628,7 @@ fn run(cli: &Cli) -> Result<()> {
             input,
             quant,
         } => {
-            let cfg = cli.config(Some(input), Some(quant), None, None)?;
+            let cfg = cli.config(Some(input), Some(quant), None, None, None)?;
             let q = pipeline::train(embeddings, &cfg, &reporter)
                 .with_context(|| format!("training on {} failed", embeddings.display()))?;
             q.save(out)?;
@@ -599,7 +650,7 @@ fn run(cli: &Cli) -> Result<()> {
             input,
             ids,
         } => {
-            let mut cfg = cli.config(Some(input), None, Some(ids), None)?;
+            let mut cfg = cli.config(Some(input), None, Some(ids), None, None)?;
             let previous = match existing {
                 Some(p) => Some(sidtool::io::sid_table::read(p)?),
                 None => None,
@@ -633,7 +684,7 @@ fn run(cli: &Cli) -> Result<()> {
             quantizer,
             input,
         } => {
-            let cfg = cli.config(Some(input), None, None, None)?;
+            let cfg = cli.config(Some(input), None, None, None, None)?;
             let s = match (embeddings, quantizer) {
                 (Some(e), Some(qdir)) => {
                     let q = sidtool::quant::load(qdir)?;
@@ -650,6 +701,45 @@ fn run(cli: &Cli) -> Result<()> {
             }
             if !cli.quiet {
                 eprint!("{}", render(&s));
+            }
+        }
+        Cmd::Vocab { sids, out, vocab } => {
+            let cfg = cli.config(None, None, None, None, Some(vocab))?;
+            let v = &cfg.vocab;
+            let Some(tokenizer) = &v.tokenizer else {
+                anyhow::bail!("--tokenizer is required: the LLM's tokenizer.json to extend");
+            };
+            let table = sidtool::io::sid_table::read(sids)?;
+            let r = sidtool::vocab::write_all(
+                &table,
+                tokenizer,
+                out,
+                &sidtool::vocab::extend::Options {
+                    tokens: v.tokens,
+                    special: v.special,
+                    markers: &v.markers,
+                    pad_to_multiple: v.pad_to_multiple,
+                },
+            )
+            .with_context(|| format!("vocabulary for {} failed", sids.display()))?;
+            if !cli.quiet {
+                eprintln!(
+                    "base vocabulary {}, added {} SID tokens{} (levels of {:?}), new vocabulary \
+                     {} (resize the embeddings to {}, a multiple of {}); every item's SID \
+                     tokenizes to one token per level",
+                    r.base_vocab_size,
+                    r.tokens.len(),
+                    if r.markers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" and {} markers", r.markers.len())
+                    },
+                    r.level_sizes,
+                    r.vocab_size,
+                    r.padded_vocab_size,
+                    r.pad_to_multiple
+                );
+                eprintln!("wrote {}", out.display());
             }
         }
         Cmd::Inspect { file, rows } => {
@@ -685,7 +775,7 @@ fn bench(cli: &Cli, what: &BenchCmd) -> Result<()> {
             warmup,
             embed,
         } => {
-            let cfg = cli.config(None, None, None, Some(embed))?;
+            let cfg = cli.config(None, None, None, Some(embed), None)?;
             let seed = cli.seed.unwrap_or(sidtool::config::DEFAULT_SEED);
             let r = sidtool::bench::embed(&cfg.embed, *n, *tokens, *warmup, seed)?;
             print_out(&(serde_json::to_string(&r)? + "\n"))?;

@@ -88,6 +88,34 @@ pub struct Config {
     pub quantizer: QuantizerConfig,
     pub ids: IdsConfig,
     pub embed: EmbedConfig,
+    pub vocab: VocabConfig,
+}
+
+/// LLM vocabulary artefacts (`sidtool vocab`, and `build` with a tokenizer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VocabConfig {
+    /// The LLM's `tokenizer.json`. `build` uses the embedding model's own when it embedded text.
+    pub tokenizer: Option<std::path::PathBuf>,
+    pub tokens: crate::vocab::extend::TokenSet,
+    /// Add the SID tokens as special tokens.
+    pub special: bool,
+    /// Begin/end markers to add after the SID tokens, e.g. ["<|sid_begin|>", "<|sid_end|>"].
+    pub markers: Vec<String>,
+    /// Report the vocabulary size rounded up to this multiple (embedding-matrix size).
+    pub pad_to_multiple: usize,
+}
+
+impl Default for VocabConfig {
+    fn default() -> Self {
+        VocabConfig {
+            tokenizer: None,
+            tokens: crate::vocab::extend::TokenSet::All,
+            special: false,
+            markers: Vec::new(),
+            pad_to_multiple: 64,
+        }
+    }
 }
 
 impl Default for Config {
@@ -98,6 +126,7 @@ impl Default for Config {
             quantizer: QuantizerConfig::default(),
             ids: IdsConfig::default(),
             embed: EmbedConfig::default(),
+            vocab: VocabConfig::default(),
         }
     }
 }

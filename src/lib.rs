@@ -15,6 +15,7 @@ pub mod matrix;
 pub mod pipeline;
 pub mod progress;
 pub mod quant;
+pub mod vocab;
 
 pub use config::{Config, Dedup, Method};
 pub use error::{Error, Result};

@@ -33,7 +33,19 @@ pub struct Manifest {
     /// How item text became vectors, when `build` embedded it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embed: Option<crate::embed::job::EmbedReport>,
+    /// The tokenizer extension, when `build` wrote vocabulary artefacts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vocab: Option<VocabSummary>,
     pub timings: Vec<Timing>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VocabSummary {
+    pub tokenizer: PathBuf,
+    pub base_vocab_size: usize,
+    pub added: usize,
+    pub vocab_size: usize,
+    pub padded_vocab_size: usize,
 }
 
 /// Hex SHA-256 and size of a file, read in 1 MiB chunks (inputs can be many GiB).

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 mod manifest;
 mod staging;
 
-pub use manifest::{InputFile, Manifest, Timing, sha256_file};
+pub use manifest::{InputFile, Manifest, Timing, VocabSummary, sha256_file};
 use staging::Staging;
 use std::path::Path;
 use std::time::Instant;
@@ -760,6 +760,36 @@ pub fn build(
     lap("assign", &mut timings);
     write_assigned(&a, &dir.join("sids.parquet"), Some(&dir.join("stats.json")))?;
     lap("write", &mut timings);
+    let mut outputs: Vec<String> = BUILD_OUTPUTS.map(String::from).to_vec();
+    // LLM vocabulary artefacts: with the configured tokenizer, or the embedding model's own.
+    let tokenizer = match (&cfg.vocab.tokenizer, &embedded) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(_)) => {
+            Some(crate::embed::hub::resolve(&cfg.embed.model, &cfg.embed.revision)?.tokenizer)
+        }
+        (None, None) => None,
+    };
+    let vocab = match &tokenizer {
+        Some(t) => {
+            let table = crate::io::sid_table::read(&dir.join("sids.parquet"))?;
+            let v = &cfg.vocab;
+            let r = crate::vocab::write_all(
+                &table,
+                t,
+                &dir,
+                &crate::vocab::extend::Options {
+                    tokens: v.tokens,
+                    special: v.special,
+                    markers: &v.markers,
+                    pad_to_multiple: v.pad_to_multiple,
+                },
+            )?;
+            outputs.extend(crate::vocab::VOCAB_OUTPUTS.map(String::from));
+            lap("vocab", &mut timings);
+            Some(r)
+        }
+        None => None,
+    };
     let mut inputs = vec![InputFile {
         path: items.to_path_buf(),
         sha256: sha,
@@ -789,12 +819,20 @@ pub fn build(
         seed: cfg.seed,
         config: cfg.clone(),
         inputs,
-        outputs: BUILD_OUTPUTS.map(String::from).to_vec(),
+        outputs: outputs.clone(),
+        vocab: vocab.map(|r| VocabSummary {
+            tokenizer: tokenizer.clone().unwrap_or_default(),
+            base_vocab_size: r.base_vocab_size,
+            added: r.added,
+            vocab_size: r.vocab_size,
+            padded_vocab_size: r.padded_vocab_size,
+        }),
         embed: embedded,
         timings,
     };
     write_json(&dir.join("manifest.json"), &manifest)?;
-    stage.commit(&BUILD_OUTPUTS)?;
+    let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    stage.commit(&names)?;
     Ok((manifest, a.stats))
 }
 

@@ -1,0 +1,56 @@
+//! LLM vocabulary artefacts (METHODS.md §8): SID tokens added to a Hugging Face
+//! `tokenizer.json`, and the constrained-decoding trie over the final IDs.
+
+pub mod extend;
+pub mod trie;
+
+use crate::error::{Error, Result};
+use crate::io::sid_table::SidTable;
+use std::path::Path;
+
+/// What `sidtool vocab` writes into its output directory.
+pub const VOCAB_OUTPUTS: [&str; 4] = [
+    "tokenizer.json",
+    "sid_tokens.json",
+    "trie.parquet",
+    "trie.json",
+];
+
+/// Extend `tokenizer` with the SID tokens of `table`, check the round trip on every item, and
+/// write the tokenizer, `sid_tokens.json`, `trie.parquet` and `trie.json` into `out`.
+pub fn write_all(
+    table: &SidTable,
+    tokenizer: &Path,
+    out: &Path,
+    opts: &extend::Options,
+) -> Result<extend::VocabReport> {
+    let (tok, report) = extend::extend(table, tokenizer, opts)?;
+    if let Some(extend::Mismatch {
+        row,
+        expected: want,
+        got,
+    }) = extend::round_trip(&tok, table, &report)?
+    {
+        return Err(Error::artifact(
+            tokenizer,
+            format!(
+                "the SID of item {} does not tokenize to one token per level with this \
+                 tokenizer (expected ids {want:?}, got {got:?}); its normalizer or \
+                 pre-tokenizer changes the added tokens",
+                table.ids.display(row)
+            ),
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let json = tok
+        .to_string(false)
+        .map_err(|e| Error::artifact(tokenizer, format!("cannot serialise the tokenizer: {e}")))?;
+    crate::io::atomic::write_file(&out.join("tokenizer.json"), json.as_bytes())?;
+    let text = serde_json::to_string_pretty(&report).expect("serialisable") + "\n";
+    crate::io::atomic::write_file(&out.join("sid_tokens.json"), text.as_bytes())?;
+    let nodes = trie::build(table, Some(&report));
+    trie::write_parquet(&nodes, &table.ids, &out.join("trie.parquet"))?;
+    let tj = trie::to_json(&nodes, &table.ids, &report)?;
+    crate::io::atomic::write_file(&out.join("trie.json"), tj.to_string().as_bytes())?;
+    Ok(report)
+}

@@ -1,0 +1,155 @@
+//! The constrained-decoding trie over final IDs: for every valid prefix, which codes (and
+//! token ids) may come next; at full length, which item the ID names.
+
+use crate::error::Result;
+use crate::io::item_ids::ItemIds;
+use crate::io::sid_table::SidTable;
+use crate::vocab::extend::VocabReport;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One trie node: a prefix and what may follow it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub depth: usize,
+    pub prefix_codes: Vec<u16>,
+    pub allowed_next_codes: Vec<u16>,
+    pub allowed_next_token_ids: Vec<u32>,
+    /// Row of the item at a full-length prefix.
+    pub item_row: Option<usize>,
+}
+
+/// All prefixes of the table's final IDs (depth 0 = the root), in lexicographic order.
+pub fn build(table: &SidTable, vocab: Option<&VocabReport>) -> Vec<Node> {
+    let w = table.width;
+    let mut next: BTreeMap<Vec<u16>, std::collections::BTreeSet<u16>> = BTreeMap::new();
+    let mut leaf: BTreeMap<Vec<u16>, usize> = BTreeMap::new();
+    for (row, codes) in table.codes.chunks(w).enumerate() {
+        for d in 0..w {
+            next.entry(codes[..d].to_vec())
+                .or_default()
+                .insert(codes[d]);
+        }
+        leaf.insert(codes.to_vec(), row);
+    }
+    let token =
+        |level: usize, code: u16| vocab.and_then(|v| v.id_of(level, code)).unwrap_or(u32::MAX);
+    let mut out: Vec<Node> = next
+        .into_iter()
+        .map(|(prefix, codes)| {
+            let d = prefix.len();
+            let codes: Vec<u16> = codes.into_iter().collect();
+            Node {
+                depth: d,
+                allowed_next_token_ids: codes.iter().map(|&c| token(d, c)).collect(),
+                allowed_next_codes: codes,
+                prefix_codes: prefix,
+                item_row: None,
+            }
+        })
+        .collect();
+    out.extend(leaf.into_iter().map(|(prefix, row)| Node {
+        depth: w,
+        prefix_codes: prefix,
+        allowed_next_codes: Vec::new(),
+        allowed_next_token_ids: Vec::new(),
+        item_row: Some(row),
+    }));
+    out.sort_by(|a, b| {
+        a.depth
+            .cmp(&b.depth)
+            .then(a.prefix_codes.cmp(&b.prefix_codes))
+    });
+    out
+}
+
+/// `trie.json`: keys are the comma-joined token ids generated so far ("" at the root);
+/// `next` gives the allowed next token ids, `items` the item a complete ID names.
+pub fn to_json(nodes: &[Node], ids: &ItemIds, vocab: &VocabReport) -> Result<serde_json::Value> {
+    let key = |n: &Node| -> String {
+        n.prefix_codes
+            .iter()
+            .enumerate()
+            .map(|(l, &c)| vocab.id_of(l, c).unwrap_or(u32::MAX).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut next = serde_json::Map::new();
+    let mut items = serde_json::Map::new();
+    for n in nodes {
+        match n.item_row {
+            Some(r) => {
+                let v = match ids {
+                    ItemIds::Int(v) => serde_json::Value::from(v[r]),
+                    ItemIds::Str(v) => serde_json::Value::from(v[r].clone()),
+                };
+                items.insert(key(n), v);
+            }
+            None => {
+                next.insert(
+                    key(n),
+                    serde_json::Value::from(n.allowed_next_token_ids.clone()),
+                );
+            }
+        }
+    }
+    Ok(serde_json::json!({
+        "levels": nodes.iter().map(|n| n.depth).max().unwrap_or(0),
+        "begin_token_id": vocab.markers.first().map(|m| m.id),
+        "end_token_id": vocab.markers.get(1).map(|m| m.id),
+        "next": next,
+        "items": items,
+    }))
+}
+
+/// `trie.parquet`: one row per node (see schemas/trie.md).
+pub fn write_parquet(nodes: &[Node], ids: &ItemIds, dest: &std::path::Path) -> Result<()> {
+    use arrow_array::builder::{ListBuilder, UInt16Builder, UInt32Builder};
+    use arrow_array::{ArrayRef, RecordBatch, UInt16Array};
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let list = |t: DataType| DataType::List(Arc::new(Field::new("item", t, true)));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("depth", DataType::UInt16, false),
+        Field::new("prefix_codes", list(DataType::UInt16), false),
+        Field::new("allowed_next_codes", list(DataType::UInt16), false),
+        Field::new("allowed_next_token_ids", list(DataType::UInt32), false),
+        Field::new("item_id", ids.data_type(), true),
+    ]));
+    let mut out = crate::io::parquet_out::ParquetOut::create(dest, schema.clone(), Vec::new())?;
+    for chunk in nodes.chunks(crate::config::ROW_GROUP_ROWS) {
+        let depth = UInt16Array::from_iter_values(chunk.iter().map(|n| n.depth as u16));
+        let mut prefix = ListBuilder::new(UInt16Builder::new());
+        let mut next = ListBuilder::new(UInt16Builder::new());
+        let mut tokens = ListBuilder::new(UInt32Builder::new());
+        for n in chunk {
+            prefix.values().append_slice(&n.prefix_codes);
+            prefix.append(true);
+            next.values().append_slice(&n.allowed_next_codes);
+            next.append(true);
+            tokens.values().append_slice(&n.allowed_next_token_ids);
+            tokens.append(true);
+        }
+        let item: ArrayRef = match ids {
+            ItemIds::Int(v) => Arc::new(arrow_array::Int64Array::from_iter(
+                chunk.iter().map(|n| n.item_row.map(|r| v[r])),
+            )),
+            ItemIds::Str(v) => Arc::new(arrow_array::StringArray::from_iter(
+                chunk.iter().map(|n| n.item_row.map(|r| v[r].as_str())),
+            )),
+        };
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(depth),
+                Arc::new(prefix.finish()),
+                Arc::new(next.finish()),
+                Arc::new(tokens.finish()),
+                item,
+            ],
+        )
+        .expect("columns match the trie schema");
+        out.write(&batch)?;
+    }
+    out.finish()
+}
