@@ -533,7 +533,7 @@ fn main() -> ExitCode {
         // SAFETY: set before any other thread exists.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", t.to_string()) };
     }
-    sidtool::quant::distance::check_gemm_backend();
+    sidtool::gemm::check_gemm_backend();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -784,7 +784,7 @@ fn bench(cli: &Cli, what: &BenchCmd) -> Result<()> {
             let g = sidtool::bench::gemm(*rows, *k, *d)?;
             let report = serde_json::json!({
                 "rows": rows, "k": k, "d": d,
-                "gemm_backend": sidtool::quant::distance::gemm_backend(),
+                "gemm_backend": sidtool::gemm::gemm_backend(),
                 "gflops": (g * 10.0).round() / 10.0,
             });
             print_out(&(report.to_string() + "\n"))?;

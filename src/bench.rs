@@ -105,7 +105,7 @@ pub fn rq_kmeans(
         .sum();
     Ok(RqBenchReport {
         tool: "sidtool",
-        gemm_backend: distance::gemm_backend(),
+        gemm_backend: crate::gemm::gemm_backend(),
         n: x.rows,
         d: x.cols,
         train_rows: sample.rows,

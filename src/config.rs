@@ -91,13 +91,24 @@ pub struct Config {
     pub vocab: VocabConfig,
 }
 
+/// Which SID tokens to add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenSet {
+    /// Every code of every level (level-major, code-minor): ids do not depend on which codes
+    /// this catalogue used, so later catalogues from the same quantizer fit the same model.
+    All,
+    /// Only the (level, code) pairs some item uses.
+    Used,
+}
+
 /// LLM vocabulary artefacts (`sidtool vocab`, and `build` with a tokenizer).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VocabConfig {
     /// The LLM's `tokenizer.json`. `build` uses the embedding model's own when it embedded text.
     pub tokenizer: Option<std::path::PathBuf>,
-    pub tokens: crate::vocab::extend::TokenSet,
+    pub tokens: TokenSet,
     /// Add the SID tokens as special tokens.
     pub special: bool,
     /// Begin/end markers to add after the SID tokens, e.g. ["<|sid_begin|>", "<|sid_end|>"].
@@ -110,7 +121,7 @@ impl Default for VocabConfig {
     fn default() -> Self {
         VocabConfig {
             tokenizer: None,
-            tokens: crate::vocab::extend::TokenSet::All,
+            tokens: TokenSet::All,
             special: false,
             markers: Vec::new(),
             pad_to_multiple: 64,

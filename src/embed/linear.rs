@@ -1,7 +1,7 @@
 //! The encoder's dense projections, `y = x Wᵀ`: the bulk of its arithmetic.
 //!
 //! Weights stay in the transformers layout, (out, in) row-major. The fused CPU forward hands
-//! that buffer to [`crate::quant::distance::sgemm`] as a transposed operand (OpenBLAS with
+//! that buffer to [`crate::gemm::sgemm`] as a transposed operand (OpenBLAS with
 //! `--features openblas`, candle's `gemm` kernel otherwise); measured on the 0.6B shape, this
 //! was as fast as a pre-transposed (in, out) copy with OpenBLAS and 3% faster with `gemm`, and
 //! needs no copy at load.

@@ -7,7 +7,7 @@
 //! [`sgemm_ex`] (all cores; OpenBLAS with `--features openblas`), fuses bias and ReLU, and skips
 //! the input gradient when asked to.
 
-use crate::quant::distance::sgemm_ex;
+use crate::gemm::sgemm_ex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 

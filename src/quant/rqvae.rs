@@ -9,10 +9,11 @@
 
 use crate::config::{Method, PrefixMasking, QuantizerConfig, RqVaeConfig};
 use crate::error::{Error, Result};
+use crate::gemm::sgemm;
 use crate::matrix::Matrix;
 use crate::progress::Progress;
 use crate::quant::dense::DenseOp;
-use crate::quant::distance::{Codebook, sgemm};
+use crate::quant::distance::Codebook;
 use crate::quant::kmeans::{self, KMeansConfig};
 use crate::quant::{Quantizer, store};
 use candle_core::{DType, Device, Tensor, Var};

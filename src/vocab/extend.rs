@@ -1,22 +1,12 @@
 //! Adding SID tokens to a `tokenizer.json` without moving any existing token.
 
+pub use crate::config::TokenSet;
 use crate::error::{Error, Result};
 use crate::ids::tokens::TokenFormat;
 use crate::io::sid_table::SidTable;
 use serde::Serialize;
 use std::path::Path;
 use tokenizers::{AddedToken, Tokenizer};
-
-/// Which SID tokens to add.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenSet {
-    /// Every code of every level (level-major, code-minor): ids do not depend on which codes
-    /// this catalogue used, so later catalogues from the same quantizer fit the same model.
-    All,
-    /// Only the (level, code) pairs some item uses.
-    Used,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SidToken {

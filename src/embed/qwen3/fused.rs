@@ -35,7 +35,7 @@ impl Qwen3 {
         output: Output,
         times: &mut ForwardTimes,
     ) -> Result<Vec<Vec<f32>>> {
-        use crate::quant::distance::sgemm;
+        use crate::gemm::sgemm;
         let mut clock = Timer::new(&self.device);
         let c = &self.cfg;
         let (b, h, hd, i) = (seqs.len(), c.hidden_size, c.head_dim(), c.intermediate_size);
