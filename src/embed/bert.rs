@@ -67,11 +67,7 @@ impl Bert {
                 states.broadcast_mul(&m)?.sum(1)?.broadcast_div(&lens)?
             }
             Pooling::Last => {
-                let idx: Vec<u32> = seqs
-                    .iter()
-                    .enumerate()
-                    .map(|(r, s)| (r * t + s.len() - 1) as u32)
-                    .collect();
+                let idx = crate::embed::pooling::last_token_rows(seqs, t);
                 let idx = Tensor::from_vec(idx, b, &self.device)?;
                 states
                     .reshape((b * t, self.config.hidden_size))?

@@ -192,15 +192,7 @@ fn check_ids(items: &Path, id_col: &str) -> Result<arrow_schema::DataType> {
     for batch in reader {
         let batch = batch.map_err(|e| Error::arrow(items, e))?;
         let col = batch.column(0);
-        if let Some(r) = crate::io::embeddings::first_null(col.as_ref()) {
-            return Err(Error::input(
-                items,
-                Some(id_col),
-                Some(first + r as u64),
-                "item id is null",
-            ));
-        }
-        let ids = ItemIds::from_arrow(col.as_ref()).expect("type checked when opened");
+        let ids = ItemIds::from_column(col.as_ref(), items, id_col, first)?;
         if let Some(r) = seen.add(&ids) {
             return Err(Error::input(
                 items,

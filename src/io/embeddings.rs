@@ -151,15 +151,7 @@ impl EmbeddingReader {
         let ids_arr = batch
             .column_by_name(&self.id_col)
             .expect("projected id column");
-        if let Some(r) = first_null(ids_arr.as_ref()) {
-            return Err(Error::input(
-                &self.path,
-                Some(&self.id_col),
-                Some(first + r as u64),
-                "item id is null",
-            ));
-        }
-        let ids = ItemIds::from_arrow(ids_arr.as_ref()).expect("id type checked at open");
+        let ids = ItemIds::from_column(ids_arr.as_ref(), &self.path, &self.id_col, first)?;
         let emb = batch
             .column_by_name(&self.emb_col)
             .expect("projected embedding column");

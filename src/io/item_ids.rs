@@ -143,6 +143,25 @@ impl ItemIds {
         })
     }
 
+    /// [`ItemIds::from_arrow`] of an id column whose type was already checked, refusing
+    /// nulls with the file, column and row (`first_row` is the batch's first file row).
+    pub fn from_column(
+        a: &dyn Array,
+        path: &std::path::Path,
+        column: &str,
+        first_row: u64,
+    ) -> crate::error::Result<ItemIds> {
+        if let Some(r) = crate::io::embeddings::first_null(a) {
+            return Err(crate::error::Error::input(
+                path,
+                Some(column),
+                Some(first_row + r as u64),
+                "item id is null",
+            ));
+        }
+        Ok(ItemIds::from_arrow(a).expect("id column type checked when the file was opened"))
+    }
+
     pub fn supported(t: &DataType) -> bool {
         matches!(
             t,

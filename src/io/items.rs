@@ -3,7 +3,7 @@
 
 use crate::embed::template::Template;
 use crate::error::{Error, Result};
-use crate::io::embeddings::{first_null, open_parquet};
+use crate::io::embeddings::open_parquet;
 use crate::io::item_ids::ItemIds;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -155,15 +155,7 @@ impl ItemTextReader {
     fn convert(&self, batch: RecordBatch) -> Result<TextBatch> {
         let first = self.next_row;
         let ids_arr = batch.column_by_name(&self.id_col).expect("projected");
-        if let Some(r) = first_null(ids_arr.as_ref()) {
-            return Err(Error::input(
-                &self.path,
-                Some(&self.id_col),
-                Some(first + r as u64),
-                "item id is null",
-            ));
-        }
-        let ids = ItemIds::from_arrow(ids_arr.as_ref()).expect("type checked at open");
+        let ids = ItemIds::from_column(ids_arr.as_ref(), &self.path, &self.id_col, first)?;
         let cols: Vec<(String, Vec<Option<String>>)> = self
             .present
             .iter()

@@ -613,24 +613,12 @@ impl<'a> Trainer<'a> {
         let b = x.dim(0)?;
         let l = self.sizes.len();
         let z = forward_mlp(&self.enc, x, false)?;
-        let mut r = z.clone();
-        let mut parts = Vec::with_capacity(l);
-        let mut codes = Vec::with_capacity(l);
-        let mut residuals = Vec::with_capacity(l);
-        let mut cb_loss = Tensor::zeros((), DType::F32, &Device::Cpu)?;
-        for cb in &self.codebooks {
-            let e_all = cb.as_tensor();
-            let rd = r.detach();
-            let rm = Matrix::from_tensor(&rd)?;
-            let near = Codebook::new(Matrix::from_tensor(e_all)?)?.nearest(&rm, false)?;
-            let idx = Tensor::from_slice(&near.index, b, &Device::Cpu)?;
-            let e = e_all.index_select(&idx, 0)?;
-            cb_loss = (cb_loss + mse(&rd, &e)? + (mse(&r, &e.detach())? * self.cfg.beta)?)?;
-            r = (r - e.detach())?;
-            parts.push(e);
-            codes.push(near.index);
-            residuals.push(rm);
-        }
+        let Levels {
+            parts,
+            codes,
+            residuals,
+            cb_loss,
+        } = self.residual_quantize(&z)?;
         // Which levels each example reconstructs from (PLUM's progressive masking).
         let zq = match self.cfg.prefix_masking {
             PrefixMasking::None => {
@@ -664,24 +652,42 @@ impl<'a> Trainer<'a> {
         Ok(((recon + cb_loss)?, recon_v, codes, residuals))
     }
 
+    /// Residual quantization of latents `z`: per level the exact nearest codeword of the
+    /// detached residual, r_l = r_{l−1} − sg(e), with the codebook and commitment losses.
+    fn residual_quantize(&self, z: &Tensor) -> Result<Levels> {
+        let l = self.codebooks.len();
+        let mut r = z.clone();
+        let mut out = Levels {
+            parts: Vec::with_capacity(l),
+            codes: Vec::with_capacity(l),
+            residuals: Vec::with_capacity(l),
+            cb_loss: Tensor::zeros((), DType::F32, &Device::Cpu)?,
+        };
+        for cb in &self.codebooks {
+            let e_all = cb.as_tensor();
+            let rd = r.detach();
+            let rm = Matrix::from_tensor(&rd)?;
+            let near = Codebook::new(Matrix::from_tensor(e_all)?)?.nearest(&rm, false)?;
+            let idx = Tensor::from_slice(&near.index, near.index.len(), &Device::Cpu)?;
+            let e = e_all.index_select(&idx, 0)?;
+            out.cb_loss =
+                (&out.cb_loss + mse(&rd, &e)? + (mse(&r, &e.detach())? * self.cfg.beta)?)?;
+            r = (r - e.detach())?;
+            out.parts.push(e);
+            out.codes.push(near.index);
+            out.residuals.push(rm);
+        }
+        Ok(out)
+    }
+
     /// Quantized latents (straight-through, all levels) of rows `idx`.
     fn quantized_st(&self, idx: &[usize]) -> Result<Tensor> {
         let z = forward_mlp(&self.enc, &self.rows(idx)?, false)?;
-        let mut r = z.clone();
-        let mut zq: Option<Tensor> = None;
-        for cb in &self.codebooks {
-            let e_all = cb.as_tensor();
-            let rm = Matrix::from_tensor(&r.detach())?;
-            let near = Codebook::new(Matrix::from_tensor(e_all)?)?.nearest(&rm, false)?;
-            let idx = Tensor::from_slice(&near.index, near.index.len(), &Device::Cpu)?;
-            let e = e_all.index_select(&idx, 0)?.detach();
-            r = (r - &e)?;
-            zq = Some(match zq {
-                None => e,
-                Some(s) => (s + e)?,
-            });
+        let parts = self.residual_quantize(&z)?.parts;
+        let mut zq = parts[0].detach();
+        for p in &parts[1..] {
+            zq = (zq + p.detach())?;
         }
-        let zq = zq.expect("at least one level");
         Ok((&z + (zq - &z)?.detach())?)
     }
 
@@ -735,6 +741,17 @@ impl<'a> Trainer<'a> {
         }
         Ok(count)
     }
+}
+
+/// What residual quantization of one batch gives, level by level.
+struct Levels {
+    /// Chosen codewords (gradients reach the codebooks through these).
+    parts: Vec<Tensor>,
+    codes: Vec<Vec<u32>>,
+    /// The (detached) residual entering each level.
+    residuals: Vec<Matrix>,
+    /// Σ_l mse(sg(r), e) + β·mse(r, sg(e)).
+    cb_loss: Tensor,
 }
 
 /// Scale all gradients so their global L2 norm is at most `max`.

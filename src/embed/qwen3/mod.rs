@@ -229,11 +229,7 @@ impl Qwen3 {
         }
         let pooled = match output {
             Output::Last => {
-                let idx: Vec<u32> = seqs
-                    .iter()
-                    .enumerate()
-                    .map(|(r, s)| (r * t + s.len() - 1) as u32)
-                    .collect();
+                let idx = crate::embed::pooling::last_token_rows(seqs, t);
                 let idx = Tensor::from_vec(idx, b, &self.device)?;
                 candle_nn::ops::rms_norm(&x.index_select(&idx, 0)?, &self.norm, self.eps)?
                     .to_dtype(DType::F32)?
