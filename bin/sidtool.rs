@@ -51,6 +51,10 @@ struct InputArgs {
     /// Column with precomputed vectors [default: embedding].
     #[arg(long)]
     embedding_column: Option<String>,
+    /// GenSAR: collaborative vectors (item_id + collab_embedding, e.g. from `sidtool collab`)
+    /// [default: the input's own collab_embedding column; `build --interactions` computes them].
+    #[arg(long, value_name = "FILE")]
+    collab: Option<PathBuf>,
 }
 
 #[derive(Args, Default)]
@@ -108,6 +112,15 @@ struct QuantArgs {
     /// RQ-VAE: items within this many positions in a history form a pair [default: 5].
     #[arg(long)]
     window: Option<usize>,
+    /// GenSAR: levels shared by the SID and the CID [default: 2].
+    #[arg(long)]
+    shared_levels: Option<usize>,
+    /// GenSAR: levels of the semantic ID after the shared ones [default: 2].
+    #[arg(long)]
+    semantic_levels: Option<usize>,
+    /// GenSAR: levels of the collaborative ID after the shared ones [default: 2].
+    #[arg(long)]
+    collab_levels: Option<usize>,
 }
 
 #[derive(Args, Default)]
@@ -424,6 +437,7 @@ impl Cli {
         if let Some(i) = input {
             set(&mut c.input.id_column, &i.id_column);
             set(&mut c.input.embedding_column, &i.embedding_column);
+            set_opt(&mut c.input.collab, &i.collab);
         }
         if let Some(q) = quant {
             set(&mut c.quantizer.method, &q.method);
@@ -444,6 +458,10 @@ impl Cli {
             set(&mut v.temperature, &q.temperature);
             set(&mut v.window, &q.window);
             set_opt(&mut c.input.interactions, &q.interactions);
+            let g = &mut c.quantizer.gensar;
+            set(&mut g.shared_levels, &q.shared_levels);
+            set(&mut g.semantic_levels, &q.semantic_levels);
+            set(&mut g.collab_levels, &q.collab_levels);
         }
         if let Some(d) = ids {
             set(&mut c.ids.dedup, &d.dedup);
@@ -470,6 +488,7 @@ impl Cli {
             set_opt(&mut ec.dtype, &e.dtype);
             set(&mut ec.window_rows, &e.window_rows);
         }
+        c.quantizer.broadcast_sizes();
         c.validate()?;
         Ok(c)
     }
@@ -547,6 +566,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A GenSAR quantizer codes [semantic | collaborative] rows: the collaborative half comes from
+/// `--collab` or the embeddings file's own column.
+fn gensar_collab(
+    q: &dyn sidtool::quant::Quantizer,
+    embeddings: &std::path::Path,
+    cfg: &Config,
+) -> Result<Option<pipeline::CollabVectors>> {
+    if q.dual().is_none() {
+        return Ok(None);
+    }
+    Ok(Some(pipeline::collab_vectors(
+        embeddings,
+        &cfg.input,
+        &cfg.collab.column,
+    )?))
 }
 
 fn run(cli: &Cli) -> Result<()> {
@@ -663,11 +699,17 @@ fn run(cli: &Cli) -> Result<()> {
                 if ids.token_format.is_none() {
                     cfg.ids.token_format = meta.token_format.clone();
                 }
+                if let Some(d) = &meta.dual {
+                    cfg.ids.sid_prefix = d.sid_prefix.clone();
+                    cfg.ids.cid_prefix = d.cid_prefix.clone();
+                }
             }
             let q = sidtool::quant::load(quantizer)?;
+            let collab = gensar_collab(q.as_ref(), embeddings, &cfg)?;
             let source = Source::File {
                 path: embeddings,
                 input: &cfg.input,
+                collab: collab.as_ref(),
             };
             let a = pipeline::assign(&source, q.as_ref(), &cfg, previous.as_ref(), &reporter)
                 .with_context(|| format!("assign of {} failed", embeddings.display()))?;
@@ -688,9 +730,11 @@ fn run(cli: &Cli) -> Result<()> {
             let s = match (embeddings, quantizer) {
                 (Some(e), Some(qdir)) => {
                     let q = sidtool::quant::load(qdir)?;
+                    let collab = gensar_collab(q.as_ref(), e, &cfg)?;
                     let source = Source::File {
                         path: e,
                         input: &cfg.input,
+                        collab: collab.as_ref(),
                     };
                     pipeline::stats_of_table(sids, Some((&source, q.as_ref())))?
                 }

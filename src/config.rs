@@ -31,6 +31,8 @@ pub enum Method {
     RqKmeans,
     /// Residual-quantized VAE (TIGER), with PLUM's progressive prefix masking.
     RqVae,
+    /// GenSAR dual quantization: a semantic ID and a collaborative ID with a shared prefix.
+    Gensar,
 }
 
 impl Method {
@@ -38,6 +40,7 @@ impl Method {
         match self {
             Method::RqKmeans => "rq-kmeans",
             Method::RqVae => "rq-vae",
+            Method::Gensar => "gensar",
         }
     }
 }
@@ -89,6 +92,7 @@ pub struct Config {
     pub ids: IdsConfig,
     pub embed: EmbedConfig,
     pub vocab: VocabConfig,
+    pub collab: CollabConfig,
 }
 
 /// Which SID tokens to add.
@@ -138,6 +142,7 @@ impl Default for Config {
             ids: IdsConfig::default(),
             embed: EmbedConfig::default(),
             vocab: VocabConfig::default(),
+            collab: CollabConfig::default(),
         }
     }
 }
@@ -154,6 +159,10 @@ pub struct InputConfig {
     /// `interactions.parquet` (user_id, item_id, optional timestamp): co-occurrence pairs for
     /// RQ-VAE's contrastive alignment.
     pub interactions: Option<std::path::PathBuf>,
+    /// GenSAR's collaborative vectors: a Parquet file with the id column and
+    /// `[collab] column` (what `sidtool collab` writes). Unset: the input's own column of that
+    /// name, else (in `build`) computed from `interactions`.
+    pub collab: Option<std::path::PathBuf>,
 }
 
 impl Default for InputConfig {
@@ -163,6 +172,7 @@ impl Default for InputConfig {
             embedding_column: "embedding".into(),
             batch_rows: DEFAULT_BATCH_ROWS,
             interactions: None,
+            collab: None,
         }
     }
 }
@@ -178,8 +188,76 @@ pub struct QuantizerConfig {
     pub max_iter: usize,
     pub tol: f64,
     pub balanced: bool,
-    /// RQ-VAE training (`method = "rq-vae"`).
+    /// RQ-VAE training (`method = "rq-vae"`; GenSAR trains with the same settings).
     pub rqvae: RqVaeConfig,
+    /// GenSAR's level split (`method = "gensar"`).
+    pub gensar: GensarConfig,
+}
+
+/// Collaborative embeddings from interactions (METHODS.md §6; `sidtool collab`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollabConfig {
+    pub dim: usize,
+    pub window: usize,
+    pub oversample: usize,
+    pub power_iterations: usize,
+    /// Column of user-supplied collaborative vectors.
+    pub column: String,
+}
+
+impl Default for CollabConfig {
+    fn default() -> Self {
+        CollabConfig {
+            dim: 64,
+            window: 5,
+            oversample: 10,
+            power_iterations: 2,
+            column: "collab_embedding".into(),
+        }
+    }
+}
+
+/// GenSAR (METHODS.md §5): codebook levels shared by both IDs, then levels of the semantic ID
+/// and of the collaborative ID. `codebook_sizes` lists K for all of them in that order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GensarConfig {
+    pub shared_levels: usize,
+    pub semantic_levels: usize,
+    pub collab_levels: usize,
+}
+
+impl Default for GensarConfig {
+    fn default() -> Self {
+        GensarConfig {
+            shared_levels: 2,
+            semantic_levels: 2,
+            collab_levels: 2,
+        }
+    }
+}
+
+impl GensarConfig {
+    pub fn levels(&self) -> usize {
+        self.shared_levels + self.semantic_levels + self.collab_levels
+    }
+}
+
+impl QuantizerConfig {
+    /// For GenSAR, a `codebook_sizes` list of one repeated size (such as the default
+    /// 256,256,256) stands for that size at every level; other methods keep the list as is.
+    pub fn broadcast_sizes(&mut self) {
+        let want = self.gensar.levels();
+        let s = &self.codebook_sizes;
+        if self.method == Method::Gensar
+            && s.len() != want
+            && !s.is_empty()
+            && s.iter().all(|&k| k == s[0])
+        {
+            self.codebook_sizes = vec![s[0]; want];
+        }
+    }
 }
 
 /// How training picks the prefix each example reconstructs from (PLUM).
@@ -266,6 +344,7 @@ impl Default for QuantizerConfig {
             tol: crate::quant::kmeans::DEFAULT_TOL,
             balanced: false,
             rqvae: RqVaeConfig::default(),
+            gensar: GensarConfig::default(),
         }
     }
 }
@@ -276,6 +355,10 @@ pub struct IdsConfig {
     pub dedup: Dedup,
     /// Token pattern: `{level}` is the level letter (a, b, c, ...), `{code}` the code.
     pub token_format: String,
+    /// GenSAR: what goes before the letter of the SID's own (non-shared) levels: `<sc_3>`.
+    pub sid_prefix: String,
+    /// GenSAR: the same for the CID's own levels: `<uc_3>`.
+    pub cid_prefix: String,
 }
 
 impl Default for IdsConfig {
@@ -283,6 +366,8 @@ impl Default for IdsConfig {
         IdsConfig {
             dedup: Dedup::Suffix,
             token_format: crate::ids::tokens::DEFAULT_TOKEN_FORMAT.into(),
+            sid_prefix: "s".into(),
+            cid_prefix: "u".into(),
         }
     }
 }
@@ -389,6 +474,24 @@ impl Config {
                 "rqvae lr must be > 0, beta ≥ 0 and full_prefix_prob in [0, 1]".into(),
             ));
         }
+        if q.method == Method::Gensar {
+            let g = &q.gensar;
+            if g.semantic_levels == 0 || g.collab_levels == 0 {
+                return Err(Error::Config(
+                    "gensar needs semantic_levels ≥ 1 and collab_levels ≥ 1".into(),
+                ));
+            }
+            if q.codebook_sizes.len() != g.levels() {
+                return Err(Error::Config(format!(
+                    "gensar has {} shared + {} semantic + {} collaborative levels, so                      codebook_sizes needs {} sizes (or one size for all), not {}",
+                    g.shared_levels,
+                    g.semantic_levels,
+                    g.collab_levels,
+                    g.levels(),
+                    q.codebook_sizes.len()
+                )));
+            }
+        }
         if q.tol.is_nan() || q.tol < 0.0 {
             return Err(Error::Config(format!("tol must be ≥ 0, got {}", q.tol)));
         }
@@ -412,6 +515,12 @@ impl Config {
         }
         if let Some(t) = &e.template {
             crate::embed::template::Template::parse(t)?;
+        }
+        if self.ids.sid_prefix == self.ids.cid_prefix {
+            return Err(Error::Config(format!(
+                "sid_prefix and cid_prefix are both {:?}: SID and CID tokens would clash",
+                self.ids.sid_prefix
+            )));
         }
         let fmt = TokenFormat::new(&self.ids.token_format)?;
         // The suffix level (when used) takes one more letter.

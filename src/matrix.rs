@@ -65,6 +65,36 @@ impl Matrix {
         Ok(Matrix::new(data, rows, cols))
     }
 
+    /// Columns `off..off + width` of every row, copied.
+    pub fn columns(&self, off: usize, width: usize) -> Matrix {
+        assert!(off + width <= self.cols, "column range outside the matrix");
+        if off == 0 && width == self.cols {
+            return self.clone();
+        }
+        let mut data = Vec::with_capacity(self.rows * width);
+        for i in 0..self.rows {
+            data.extend_from_slice(&self.row(i)[off..off + width]);
+        }
+        Matrix::new(data, self.rows, width)
+    }
+
+    /// The matrices side by side (all must have the same number of rows).
+    pub fn hcat(parts: &[&Matrix]) -> Matrix {
+        if let [one] = parts {
+            return (*one).clone();
+        }
+        let rows = parts.first().map_or(0, |p| p.rows);
+        let cols = parts.iter().map(|p| p.cols).sum();
+        let mut data = Vec::with_capacity(rows * cols);
+        for i in 0..rows {
+            for p in parts {
+                assert_eq!(p.rows, rows, "hcat: row counts differ");
+                data.extend_from_slice(p.row(i));
+            }
+        }
+        Matrix::new(data, rows, cols)
+    }
+
     pub fn append(&mut self, other: &Matrix) {
         if self.rows == 0 {
             self.cols = other.cols;

@@ -50,19 +50,35 @@ pub struct FanoutStats {
     pub max_children: u64,
 }
 
-/// The whole stats.json.
+/// The whole stats.json: the SID's section at the top level (the only ID of single-ID
+/// methods), and for GenSAR a `cid` section of the same shape.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Stats {
     pub sidtool_version: String,
     pub method: Option<String>,
-    pub codebook_sizes: Vec<usize>,
     pub dedup: String,
+    #[serde(flatten)]
+    pub sid: IdStats,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cid: Option<IdStats>,
+    /// GenSAR: items that had no collaborative vector (no interactions) and were coded from a
+    /// zero vector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_without_collab_vector: Option<u64>,
+}
+
+/// Statistics of one ID kind.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IdStats {
+    /// K_l of this ID's quantizer levels.
+    pub codebook_sizes: Vec<usize>,
     /// The quantizer's codes, before collision resolution.
     pub before: CodeStats,
     /// The final IDs.
     pub after: CodeStats,
     pub resolution: ResolutionStats,
-    /// Σ‖x − x̂_m‖² / Σ‖x‖² for prefix lengths m = 1..L (absent when no vectors were given).
+    /// Σ‖x − x̂_m‖² / Σ‖x‖² for prefix lengths m = 1..L (absent when no vectors were given);
+    /// for GenSAR's IDs x is that ID's own input (semantic or collaborative vector).
     pub relative_reconstruction_error: Option<Vec<f64>>,
 }
 
@@ -186,51 +202,73 @@ pub fn code_stats(codes: &[u16], width: usize, ids: &ItemIds, sizes: &[usize]) -
 pub fn render(s: &Stats) -> String {
     use std::fmt::Write;
     let mut o = String::new();
+    match &s.cid {
+        None => render_id(&mut o, "", &s.sid, &s.dedup),
+        Some(c) => {
+            render_id(&mut o, "SID (search): ", &s.sid, &s.dedup);
+            o.push('\n');
+            render_id(&mut o, "CID (recommendation): ", c, &s.dedup);
+        }
+    }
+    if let Some(n) = s.items_without_collab_vector
+        && n > 0
+    {
+        writeln!(
+            o,
+            "note: {n} items had no collaborative vector (no interactions) and were coded from zeros"
+        )
+        .unwrap();
+    }
+    o
+}
+
+fn render_id(o: &mut String, title: &str, s: &IdStats, dedup: &str) {
+    use std::fmt::Write;
     let b = &s.before;
     let a = &s.after;
     writeln!(
         o,
-        "items {}   codebooks {:?}   dedup {}",
-        a.n_items, s.codebook_sizes, s.dedup
+        "{title}items {}   codebooks {:?}   dedup {dedup}",
+        a.n_items, s.codebook_sizes
     )
     .unwrap();
     writeln!(o, "{:<24}{:>14}{:>14}", "", "before", "after").unwrap();
     let row = |o: &mut String, name: &str, x: String, y: String| {
         writeln!(o, "{name:<24}{x:>14}{y:>14}").unwrap()
     };
-    row(&mut o, "levels", b.levels.to_string(), a.levels.to_string());
+    row(o, "levels", b.levels.to_string(), a.levels.to_string());
     row(
-        &mut o,
+        o,
         "distinct IDs",
         b.distinct_ids.to_string(),
         a.distinct_ids.to_string(),
     );
     row(
-        &mut o,
+        o,
         "collision rate",
         format!("{:.4}", b.collision_rate),
         format!("{:.4}", a.collision_rate),
     );
     row(
-        &mut o,
+        o,
         "items in collisions",
         b.items_in_collisions.to_string(),
         a.items_in_collisions.to_string(),
     );
     row(
-        &mut o,
+        o,
         "max group size",
         b.max_group_size.to_string(),
         a.max_group_size.to_string(),
     );
     row(
-        &mut o,
+        o,
         "mean group size",
         format!("{:.3}", b.mean_group_size),
         format!("{:.3}", a.mean_group_size),
     );
     row(
-        &mut o,
+        o,
         "p99 group size",
         b.p99_group_size.to_string(),
         a.p99_group_size.to_string(),
@@ -301,7 +339,6 @@ pub fn render(s: &Stats) -> String {
         )
         .unwrap();
     }
-    o
 }
 
 #[cfg(test)]

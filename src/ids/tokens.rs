@@ -13,6 +13,10 @@ pub struct TokenFormat {
     /// Literal text before `{level}`, between `{level}` and `{code}`, and after `{code}`.
     parts: [String; 3],
     level_first: bool,
+    /// Dual IDs: levels from `shared` on are named `prefix` + letter (`<sc_3>`), so a
+    /// SID-only and a CID-only token at the same depth are different tokens.
+    shared: usize,
+    prefix: String,
 }
 
 impl TokenFormat {
@@ -42,7 +46,31 @@ impl TokenFormat {
             pattern: pattern.to_string(),
             parts,
             level_first,
+            shared: usize::MAX,
+            prefix: String::new(),
         })
+    }
+
+    /// The format of one kind of dual ID: levels from `shared` on get `prefix` before their
+    /// letter.
+    pub fn with_prefix(mut self, shared: usize, prefix: &str) -> Self {
+        self.shared = shared;
+        self.prefix = prefix.to_string();
+        self
+    }
+
+    /// The name `{level}` becomes at one level.
+    pub fn level_name(&self, level: usize) -> String {
+        let mut s = String::new();
+        self.push_level(&mut s, level);
+        s
+    }
+
+    fn push_level(&self, s: &mut String, level: usize) {
+        if level >= self.shared {
+            s.push_str(&self.prefix);
+        }
+        s.push(Self::letter(level));
     }
 
     pub fn pattern(&self) -> &str {
@@ -75,13 +103,13 @@ impl TokenFormat {
         use std::fmt::Write;
         s.push_str(&self.parts[0]);
         if self.level_first {
-            s.push(Self::letter(level));
+            self.push_level(s, level);
             s.push_str(&self.parts[1]);
             write!(s, "{code}").unwrap();
         } else {
             write!(s, "{code}").unwrap();
             s.push_str(&self.parts[1]);
-            s.push(Self::letter(level));
+            self.push_level(s, level);
         }
         s.push_str(&self.parts[2]);
     }
@@ -105,6 +133,17 @@ mod tests {
         let f = TokenFormat::new(DEFAULT_TOKEN_FORMAT).unwrap();
         assert_eq!(f.sid(&[12, 7, 201, 0]), "<a_12><b_7><c_201><d_0>");
         assert_eq!(f.token(1, 3), "<b_3>");
+    }
+
+    #[test]
+    fn dual_prefixes() {
+        let f = TokenFormat::new(DEFAULT_TOKEN_FORMAT).unwrap();
+        let sid = f.clone().with_prefix(2, "s");
+        let cid = f.with_prefix(2, "u");
+        assert_eq!(sid.sid(&[12, 7, 3, 9]), "<a_12><b_7><sc_3><sd_9>");
+        assert_eq!(cid.sid(&[12, 7, 4, 1, 0]), "<a_12><b_7><uc_4><ud_1><ue_0>");
+        assert_eq!(cid.level_name(1), "b");
+        assert_eq!(cid.level_name(2), "uc");
     }
 
     #[test]

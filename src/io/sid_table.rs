@@ -3,6 +3,7 @@
 use crate::config::ROW_GROUP_ROWS;
 use crate::error::{Error, Result};
 use crate::ids::dedup::Resolution;
+use crate::ids::kind::IdKind;
 use crate::ids::tokens::TokenFormat;
 use crate::io::embeddings::open_parquet;
 use crate::io::item_ids::ItemIds;
@@ -34,6 +35,53 @@ pub struct SidMeta {
     /// [`crate::quant::Quantizer::fingerprint`] of the model that made the codes.
     #[serde(default)]
     pub quantizer_fingerprint: Option<String>,
+    /// GenSAR tables: how the CID columns were made. `codebook_sizes`, `suffix_level` and
+    /// `token_format` above then describe the SID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dual: Option<DualMeta>,
+}
+
+/// The CID half of a GenSAR table's footer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DualMeta {
+    pub shared_levels: usize,
+    pub semantic_levels: usize,
+    pub collab_levels: usize,
+    /// K_l of the CID's levels (shared, then collaborative).
+    pub cid_codebook_sizes: Vec<usize>,
+    pub cid_suffix_level: bool,
+    /// What precedes the level letter of the SID's and the CID's own levels.
+    pub sid_prefix: String,
+    pub cid_prefix: String,
+}
+
+impl SidMeta {
+    /// The token format of one ID kind.
+    pub fn format(&self, kind: IdKind) -> Result<TokenFormat> {
+        let f = TokenFormat::new(&self.token_format)?;
+        Ok(match (&self.dual, kind) {
+            (None, _) => f,
+            (Some(d), IdKind::Sid) => f.with_prefix(d.shared_levels, &d.sid_prefix),
+            (Some(d), IdKind::Cid) => f.with_prefix(d.shared_levels, &d.cid_prefix),
+        })
+    }
+
+    /// K_l of one ID kind's quantizer levels.
+    pub fn sizes(&self, kind: IdKind) -> &[usize] {
+        match (&self.dual, kind) {
+            (Some(d), IdKind::Cid) => &d.cid_codebook_sizes,
+            _ => &self.codebook_sizes,
+        }
+    }
+}
+
+/// One ID's columns of a table (the CID's, for GenSAR).
+#[derive(Debug, Clone)]
+pub struct IdColumns {
+    pub codes: Vec<u16>,
+    pub width: usize,
+    pub group_size: Vec<u32>,
+    pub original_codes: Option<Vec<u16>>,
 }
 
 /// A sids.parquet read back into memory.
@@ -47,6 +95,14 @@ pub struct SidTable {
     /// Codes before `reassign` moved them (only written for that strategy).
     pub original_codes: Option<Vec<u16>>,
     pub meta: Option<SidMeta>,
+    /// GenSAR: `cid_codes`, `cid_collision_group_size`, `cid_original_codes`.
+    pub cid: Option<IdColumns>,
+}
+
+/// What the CID columns are written from: final codes and the quantizer's own codes.
+pub struct CidPart<'a> {
+    pub resolution: &'a Resolution,
+    pub raw: &'a [u16],
 }
 
 fn codes_field(width: usize) -> DataType {
@@ -74,9 +130,12 @@ pub fn write(
     res: &Resolution,
     raw: &[u16],
     meta: &SidMeta,
+    cid: Option<CidPart>,
 ) -> Result<()> {
-    let fmt = TokenFormat::new(&meta.token_format)?;
+    let fmt = meta.format(IdKind::Sid)?;
+    let cid_fmt = meta.format(IdKind::Cid)?;
     let levels = meta.codebook_sizes.len();
+    let cid_levels = meta.sizes(IdKind::Cid).len();
     let keep_original = meta.dedup == "reassign";
     let mut fields = vec![
         Field::new("item_id", ids.data_type(), false),
@@ -86,6 +145,26 @@ pub fn write(
     ];
     if keep_original {
         fields.push(Field::new("original_codes", codes_field(levels), false));
+    }
+    if let Some(c) = &cid {
+        fields.push(Field::new(
+            "cid_codes",
+            codes_field(c.resolution.width),
+            false,
+        ));
+        fields.push(Field::new("cid", DataType::Utf8, false));
+        fields.push(Field::new(
+            "cid_collision_group_size",
+            DataType::UInt32,
+            false,
+        ));
+        if keep_original {
+            fields.push(Field::new(
+                "cid_original_codes",
+                codes_field(cid_levels),
+                false,
+            ));
+        }
     }
     let schema = Arc::new(Schema::new(fields));
     let json = serde_json::to_string(meta).expect("metadata serialises");
@@ -104,6 +183,23 @@ pub fn write(
         ];
         if keep_original {
             cols.push(codes_array(&raw[s * levels..e * levels], levels));
+        }
+        if let Some(c) = &cid {
+            let cw = c.resolution.width;
+            let block = &c.resolution.codes[s * cw..e * cw];
+            cols.push(codes_array(block, cw));
+            cols.push(Arc::new(StringArray::from_iter_values(
+                block.chunks(cw).map(|c| cid_fmt.sid(c)),
+            )));
+            cols.push(Arc::new(UInt32Array::from(
+                c.resolution.group_size[s..e].to_vec(),
+            )));
+            if keep_original {
+                cols.push(codes_array(
+                    &c.raw[s * cid_levels..e * cid_levels],
+                    cid_levels,
+                ));
+            }
         }
         out.write(
             &RecordBatch::try_new(schema.clone(), cols).expect("columns match the sids schema"),
@@ -143,6 +239,14 @@ pub fn read(path: &Path) -> Result<SidTable> {
     let mut ids: Option<ItemIds> = None;
     let (mut codes, mut group, mut orig) = (Vec::new(), Vec::new(), Vec::new());
     let mut width = 0;
+    let has_cid = schema.column_with_name("cid_codes").is_some();
+    let mut cid = IdColumns {
+        codes: Vec::new(),
+        width: 0,
+        group_size: Vec::new(),
+        original_codes: None,
+    };
+    let mut cid_orig = Vec::new();
     let mut row = 0u64;
     for b in reader {
         let b = b.map_err(|e| Error::arrow(path, e))?;
@@ -180,6 +284,21 @@ pub fn read(path: &Path) -> Result<SidTable> {
         if let Some(o) = b.column_by_name("original_codes") {
             orig.extend(read_codes(o, path, "original_codes")?.1);
         }
+        if let Some(c) = b.column_by_name("cid_codes") {
+            let (w, c) = read_codes(c, path, "cid_codes")?;
+            cid.width = w;
+            cid.codes.extend(c);
+        }
+        if let Some(g) = b.column_by_name("cid_collision_group_size") {
+            cid.group_size.extend(
+                g.as_primitive_opt::<UInt32Type>()
+                    .map(|a| a.values().to_vec())
+                    .unwrap_or_default(),
+            );
+        }
+        if let Some(o) = b.column_by_name("cid_original_codes") {
+            cid_orig.extend(read_codes(o, path, "cid_original_codes")?.1);
+        }
         row += b.num_rows() as u64;
     }
     let ids = ids.ok_or_else(|| Error::input(path, None, None, "contains no rows"))?;
@@ -191,6 +310,10 @@ pub fn read(path: &Path) -> Result<SidTable> {
         ids,
         codes,
         meta,
+        cid: has_cid.then(|| IdColumns {
+            original_codes: (!cid_orig.is_empty()).then_some(cid_orig),
+            ..cid
+        }),
     })
 }
 

@@ -1,22 +1,27 @@
 //! Stage orchestration: `train`, `assign` and the whole `build`, each usable from the library.
 
-use crate::config::{Config, Dedup, InputConfig};
+use crate::config::{Config, Dedup, InputConfig, Method};
 use crate::error::{Error, Result};
 use crate::ids::dedup::Existing;
 use crate::ids::dedup::{self, Resolution};
-use crate::ids::stats::{self, ResolutionStats, Stats};
+use crate::ids::stats::{self, IdStats, ResolutionStats, Stats};
 use crate::io::embeddings::{self, EmbeddingReader, EmbeddingWriter};
 use crate::io::item_ids::{IdKey, ItemIds};
 use crate::io::sid_table::{self, SidMeta, SidTable};
-use crate::matrix::Matrix;
+use crate::matrix::{Matrix, sq_dist};
 use crate::progress::Progress;
 use crate::quant::{self, Quantizer, kmeans::sample_indices};
 use rand::SeedableRng;
 use serde::Serialize;
 use std::collections::HashMap;
 
+mod join;
 mod manifest;
 mod staging;
+
+use crate::ids::kind::IdKind;
+use crate::io::sid_table::{CidPart, DualMeta, IdColumns};
+pub use join::{CollabVectors, collab_vectors};
 
 pub use manifest::{InputFile, Manifest, Timing, VocabSummary, sha256_file};
 use staging::Staging;
@@ -33,6 +38,8 @@ pub enum Source<'a> {
     File {
         path: &'a Path,
         input: &'a InputConfig,
+        /// GenSAR: collaborative vectors appended to every row (zeros for items without one).
+        collab: Option<&'a CollabVectors>,
     },
 }
 
@@ -51,17 +58,30 @@ impl Source<'_> {
         }
     }
 
-    /// Call `f(first_row, ids, vectors)` for every batch, in file order.
-    fn for_each(&self, mut f: impl FnMut(usize, &ItemIds, &Matrix) -> Result<()>) -> Result<()> {
+    /// Call `f(first_row, ids, vectors)` for every batch, in file order. Returns how many
+    /// rows had no collaborative vector to append.
+    fn for_each(&self, mut f: impl FnMut(usize, &ItemIds, &Matrix) -> Result<()>) -> Result<u64> {
         match self {
-            Source::Memory { ids, vectors, .. } => f(0, ids, vectors),
-            Source::File { path, input } => {
+            Source::Memory { ids, vectors, .. } => f(0, ids, vectors).map(|_| 0),
+            Source::File {
+                path,
+                input,
+                collab,
+            } => {
                 let reader = EmbeddingReader::with_config(path, input)?;
+                let mut missing = 0;
                 for b in reader {
                     let b = b?;
-                    f(b.first_row as usize, &b.ids, &b.vectors)?;
+                    match collab {
+                        None => f(b.first_row as usize, &b.ids, &b.vectors)?,
+                        Some(c) => {
+                            let (x, m) = c.join(&b.ids, &b.vectors);
+                            missing += m;
+                            f(b.first_row as usize, &b.ids, &x)?;
+                        }
+                    }
                 }
-                Ok(())
+                Ok(missing)
             }
         }
     }
@@ -188,7 +208,39 @@ pub fn train(path: &Path, cfg: &Config, progress: &dyn Progress) -> Result<Box<d
         progress,
     )?;
     let pairs = training_pairs(cfg, &s.sample_ids)?;
+    if cfg.quantizer.method == Method::Gensar {
+        let cv = collab_vectors(path, &cfg.input, &cfg.collab.column)?;
+        return train_gensar(&s, &cv, cfg, &pairs, progress);
+    }
     quant::train(&s.sample, &cfg.quantizer, cfg.seed, &pairs, progress)
+}
+
+/// GenSAR on the scanned semantic vectors joined with their collaborative vectors.
+fn train_gensar(
+    s: &Scan,
+    cv: &CollabVectors,
+    cfg: &Config,
+    pairs: &[(u32, u32)],
+    progress: &dyn Progress,
+) -> Result<Box<dyn Quantizer>> {
+    let (x, missing) = cv.join(&s.sample_ids, &s.sample);
+    if missing as usize == s.sample.rows {
+        return Err(Error::input(
+            &cv.path,
+            Some(&cv.column),
+            None,
+            "has a vector for none of the training items: are the item ids the same?",
+        ));
+    }
+    if missing > 0 {
+        tracing::warn!(
+            "{} of {} training items have no collaborative vector in {}; they train on zeros",
+            missing,
+            s.sample.rows,
+            cv.path.display()
+        );
+    }
+    quant::train_dual(&x, s.sample.cols, &cfg.quantizer, cfg.seed, pairs, progress)
 }
 
 /// Co-occurrence pairs among the training rows, from `[input] interactions` (none without).
@@ -226,7 +278,7 @@ pub fn training_pairs(cfg: &Config, sample_ids: &ItemIds) -> Result<Vec<(u32, u3
         );
     }
     if p.pairs.is_empty()
-        && cfg.quantizer.method == crate::config::Method::RqVae
+        && matches!(cfg.quantizer.method, Method::RqVae | Method::Gensar)
         && v.contrastive_weight > 0.0
     {
         return Err(Error::input(
@@ -257,18 +309,77 @@ fn max_k(cfg: &Config) -> usize {
 /// Everything `assign` produces.
 pub struct Assigned {
     pub ids: ItemIds,
-    /// The quantizer's codes, rows × L.
+    /// The quantizer's codes of the SID, rows × its levels.
     pub raw: Vec<u16>,
+    /// Final SIDs.
     pub resolution: Resolution,
+    /// GenSAR: the CID's quantizer codes and final CIDs.
+    pub cid: Option<CidAssigned>,
     pub stats: Stats,
     pub meta: SidMeta,
+}
+
+pub struct CidAssigned {
+    pub raw: Vec<u16>,
+    pub resolution: Resolution,
+}
+
+/// The ID kinds a quantizer makes: the SID, and for GenSAR also the CID.
+fn kinds(q: &dyn Quantizer) -> &'static [IdKind] {
+    if q.dual().is_some() {
+        &IdKind::BOTH
+    } else {
+        &IdKind::BOTH[..1]
+    }
+}
+
+/// Levels (indices into all of the quantizer's levels) of one ID kind.
+fn kind_levels(q: &dyn Quantizer, kind: IdKind) -> Vec<usize> {
+    match q.dual() {
+        Some(d) => d.kind_levels(kind),
+        None => (0..q.levels()).collect(),
+    }
+}
+
+/// One ID kind's codes (rows × its levels) out of all the quantizer's codes.
+fn kind_codes(q: &dyn Quantizer, codes: &[u16], kind: IdKind) -> Vec<u16> {
+    match q.dual() {
+        Some(d) => d.split(codes, kind),
+        None => codes.to_vec(),
+    }
+}
+
+/// Per ID kind: Σ‖x_k − x̂_k,m‖² for prefix lengths m = 1..levels, and Σ‖x_k‖², where x_k is
+/// the part of the input that ID reconstructs (all of it for single-ID quantizers).
+fn id_sq_errors(q: &dyn Quantizer, x: &Matrix, codes: &[u16]) -> Result<Vec<(Vec<f64>, f64)>> {
+    let norm = |m: &Matrix| m.row_sq_norms().iter().map(|&v| v as f64).sum::<f64>();
+    let Some(d) = q.dual() else {
+        return Ok(vec![(q.prefix_sq_errors(x, codes)?, norm(x))]);
+    };
+    IdKind::BOTH
+        .iter()
+        .map(|&kind| {
+            let (off, w) = d.input_span(kind, x.cols);
+            let xs = x.columns(off, w);
+            let errs = (1..=d.kind_levels(kind).len())
+                .map(|m| {
+                    let xh = q.decode_id(codes, kind, m)?;
+                    Ok((0..xs.rows)
+                        .map(|i| sq_dist(xs.row(i), xh.row(i)) as f64)
+                        .sum())
+                })
+                .collect::<Result<Vec<f64>>>()?;
+            Ok((errs, norm(&xs)))
+        })
+        .collect()
 }
 
 /// Encode every row of `source`, resolve collisions and compute statistics.
 ///
 /// With `existing` (an earlier sids.parquet made with the same quantizer), items it already
 /// lists keep their IDs and are not re-encoded; new items get IDs that no existing item holds;
-/// the result is the existing table followed by the new items.
+/// the result is the existing table followed by the new items. GenSAR's SIDs and CIDs are
+/// resolved each on its own: both are unique after `suffix` or `reassign`.
 pub fn assign(
     source: &Source,
     q: &dyn Quantizer,
@@ -278,6 +389,7 @@ pub fn assign(
 ) -> Result<Assigned> {
     let levels = q.levels();
     let sizes = q.codebook_sizes().to_vec();
+    let kinds = kinds(q);
     if let Some(ex) = existing {
         check_existing(ex, q, cfg)?;
     }
@@ -289,10 +401,12 @@ pub fn assign(
     let mut input_ids: Option<ItemIds> = None;
     let mut file_rows = Vec::new();
     let mut raw = Vec::new();
-    let mut err = vec![0f64; levels];
-    let mut norm = 0f64;
+    let mut err: Vec<(Vec<f64>, f64)> = kinds
+        .iter()
+        .map(|&k| (vec![0f64; kind_levels(q, k).len()], 0f64))
+        .collect();
     progress.start("assign (rows)", None);
-    source.for_each(|first, bids, x| {
+    let missing_collab = source.for_each(|first, bids, x| {
         quant::check_dim(q, x.cols, source.path(), source.column())?;
         if let Some(ex) = existing
             && !bids.same_kind(&ex.ids)
@@ -314,10 +428,10 @@ pub fn assign(
         };
         let x_new = x_new.as_ref().unwrap_or(x);
         let codes = q.encode(x_new)?;
-        for (e, v) in err.iter_mut().zip(q.prefix_sq_errors(x_new, &codes)?) {
-            *e += v;
+        for (acc, (e, n)) in err.iter_mut().zip(id_sq_errors(q, x_new, &codes)?) {
+            acc.0.iter_mut().zip(e).for_each(|(a, v)| *a += v);
+            acc.1 += n;
         }
-        norm += x_new.row_sq_norms().iter().map(|&v| v as f64).sum::<f64>();
         raw.extend_from_slice(&codes);
         file_rows.extend(fresh.iter().map(|&i| first + i));
         extend(&mut ids, bids_new);
@@ -330,7 +444,7 @@ pub fn assign(
     progress.finish();
     let ids = ids.ok_or_else(|| Error::input(source.path(), None, None, "contains no rows"))?;
     let input_ids = input_ids.as_ref().unwrap_or(&ids);
-    if let Source::File { path, input } = source {
+    if let Source::File { path, input, .. } = source {
         embeddings::check_unique(input_ids, path, &input.id_column)?;
     }
     let absent = existing.map_or(0, |ex| {
@@ -340,48 +454,128 @@ pub fn assign(
             .filter(|&i| !present.contains(&ex.ids.key(i)))
             .count() as u64
     });
-    let last_k = sizes[levels - 1];
-    let fixed = existing.map(|e| Existing {
-        codes: &e.codes,
-        width: e.width,
-    });
-    let resolution = dedup::resolve(&raw, levels, &ids, cfg.ids.dedup, last_k, fixed, |need| {
-        let rows: Vec<usize> = need.iter().map(|&i| file_rows[i]).collect();
-        let x = gather_rows(source, &rows)?;
-        let codes: Vec<u16> = need
-            .iter()
-            .flat_map(|&i| raw[i * levels..(i + 1) * levels].iter().copied())
-            .collect();
-        q.last_level_distances(&x, &codes)
-    })?;
-    let recon = if norm > 0.0 {
-        Some(err.iter().map(|e| e / norm).collect())
-    } else {
-        None
-    };
+    // Resolve each ID kind on its own.
+    let mut resolved = Vec::new();
+    for &kind in kinds {
+        let own = kind_levels(q, kind);
+        let last = *own.last().expect("every ID has a level");
+        let kraw = kind_codes(q, &raw, kind);
+        let fixed = existing.and_then(|e| match kind {
+            IdKind::Sid => Some(Existing {
+                codes: &e.codes,
+                width: e.width,
+            }),
+            IdKind::Cid => e.cid.as_ref().map(|c| Existing {
+                codes: &c.codes,
+                width: c.width,
+            }),
+        });
+        let res = dedup::resolve(
+            &kraw,
+            own.len(),
+            &ids,
+            cfg.ids.dedup,
+            sizes[last],
+            fixed,
+            |need| {
+                let rows: Vec<usize> = need.iter().map(|&i| file_rows[i]).collect();
+                let x = gather_rows(source, &rows)?;
+                let codes: Vec<u16> = need
+                    .iter()
+                    .flat_map(|&i| raw[i * levels..(i + 1) * levels].iter().copied())
+                    .collect();
+                q.level_distances(&x, &codes, last)
+            },
+        )?;
+        resolved.push((kraw, res));
+    }
+    let recon: Vec<Option<Vec<f64>>> = err
+        .iter()
+        .map(|(e, n)| (*n > 0.0).then(|| e.iter().map(|v| v / n).collect()))
+        .collect();
+    let kind_sizes =
+        |kind: IdKind| -> Vec<usize> { kind_levels(q, kind).iter().map(|&l| sizes[l]).collect() };
     let meta = SidMeta {
         sidtool_version: crate::VERSION.into(),
         method: q.method().name().into(),
-        codebook_sizes: sizes.clone(),
+        codebook_sizes: kind_sizes(IdKind::Sid),
         dedup: cfg.ids.dedup.name().into(),
-        suffix_level: resolution.suffix_level,
+        suffix_level: resolved[0].1.suffix_level,
         token_format: cfg.ids.token_format.clone(),
         quantizer_fingerprint: Some(q.fingerprint()),
+        dual: q.dual().map(|d| DualMeta {
+            shared_levels: d.shared_levels,
+            semantic_levels: d.semantic_levels,
+            collab_levels: d.collab_levels,
+            cid_codebook_sizes: kind_sizes(IdKind::Cid),
+            cid_suffix_level: resolved[1].1.suffix_level,
+            sid_prefix: cfg.ids.sid_prefix.clone(),
+            cid_prefix: cfg.ids.cid_prefix.clone(),
+        }),
     };
-    let (ids, raw, resolution) = match existing {
-        Some(ex) => prepend(ex, levels, ids, raw, resolution),
-        None => (ids, raw, resolution),
+    let mut resolved = resolved.into_iter();
+    let (sid_raw, sid_res) = resolved.next().expect("a SID");
+    let cid = resolved.next();
+    let (ids, raw, resolution, cid) = match existing {
+        Some(ex) => {
+            let mut all_ids = ex.ids.clone();
+            all_ids.extend(ids);
+            let sid_cols = IdColumns {
+                codes: ex.codes.clone(),
+                width: ex.width,
+                group_size: ex.group_size.clone(),
+                original_codes: ex.original_codes.clone(),
+            };
+            let n_sid = kind_levels(q, IdKind::Sid).len();
+            let (raw, resolution) = prepend(&sid_cols, &all_ids, n_sid, sid_raw, sid_res);
+            let cid = match (cid, &ex.cid) {
+                (Some((craw, cres)), Some(cols)) => {
+                    let n_cid = kind_levels(q, IdKind::Cid).len();
+                    Some(prepend(cols, &all_ids, n_cid, craw, cres))
+                }
+                (None, _) => None,
+                (Some(_), None) => unreachable!("check_existing requires CID columns"),
+            };
+            (all_ids, raw, resolution, cid)
+        }
+        None => (ids, sid_raw, sid_res, cid),
     };
-    let mut stats = make_stats(&ids, &raw, &resolution, &meta, recon);
-    stats.resolution.existing_items = existing.map_or(0, |e| e.ids.len() as u64);
-    stats.resolution.existing_not_in_input = absent;
+    let cid = cid.map(|(raw, resolution)| CidAssigned { raw, resolution });
+    let mut stats = make_stats(&ids, &raw, &resolution, &meta, recon[0].clone());
+    stats.sid.resolution.existing_items = existing.map_or(0, |e| e.ids.len() as u64);
+    stats.sid.resolution.existing_not_in_input = absent;
+    if let Some(c) = &cid {
+        let mut s = id_stats(
+            &ids,
+            &c.raw,
+            &c.resolution,
+            meta.sizes(IdKind::Cid),
+            recon[1].clone(),
+        );
+        s.resolution.existing_items = stats.sid.resolution.existing_items;
+        s.resolution.existing_not_in_input = absent;
+        name_levels(&mut s, &meta.format(IdKind::Cid)?);
+        name_levels(&mut stats.sid, &meta.format(IdKind::Sid)?);
+        stats.cid = Some(s);
+        stats.items_without_collab_vector = Some(missing_collab);
+    }
     Ok(Assigned {
         ids,
         raw,
         resolution,
+        cid,
         stats,
         meta,
     })
+}
+
+/// Per-level names in statistics as the ID's tokens spell them (`uc` for a CID level).
+fn name_levels(s: &mut IdStats, fmt: &crate::ids::tokens::TokenFormat) {
+    for cs in [&mut s.before, &mut s.after] {
+        for l in &mut cs.per_level {
+            l.letter = fmt.level_name(l.level);
+        }
+    }
 }
 
 fn extend(acc: &mut Option<ItemIds>, more: ItemIds) {
@@ -393,11 +587,14 @@ fn extend(acc: &mut Option<ItemIds>, more: ItemIds) {
 
 /// The existing table must come from the same quantizer shape and ID format.
 fn check_existing(ex: &SidTable, q: &dyn Quantizer, cfg: &Config) -> Result<()> {
-    let sizes = q.codebook_sizes();
+    let sid_sizes: Vec<usize> = kind_levels(q, IdKind::Sid)
+        .iter()
+        .map(|&l| q.codebook_sizes()[l])
+        .collect();
     if let Some(m) = &ex.meta {
-        let problem = if m.codebook_sizes != sizes {
+        let problem = if m.codebook_sizes != sid_sizes {
             Some(format!(
-                "was made with codebook sizes {:?}, the quantizer has {sizes:?}",
+                "was made with codebook sizes {:?}, the quantizer has {sid_sizes:?}",
                 m.codebook_sizes
             ))
         } else if m.token_format != cfg.ids.token_format {
@@ -418,7 +615,15 @@ fn check_existing(ex: &SidTable, q: &dyn Quantizer, cfg: &Config) -> Result<()> 
             return Err(Error::Config(format!("the existing IDs table {p}")));
         }
     }
-    ex.check_codes(sizes)?;
+    if q.dual().is_some() != ex.cid.is_some() {
+        return Err(Error::Config(format!(
+            "{} {} CID columns but the quantizer is {}",
+            ex.path.display(),
+            if ex.cid.is_some() { "has" } else { "has no" },
+            q.method().name()
+        )));
+    }
+    ex.check_codes(&sid_sizes)?;
     check_same_model(ex, q)
 }
 
@@ -440,29 +645,32 @@ fn check_same_model(t: &SidTable, q: &dyn Quantizer) -> Result<()> {
     }
 }
 
-/// Existing rows first (unchanged), then the new ones.
-fn prepend(
-    ex: &SidTable,
-    levels: usize,
-    ids: ItemIds,
-    raw: Vec<u16>,
-    res: Resolution,
-) -> (ItemIds, Vec<u16>, Resolution) {
-    let mut all_ids = ex.ids.clone();
-    all_ids.extend(ids);
-    let mut all_raw = match &ex.original_codes {
+/// The quantizer's own codes of an existing ID column (before any `reassign` moves).
+fn raw_codes(cols: &IdColumns, levels: usize) -> Vec<u16> {
+    match &cols.original_codes {
         Some(o) => o.clone(),
-        None => ex
+        None => cols
             .codes
-            .chunks(ex.width)
+            .chunks(cols.width)
             .flat_map(|c| c[..levels].iter().copied())
             .collect(),
-    };
+    }
+}
+
+/// One ID's existing rows first (unchanged), then the new ones; `all_ids` lists both.
+fn prepend(
+    ex: &IdColumns,
+    all_ids: &ItemIds,
+    levels: usize,
+    raw: Vec<u16>,
+    res: Resolution,
+) -> (Vec<u16>, Resolution) {
+    let mut all_raw = raw_codes(ex, levels);
     all_raw.extend(raw);
     let mut codes = ex.codes.clone();
     codes.extend(res.codes);
     // Group sizes over the whole table: new items can join an existing item's tuple.
-    let (order, bounds) = dedup::sorted_groups(&all_raw, levels, &all_ids);
+    let (order, bounds) = dedup::sorted_groups(&all_raw, levels, all_ids);
     let mut group_size = vec![0u32; all_ids.len()];
     for &(s, e) in &bounds {
         for &i in &order[s..e] {
@@ -470,7 +678,6 @@ fn prepend(
         }
     }
     (
-        all_ids,
         all_raw,
         Resolution {
             codes,
@@ -480,20 +687,16 @@ fn prepend(
     )
 }
 
-/// Statistics before and after resolution.
-pub fn make_stats(
+/// One ID kind's statistics before and after resolution.
+fn id_stats(
     ids: &ItemIds,
     raw: &[u16],
     res: &Resolution,
-    meta: &SidMeta,
+    sizes: &[usize],
     recon: Option<Vec<f64>>,
-) -> Stats {
-    let sizes = &meta.codebook_sizes;
-    Stats {
-        sidtool_version: crate::VERSION.into(),
-        method: Some(meta.method.clone()),
-        codebook_sizes: sizes.clone(),
-        dedup: meta.dedup.clone(),
+) -> IdStats {
+    IdStats {
+        codebook_sizes: sizes.to_vec(),
         before: stats::code_stats(raw, sizes.len(), ids, sizes),
         after: stats::code_stats(&res.codes, res.width, ids, sizes),
         resolution: ResolutionStats {
@@ -504,6 +707,24 @@ pub fn make_stats(
             existing_not_in_input: 0,
         },
         relative_reconstruction_error: recon,
+    }
+}
+
+/// Statistics before and after resolution.
+pub fn make_stats(
+    ids: &ItemIds,
+    raw: &[u16],
+    res: &Resolution,
+    meta: &SidMeta,
+    recon: Option<Vec<f64>>,
+) -> Stats {
+    Stats {
+        sidtool_version: crate::VERSION.into(),
+        method: Some(meta.method.clone()),
+        dedup: meta.dedup.clone(),
+        sid: id_stats(ids, raw, res, &meta.codebook_sizes, recon),
+        cid: None,
+        items_without_collab_vector: None,
     }
 }
 
@@ -531,7 +752,11 @@ fn take_rows(rows: &[usize], cursor: &mut usize, first: usize, x: &Matrix) -> Ma
 
 /// Write sids.parquet (and stats.json when `stats_path` is given).
 pub fn write_assigned(a: &Assigned, sids_path: &Path, stats_path: Option<&Path>) -> Result<()> {
-    sid_table::write(sids_path, &a.ids, &a.resolution, &a.raw, &a.meta)?;
+    let cid = a.cid.as_ref().map(|c| CidPart {
+        resolution: &c.resolution,
+        raw: &c.raw,
+    });
+    sid_table::write(sids_path, &a.ids, &a.resolution, &a.raw, &a.meta, cid)?;
     if let Some(p) = stats_path {
         write_json(p, &a.stats)?;
     }
@@ -556,81 +781,133 @@ pub fn stats_of_table(path: &Path, vectors: Option<(&Source, &dyn Quantizer)>) -
         suffix_level: false,
         token_format: crate::ids::tokens::DEFAULT_TOKEN_FORMAT.into(),
         quantizer_fingerprint: None,
+        dual: None,
     });
-    let levels = if meta.codebook_sizes.is_empty() {
-        t.width
-    } else {
-        meta.codebook_sizes.len()
+    let sid_cols = IdColumns {
+        codes: t.codes.clone(),
+        width: t.width,
+        group_size: t.group_size.clone(),
+        original_codes: t.original_codes.clone(),
     };
-    if t.width < levels {
-        return Err(Error::input(
-            path,
-            Some("codes"),
-            None,
-            format!(
-                "has {} codes per item but its metadata lists {levels} levels",
-                t.width
-            ),
-        ));
+    let mut cols = vec![(IdKind::Sid, &sid_cols)];
+    if let Some(c) = &t.cid {
+        if meta.dual.is_none() {
+            return Err(Error::input(
+                path,
+                Some("cid_codes"),
+                None,
+                "has CID columns but no GenSAR metadata in its footer",
+            ));
+        }
+        cols.push((IdKind::Cid, c));
     }
-    let raw: Vec<u16> = match &t.original_codes {
-        Some(o) => o.clone(),
-        None => t
-            .codes
-            .chunks(t.width)
-            .flat_map(|c| c[..levels].iter().copied())
-            .collect(),
-    };
-    let recon = match vectors {
+    // Each ID's quantizer codes, and how the table's codes relate to them.
+    let mut parts = Vec::new();
+    for &(kind, c) in &cols {
+        let sizes = meta.sizes(kind);
+        let levels = if sizes.is_empty() {
+            c.width
+        } else {
+            sizes.len()
+        };
+        if c.width < levels {
+            return Err(Error::input(
+                path,
+                Some(if kind == IdKind::Sid {
+                    "codes"
+                } else {
+                    "cid_codes"
+                }),
+                None,
+                format!(
+                    "has {} codes per item but its metadata lists {levels} levels",
+                    c.width
+                ),
+            ));
+        }
+        let raw = raw_codes(c, levels);
+        let suffix = match kind {
+            IdKind::Sid => meta.suffix_level,
+            IdKind::Cid => meta.dual.as_ref().is_some_and(|d| d.cid_suffix_level),
+        };
+        let res = Resolution {
+            codes: c.codes.clone(),
+            width: c.width,
+            suffix_level: suffix,
+            group_size: c.group_size.clone(),
+            moved: raw
+                .chunks(levels)
+                .zip(c.codes.chunks(c.width))
+                .filter(|(a, b)| a[..] != b[..levels])
+                .count(),
+            unresolved: 0,
+        };
+        parts.push((kind, raw, res, levels));
+    }
+    let recon: Vec<Option<Vec<f64>>> = match vectors {
         Some((source, q)) => {
-            if !meta.codebook_sizes.is_empty() && meta.codebook_sizes != q.codebook_sizes() {
+            let sid_sizes: Vec<usize> = kind_levels(q, IdKind::Sid)
+                .iter()
+                .map(|&l| q.codebook_sizes()[l])
+                .collect();
+            if !meta.codebook_sizes.is_empty() && meta.codebook_sizes != sid_sizes {
                 return Err(Error::Config(format!(
                     "{} was made by a quantizer with codebook sizes {:?}, not {:?}: pass the quantizer that made it",
                     path.display(),
                     meta.codebook_sizes,
-                    q.codebook_sizes()
+                    sid_sizes
                 )));
             }
-            t.check_codes(q.codebook_sizes())?;
+            t.check_codes(&sid_sizes)?;
             check_same_model(&t, q)?;
-            Some(reconstruction(path, &t.ids, &raw, levels, source, q)?)
+            if q.dual().is_some() != t.cid.is_some() {
+                return Err(Error::Config(format!(
+                    "{} and the {} quantizer do not make the same kinds of ID",
+                    path.display(),
+                    q.method().name()
+                )));
+            }
+            let all = match (q.dual(), &parts[..]) {
+                (Some(d), [(_, s, ..), (_, c, ..)]) => d.join(s, c),
+                _ => parts[0].1.clone(),
+            };
+            reconstruction(path, &t.ids, &all, source, q)?
+                .into_iter()
+                .map(Some)
+                .collect()
         }
-        None => None,
+        None => vec![None; parts.len()],
     };
-    let res = Resolution {
-        codes: t.codes.clone(),
-        width: t.width,
-        suffix_level: meta.suffix_level,
-        group_size: t.group_size.clone(),
-        moved: raw
-            .chunks(levels)
-            .zip(t.codes.chunks(t.width))
-            .filter(|(a, b)| a[..] != b[..levels])
-            .count(),
-        unresolved: 0,
-    };
-    Ok(make_stats(&t.ids, &raw, &res, &meta, recon))
+    let mut parts = parts.into_iter().zip(recon);
+    let ((_, raw, res, _), r) = parts.next().expect("a SID");
+    let mut s = make_stats(&t.ids, &raw, &res, &meta, r);
+    if let Some(((_, raw, res, _), r)) = parts.next() {
+        let mut c = id_stats(&t.ids, &raw, &res, meta.sizes(IdKind::Cid), r);
+        name_levels(&mut c, &meta.format(IdKind::Cid)?);
+        name_levels(&mut s.sid, &meta.format(IdKind::Sid)?);
+        s.cid = Some(c);
+    }
+    Ok(s)
 }
 
-/// Σ‖x − x̂_m‖² / Σ‖x‖² per prefix length, joining the vectors to the table on item id.
+/// Per ID kind, Σ‖x − x̂_m‖² / Σ‖x‖² per prefix length, joining the vectors to the table on
+/// item id; `raw` holds all the quantizer's codes per item.
 fn reconstruction(
     table: &Path,
     ids: &ItemIds,
     raw: &[u16],
-    levels: usize,
     source: &Source,
     q: &dyn Quantizer,
-) -> Result<Vec<f64>> {
-    if q.levels() != levels {
+) -> Result<Vec<Vec<f64>>> {
+    let levels = q.levels();
+    if raw.len() != ids.len() * levels {
         return Err(Error::Config(format!(
-            "{} has {levels} quantizer levels but the quantizer has {}",
-            table.display(),
-            q.levels()
+            "{} does not have the quantizer's {levels} levels",
+            table.display()
         )));
     }
     let row: HashMap<IdKey, usize> = (0..ids.len()).map(|i| (ids.key(i), i)).collect();
-    let mut err = vec![0f64; levels];
-    let mut norm = 0f64;
+    let mut err: Vec<(Vec<f64>, f64)> = Vec::new();
     let mut seen = 0usize;
     source.for_each(|first, bids, x| {
         quant::check_dim(q, x.cols, source.path(), source.column())?;
@@ -646,10 +923,15 @@ fn reconstruction(
             })?;
             codes.extend_from_slice(&raw[r * levels..(r + 1) * levels]);
         }
-        for (e, v) in err.iter_mut().zip(q.prefix_sq_errors(x, &codes)?) {
-            *e += v;
+        let batch = id_sq_errors(q, x, &codes)?;
+        if err.is_empty() {
+            err = batch;
+        } else {
+            for (acc, (e, n)) in err.iter_mut().zip(batch) {
+                acc.0.iter_mut().zip(e).for_each(|(a, v)| *a += v);
+                acc.1 += n;
+            }
         }
-        norm += x.row_sq_norms().iter().map(|&v| v as f64).sum::<f64>();
         seen += x.rows;
         Ok(())
     })?;
@@ -667,7 +949,7 @@ fn reconstruction(
     }
     Ok(err
         .iter()
-        .map(|e| e / norm.max(f64::MIN_POSITIVE))
+        .map(|(e, n)| e.iter().map(|v| v / n.max(f64::MIN_POSITIVE)).collect())
         .collect())
 }
 
@@ -740,27 +1022,51 @@ pub fn build(
         )?,
     };
     lap("read", &mut timings);
+    let mut outputs: Vec<String> = BUILD_OUTPUTS.map(String::from).to_vec();
+    // GenSAR: collaborative vectors from --collab, the items' own column, or the interactions.
+    let collab = if cfg.quantizer.method == Method::Gensar {
+        let (cv, without) = build_collab(items, &s.ids, cfg, &dir, progress)?;
+        outputs.push(COLLAB_OUTPUT.into());
+        lap("collab", &mut timings);
+        Some((cv, without))
+    } else {
+        None
+    };
     let pairs = training_pairs(cfg, &s.sample_ids)?;
-    let q = quant::train(&s.sample, &cfg.quantizer, cfg.seed, &pairs, progress)?;
+    let q = match &collab {
+        Some((cv, _)) => train_gensar(&s, cv, cfg, &pairs, progress)?,
+        None => quant::train(&s.sample, &cfg.quantizer, cfg.seed, &pairs, progress)?,
+    };
     q.save(&dir.join("quantizer"))?;
     lap("train", &mut timings);
+    let joined;
     let source = if s.complete {
+        let vectors = match &collab {
+            Some((cv, _)) => {
+                joined = cv.join(&s.ids, &s.sample).0;
+                &joined
+            }
+            None => &s.sample,
+        };
         Source::Memory {
             ids: &s.ids,
-            vectors: &s.sample,
+            vectors,
             path: items,
         }
     } else {
         Source::File {
             path: &emb_path,
             input: &emb_input,
+            collab: collab.as_ref().map(|c| &c.0),
         }
     };
-    let a = assign(&source, q.as_ref(), cfg, None, progress)?;
+    let mut a = assign(&source, q.as_ref(), cfg, None, progress)?;
+    if let Some((_, without)) = &collab {
+        a.stats.items_without_collab_vector = Some(*without);
+    }
     lap("assign", &mut timings);
     write_assigned(&a, &dir.join("sids.parquet"), Some(&dir.join("stats.json")))?;
     lap("write", &mut timings);
-    let mut outputs: Vec<String> = BUILD_OUTPUTS.map(String::from).to_vec();
     // LLM vocabulary artefacts: with the configured tokenizer, or the embedding model's own.
     let tokenizer = match (&cfg.vocab.tokenizer, &embedded) {
         (Some(t), _) => Some(t.clone()),
@@ -784,7 +1090,7 @@ pub fn build(
                     pad_to_multiple: v.pad_to_multiple,
                 },
             )?;
-            outputs.extend(crate::vocab::VOCAB_OUTPUTS.map(String::from));
+            outputs.extend(crate::vocab::outputs(&table).into_iter().map(String::from));
             lap("vocab", &mut timings);
             Some(r)
         }
@@ -835,6 +1141,46 @@ pub fn build(
     stage.commit(&names)?;
     Ok((manifest, a.stats))
 }
+
+/// GenSAR's collaborative vectors in `build`, also written to `collab.parquet` (so `assign`
+/// can code new items later): `--collab FILE` or the items' own column when given, else
+/// computed from the interactions (PPMI + randomized SVD). Also returns how many items have
+/// no collaborative signal (coded from a zero vector).
+fn build_collab(
+    items: &Path,
+    ids: &ItemIds,
+    cfg: &Config,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<(CollabVectors, u64)> {
+    let column = &cfg.collab.column;
+    let dest = dir.join(COLLAB_OUTPUT);
+    let (cv, without) = if cfg.input.collab.is_some() || embeddings::has_column(items, column)? {
+        let cv = collab_vectors(items, &cfg.input, column)?;
+        let missing = cv.lookup(ids).1;
+        (cv, missing)
+    } else if let Some(inter) = &cfg.input.interactions {
+        let c = crate::collab::compute(inter, ids, &cfg.collab, cfg.seed, progress)?;
+        let without = c.without_interactions;
+        (
+            CollabVectors::aligned(ids, c.vectors, &dest, column),
+            without,
+        )
+    } else {
+        return Err(Error::input(
+            items,
+            Some(column),
+            None,
+            "no such column, and no interactions: gensar needs collaborative vectors; give              --interactions (sidtool computes them), --collab FILE, or this column",
+        ));
+    };
+    let (u, _) = cv.lookup(ids);
+    crate::collab::write(&dest, ids, &u, column)?;
+    Ok((cv, without))
+}
+
+/// GenSAR's collaborative vectors in a build's output.
+pub const COLLAB_OUTPUT: &str = "collab.parquet";
 
 /// What `build` writes into its output directory.
 pub const BUILD_OUTPUTS: [&str; 5] = [

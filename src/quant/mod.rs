@@ -3,6 +3,7 @@
 
 pub mod dense;
 pub mod distance;
+pub mod gensar;
 pub mod kmeans;
 pub mod rq_kmeans;
 pub mod rqvae;
@@ -38,14 +39,33 @@ pub trait Quantizer: Send + Sync {
     /// Reconstruction from the first `depth` codes of each row (`codes` is rows × L).
     fn decode_prefix(&self, codes: &[u16], depth: usize) -> Result<Matrix>;
 
+    /// GenSAR's level split, for quantizers that make two IDs (SID and CID).
+    fn dual(&self) -> Option<&gensar::DualSpec> {
+        None
+    }
+
+    /// Reconstruction of one ID's part of the input from the first `depth` codes of that ID
+    /// (`codes` holds all L codes per row). Single-ID quantizers only have SIDs, which
+    /// reconstruct the whole input.
+    fn decode_id(&self, codes: &[u16], kind: gensar::IdKind, depth: usize) -> Result<Matrix> {
+        match kind {
+            gensar::IdKind::Sid => self.decode_prefix(codes, depth),
+            gensar::IdKind::Cid => Err(Error::Config(format!(
+                "{} makes no CIDs",
+                self.method().name()
+            ))),
+        }
+    }
+
     /// Reconstruction from all L codes.
     fn decode(&self, codes: &[u16]) -> Result<Matrix> {
         self.decode_prefix(codes, self.levels())
     }
 
-    /// For each row, the squared distance from what the last level quantizes to every code of
-    /// the last level: what `--dedup reassign` needs to move an item to its next-best code.
-    fn last_level_distances(&self, x: &Matrix, codes: &[u16]) -> Result<Vec<f32>>;
+    /// For each row, the squared distance from what level `level` quantizes (given the row's
+    /// codes at the levels before it) to every code of that level: what `--dedup reassign`
+    /// needs to move an item to its next-best last-level code.
+    fn level_distances(&self, x: &Matrix, codes: &[u16], level: usize) -> Result<Vec<f32>>;
 
     /// Sum over rows of ‖x − x̂_m‖² for every prefix length m = 1..=L.
     fn prefix_sq_errors(&self, x: &Matrix, codes: &[u16]) -> Result<Vec<f64>> {
@@ -92,7 +112,30 @@ pub fn train(
         Method::RqVae => Ok(Box::new(rqvae::RqVae::fit_with_pairs(
             x, cfg, seed, pairs, progress,
         )?)),
+        Method::Gensar => Err(Error::Config(
+            "gensar trains on semantic and collaborative vectors together: use              quant::train_dual"
+                .into(),
+        )),
     }
+}
+
+/// Train GenSAR on rows [s | u] whose first `semantic_dim` columns are the semantic vector.
+pub fn train_dual(
+    x: &Matrix,
+    semantic_dim: usize,
+    cfg: &QuantizerConfig,
+    seed: u64,
+    pairs: &[(u32, u32)],
+    progress: &dyn Progress,
+) -> Result<Box<dyn Quantizer>> {
+    Ok(Box::new(gensar::fit(
+        x,
+        semantic_dim,
+        cfg,
+        seed,
+        pairs,
+        progress,
+    )?))
 }
 
 /// Load whichever quantizer `dir/config.json` describes.
@@ -100,7 +143,7 @@ pub fn load(dir: &Path) -> Result<Box<dyn Quantizer>> {
     let header = store::read_header(dir)?;
     match header.method {
         Method::RqKmeans => Ok(Box::new(rq_kmeans::RqKMeans::load(dir)?)),
-        Method::RqVae => Ok(Box::new(rqvae::RqVae::load(dir)?)),
+        Method::RqVae | Method::Gensar => Ok(Box::new(rqvae::RqVae::load(dir)?)),
     }
 }
 

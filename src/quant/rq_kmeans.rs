@@ -237,16 +237,16 @@ impl Quantizer for RqKMeans {
         Ok(out)
     }
 
-    fn last_level_distances(&self, x: &Matrix, codes: &[u16]) -> Result<Vec<f32>> {
+    fn level_distances(&self, x: &Matrix, codes: &[u16], level: usize) -> Result<Vec<f32>> {
         let levels = self.levels();
         let mut r = x.clone();
-        for level in 0..levels - 1 {
+        for before in 0..level {
             let idx: Vec<u32> = (0..x.rows)
-                .map(|i| codes[i * levels + level] as u32)
+                .map(|i| codes[i * levels + before] as u32)
                 .collect();
-            self.subtract(&mut r, level, &idx);
+            self.subtract(&mut r, before, &idx);
         }
-        self.codebooks[levels - 1].all_distances(&r)
+        self.codebooks[level].all_distances(&r)
     }
 
     fn fingerprint(&self) -> String {
@@ -358,11 +358,11 @@ mod tests {
     }
 
     #[test]
-    fn last_level_distances_rank_the_chosen_code_first() {
+    fn level_distances_rank_the_chosen_code_first() {
         let x = data(300, 8, 4);
         let q = RqKMeans::fit(&x, &cfg(&[8, 8]), 1, &Silent).unwrap();
         let codes = q.encode(&x).unwrap();
-        let d = q.last_level_distances(&x, &codes).unwrap();
+        let d = q.level_distances(&x, &codes, 1).unwrap();
         for i in 0..x.rows {
             let row = &d[i * 8..(i + 1) * 8];
             let best = (0..8).min_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();

@@ -1,5 +1,12 @@
 //! RQ-VAE (TIGER): an MLP autoencoder whose latent is residual-quantized, trained end to end
-//! with candle's autograd; METHODS.md §3, with PLUM's progressive prefix masking (§4).
+//! with candle's autograd; METHODS.md §3, with PLUM's progressive prefix masking and
+//! co-occurrence contrastive alignment (§4).
+//!
+//! The same engine trains GenSAR's dual quantizer (§5, [`crate::quant::gensar`]): an [`Arch`]
+//! says which input columns each encoder reads, which latent columns each codebook level
+//! quantizes, and which latent and input columns each decoder maps between. Plain RQ-VAE is
+//! one encoder, full-width levels and one decoder; GenSAR is two encoders, shared full-width
+//! levels, then semantic and collaborative levels on the two halves, and two decoders.
 //!
 //! Training runs on candle tensors (autograd, AdamW). Inference (`encode`, `decode`) runs on
 //! plain matrices through the same GEMM seam and exact nearest-codeword search as RQ-KMeans, so
@@ -14,6 +21,7 @@ use crate::matrix::Matrix;
 use crate::progress::Progress;
 use crate::quant::dense::DenseOp;
 use crate::quant::distance::Codebook;
+use crate::quant::gensar::{DualSpec, IdKind};
 use crate::quant::kmeans::{self, KMeansConfig};
 use crate::quant::{Quantizer, store};
 use candle_core::{DType, Device, Tensor, Var};
@@ -30,12 +38,24 @@ use std::path::Path;
 pub struct Evaluation {
     pub epoch: usize,
     pub loss: f64,
-    /// Mean squared reconstruction error per component over all training rows (all levels).
+    /// Mean squared reconstruction error per component over all training rows (all levels);
+    /// for GenSAR the sum of the semantic and the collaborative one.
     pub recon_mse: f64,
-    /// Share of items whose full code tuple another item also has (before any dedup).
+    /// Share of items whose full code tuple (the SID's, for GenSAR) another item also has
+    /// (before any dedup).
     pub collision_rate: f64,
+    /// GenSAR: the same for CIDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cid_collision_rate: Option<f64>,
     pub utilisation: Vec<f64>,
     pub entropy_bits: Vec<f64>,
+}
+
+impl Evaluation {
+    /// What ties between equal reconstruction errors are broken by.
+    fn collisions(&self) -> f64 {
+        self.collision_rate + self.cid_collision_rate.unwrap_or(0.0)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,10 +63,16 @@ pub struct RqVaeSaved {
     pub method: Method,
     pub format_version: u32,
     pub sidtool_version: String,
+    /// Input width (for GenSAR: semantic + collaborative).
     pub dim: usize,
+    /// K_l of every level (for GenSAR: shared, then semantic, then collaborative levels).
     pub codebook_sizes: Vec<usize>,
     pub hidden: Vec<usize>,
+    /// Latent width of each encoder.
     pub latent_dim: usize,
+    /// GenSAR's level split and input split; absent for plain RQ-VAE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dual: Option<DualSpec>,
     pub seed: u64,
     pub train: RqVaeConfig,
     pub train_rows: usize,
@@ -58,6 +84,90 @@ pub struct RqVaeSaved {
     /// Wall seconds of each epoch's optimiser steps (evaluations excluded).
     #[serde(default)]
     pub epoch_seconds: Vec<f64>,
+}
+
+/// A column range: (offset, width).
+type Span = (usize, usize);
+
+/// One decoder and the ID it reconstructs from.
+#[derive(Debug, Clone)]
+struct Kind {
+    /// Levels of this ID, in order (indices into all levels).
+    levels: Vec<usize>,
+    /// Latent columns the decoder reads.
+    latent: Span,
+    /// Input columns it reconstructs.
+    input: Span,
+}
+
+/// Where every part of the model sits (see the module doc).
+#[derive(Debug, Clone)]
+pub(crate) struct Arch {
+    /// Input columns of each encoder; their latents are concatenated in this order.
+    enc_in: Vec<Span>,
+    latent: usize,
+    /// Latent columns of each level.
+    level_span: Vec<Span>,
+    kinds: Vec<Kind>,
+}
+
+impl Arch {
+    fn of(dim: usize, latent: usize, levels: usize, dual: Option<&DualSpec>) -> Arch {
+        match dual {
+            None => Arch {
+                enc_in: vec![(0, dim)],
+                latent,
+                level_span: vec![(0, latent); levels],
+                kinds: vec![Kind {
+                    levels: (0..levels).collect(),
+                    latent: (0, latent),
+                    input: (0, dim),
+                }],
+            },
+            Some(d) => {
+                let sem = (0, d.semantic_dim);
+                let col = (d.semantic_dim, dim - d.semantic_dim);
+                let mut level_span = vec![(0, 2 * latent); d.shared_levels];
+                level_span.extend(std::iter::repeat_n((0, latent), d.semantic_levels));
+                level_span.extend(std::iter::repeat_n((latent, latent), d.collab_levels));
+                Arch {
+                    enc_in: vec![sem, col],
+                    latent,
+                    level_span,
+                    kinds: vec![
+                        Kind {
+                            levels: d.kind_levels(IdKind::Sid),
+                            latent: (0, latent),
+                            input: sem,
+                        },
+                        Kind {
+                            levels: d.kind_levels(IdKind::Cid),
+                            latent: (latent, latent),
+                            input: col,
+                        },
+                    ],
+                }
+            }
+        }
+    }
+
+    /// Width of the concatenated latent.
+    fn width(&self) -> usize {
+        self.latent * self.enc_in.len()
+    }
+
+    /// Names of the encoder and decoder MLPs in model.safetensors (plain RQ-VAE keeps the
+    /// unqualified names of format version 1).
+    fn mlp_names(&self) -> (Vec<String>, Vec<String>) {
+        if self.enc_in.len() == 1 {
+            (vec!["encoder".into()], vec!["decoder".into()])
+        } else {
+            (
+                vec!["encoder.semantic".into(), "encoder.collab".into()],
+                vec!["decoder.semantic".into(), "decoder.collab".into()],
+            )
+        }
+    }
 }
 
 /// A dense layer for inference: W (out, in) row-major and bias.
@@ -101,16 +211,26 @@ fn mlp(layers: &[Dense], x: &Matrix) -> Matrix {
     h
 }
 
-/// A trained RQ-VAE.
+/// Subtract (or add) codeword `e` from the span of one row.
+fn shift(row: &mut [f32], span: Span, e: &[f32], sign: f32) {
+    row[span.0..span.0 + span.1]
+        .iter_mut()
+        .zip(e)
+        .for_each(|(v, e)| *v += sign * e);
+}
+
+/// A trained RQ-VAE (or GenSAR dual quantizer).
 #[derive(Clone)]
 pub struct RqVae {
     config: RqVaeSaved,
-    enc: Vec<Dense>,
-    dec: Vec<Dense>,
+    arch: Arch,
+    /// One MLP per encoder, one per decoder.
+    enc: Vec<Vec<Dense>>,
+    dec: Vec<Vec<Dense>>,
     codebooks: Vec<Codebook>,
 }
 
-/// Layer widths in → … → out of the encoder (the decoder is the reverse).
+/// Layer widths in → … → out of an encoder (the decoder is the reverse).
 fn widths(dim: usize, hidden: &[usize], latent: usize) -> Vec<usize> {
     let mut w = vec![dim];
     w.extend_from_slice(hidden);
@@ -132,45 +252,64 @@ impl RqVae {
         pairs: &[(u32, u32)],
         progress: &dyn Progress,
     ) -> Result<Self> {
-        let mut t = Trainer::new(x, cfg, seed)?;
+        Self::fit_arch(x, cfg, None, seed, pairs, progress)
+    }
+
+    /// Train plain RQ-VAE (`dual` = None) or GenSAR's dual quantizer on the rows of `x`.
+    pub(crate) fn fit_arch(
+        x: &Matrix,
+        cfg: &QuantizerConfig,
+        dual: Option<DualSpec>,
+        seed: u64,
+        pairs: &[(u32, u32)],
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        let mut t = Trainer::new(x, cfg, dual, seed)?;
         t.pairs = pairs.to_vec();
         t.run(progress)
     }
 
-    /// Latent vectors of `x`.
+    /// Concatenated latents of `x`.
     fn latent(&self, x: &Matrix) -> Matrix {
-        mlp(&self.enc, x)
+        let parts: Vec<Matrix> = self
+            .enc
+            .iter()
+            .zip(&self.arch.enc_in)
+            .map(|(e, &(o, w))| mlp(e, &x.columns(o, w)))
+            .collect();
+        Matrix::hcat(&parts.iter().collect::<Vec<_>>())
     }
 
-    /// Codes of latents, and the residual entering each level if asked.
+    /// Codes of latents: level by level, the nearest codeword to the residual of its span.
     fn quantize(&self, z: &Matrix) -> Result<Vec<u16>> {
         let l = self.codebooks.len();
         let mut codes = vec![0u16; z.rows * l];
         let mut r = z.clone();
         for (level, cb) in self.codebooks.iter().enumerate() {
-            let near = cb.nearest(&r, false)?;
+            let span = self.arch.level_span[level];
+            let near = cb.nearest(&r.columns(span.0, span.1), false)?;
             for (i, &c) in near.index.iter().enumerate() {
                 codes[i * l + level] = c as u16;
-                let e = cb.centroids.row(c as usize);
-                r.row_mut(i).iter_mut().zip(e).for_each(|(v, e)| *v -= e);
+                shift(r.row_mut(i), span, cb.centroids.row(c as usize), -1.0);
             }
         }
         Ok(codes)
     }
 
-    /// Sum of the first `depth` codewords of each row: the quantized latent.
-    fn latent_of_codes(&self, codes: &[u16], depth: usize) -> Result<Matrix> {
+    /// Sum of the codewords of the chosen levels of each row: the quantized latent.
+    fn latent_of_codes(&self, codes: &[u16], levels: &[usize]) -> Result<Matrix> {
         let l = self.codebooks.len();
-        if depth > l || !codes.len().is_multiple_of(l.max(1)) {
+        if levels.iter().any(|&v| v >= l) || !codes.len().is_multiple_of(l.max(1)) {
             return Err(Error::Config(format!(
-                "decode: depth {depth} or code count {} does not fit {l} levels",
+                "decode: levels {levels:?} or code count {} do not fit {l} levels",
                 codes.len()
             )));
         }
         let rows = codes.len() / l;
-        let mut z = Matrix::zeros(rows, self.config.latent_dim);
+        let mut z = Matrix::zeros(rows, self.arch.width());
         for i in 0..rows {
-            for (level, cb) in self.codebooks.iter().enumerate().take(depth) {
+            for &level in levels {
+                let cb = &self.codebooks[level];
                 let c = codes[i * l + level] as usize;
                 if c >= cb.len() {
                     return Err(Error::Config(format!(
@@ -179,19 +318,45 @@ impl RqVae {
                         cb.len()
                     )));
                 }
-                z.row_mut(i)
-                    .iter_mut()
-                    .zip(cb.centroids.row(c))
-                    .for_each(|(v, e)| *v += e);
+                shift(
+                    z.row_mut(i),
+                    self.arch.level_span[level],
+                    cb.centroids.row(c),
+                    1.0,
+                );
             }
         }
         Ok(z)
+    }
+
+    /// What decoder `kind` reconstructs (its input columns) from the quantized latent `z`.
+    fn decode_latent(&self, z: &Matrix, kind: usize) -> Matrix {
+        let k = &self.arch.kinds[kind];
+        mlp(&self.dec[kind], &z.columns(k.latent.0, k.latent.1))
+    }
+
+    /// Reconstruction of ID kind `kind`'s input columns from the first `depth` codes of that
+    /// ID (`codes` holds all levels, rows × L).
+    pub fn decode_kind(&self, codes: &[u16], kind: usize, depth: usize) -> Result<Matrix> {
+        let k = self
+            .arch
+            .kinds
+            .get(kind)
+            .ok_or_else(|| Error::Config(format!("this quantizer has no ID kind {kind}")))?;
+        if depth > k.levels.len() {
+            return Err(Error::Config(format!(
+                "decode: depth {depth} exceeds the {} levels of the ID",
+                k.levels.len()
+            )));
+        }
+        let z = self.latent_of_codes(codes, &k.levels[..depth])?;
+        Ok(self.decode_latent(&z, kind))
     }
 }
 
 impl Quantizer for RqVae {
     fn method(&self) -> Method {
-        Method::RqVae
+        self.config.method
     }
 
     fn dim(&self) -> usize {
@@ -200,6 +365,10 @@ impl Quantizer for RqVae {
 
     fn codebook_sizes(&self) -> &[usize] {
         &self.config.codebook_sizes
+    }
+
+    fn dual(&self) -> Option<&DualSpec> {
+        self.config.dual.as_ref()
     }
 
     fn fit(x: &Matrix, cfg: &QuantizerConfig, seed: u64, progress: &dyn Progress) -> Result<Self> {
@@ -211,34 +380,55 @@ impl Quantizer for RqVae {
     }
 
     fn decode_prefix(&self, codes: &[u16], depth: usize) -> Result<Matrix> {
-        Ok(mlp(&self.dec, &self.latent_of_codes(codes, depth)?))
+        let levels: Vec<usize> = (0..depth).collect();
+        let z = self.latent_of_codes(codes, &levels)?;
+        let parts: Vec<Matrix> = (0..self.arch.kinds.len())
+            .map(|k| self.decode_latent(&z, k))
+            .collect();
+        Ok(Matrix::hcat(&parts.iter().collect::<Vec<_>>()))
     }
 
-    fn last_level_distances(&self, x: &Matrix, codes: &[u16]) -> Result<Vec<f32>> {
-        let l = self.levels();
-        let z = self.latent(x);
-        let before = self.latent_of_codes(codes, l - 1)?;
-        let mut r = z;
-        r.data
-            .iter_mut()
-            .zip(&before.data)
-            .for_each(|(v, b)| *v -= b);
-        self.codebooks[l - 1].all_distances(&r)
+    fn decode_id(&self, codes: &[u16], kind: IdKind, depth: usize) -> Result<Matrix> {
+        match (self.config.dual.is_some(), kind) {
+            (true, _) => self.decode_kind(codes, kind.index(), depth),
+            (false, IdKind::Sid) => self.decode_kind(codes, 0, depth),
+            (false, IdKind::Cid) => Err(Error::Config("rq-vae makes no CIDs".into())),
+        }
+    }
+
+    fn level_distances(&self, x: &Matrix, codes: &[u16], level: usize) -> Result<Vec<f32>> {
+        let span = self.arch.level_span[level];
+        // The levels before this one whose codewords overlap its span made its residual.
+        let before: Vec<usize> = (0..level)
+            .filter(|&j| {
+                let s = self.arch.level_span[j];
+                s.0 < span.0 + span.1 && span.0 < s.0 + s.1
+            })
+            .collect();
+        let mut r = self.latent(x);
+        let q = self.latent_of_codes(codes, &before)?;
+        r.data.iter_mut().zip(&q.data).for_each(|(v, b)| *v -= b);
+        self.codebooks[level].all_distances(&r.columns(span.0, span.1))
     }
 
     fn fingerprint(&self) -> String {
         let mut blocks: Vec<&[f32]> = Vec::new();
-        for d in self.enc.iter().chain(&self.dec) {
+        for d in self.enc.iter().chain(&self.dec).flatten() {
             blocks.push(&d.w.data);
             blocks.push(&d.b);
         }
         blocks.extend(self.codebooks.iter().map(|c| c.centroids.data.as_slice()));
-        crate::quant::fingerprint_of(Method::RqVae, blocks)
+        crate::quant::fingerprint_of(self.config.method, blocks)
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
         let mut t = HashMap::new();
-        for (name, layers) in [("encoder", &self.enc), ("decoder", &self.dec)] {
+        let (enc_names, dec_names) = self.arch.mlp_names();
+        let all = enc_names
+            .iter()
+            .zip(&self.enc)
+            .chain(dec_names.iter().zip(&self.dec));
+        for (name, layers) in all {
             for (i, d) in layers.iter().enumerate() {
                 t.insert(format!("{name}.{i}.weight"), d.w.to_tensor()?);
                 t.insert(
@@ -255,14 +445,28 @@ impl Quantizer for RqVae {
 
     fn load(dir: &Path) -> Result<Self> {
         let config: RqVaeSaved = store::read_config(dir)?;
-        if config.method != Method::RqVae {
+        let expect = if config.dual.is_some() {
+            Method::Gensar
+        } else {
+            Method::RqVae
+        };
+        if config.method != expect {
             return Err(Error::artifact(
                 dir,
-                "config.json does not describe an rq-vae model",
+                format!("config.json does not describe an {} model", expect.name()),
             ));
         }
+        if let Some(d) = &config.dual {
+            d.check(config.dim, config.codebook_sizes.len())
+                .map_err(|e| Error::artifact(dir, e.to_string()))?;
+        }
+        let arch = Arch::of(
+            config.dim,
+            config.latent_dim,
+            config.codebook_sizes.len(),
+            config.dual.as_ref(),
+        );
         let t = store::load_tensors(dir)?;
-        let w = widths(config.dim, &config.hidden, config.latent_dim);
         let layer = |name: &str, i: usize, inp: usize, out: usize| -> Result<Dense> {
             let wt = store::take(&t, dir, &format!("{name}.{i}.weight"), &[out, inp])?;
             let b = store::take(&t, dir, &format!("{name}.{i}.bias"), &[out])?;
@@ -271,24 +475,41 @@ impl Quantizer for RqVae {
                 b: b.to_vec1()?,
             })
         };
-        let n = w.len() - 1;
-        let enc = (0..n)
-            .map(|i| layer("encoder", i, w[i], w[i + 1]))
+        let mlp_of = |name: &str, w: &[usize]| -> Result<Vec<Dense>> {
+            (0..w.len() - 1)
+                .map(|i| layer(name, i, w[i], w[i + 1]))
+                .collect()
+        };
+        let (enc_names, dec_names) = arch.mlp_names();
+        let enc = arch
+            .enc_in
+            .iter()
+            .zip(&enc_names)
+            .map(|(s, name)| mlp_of(name, &widths(s.1, &config.hidden, config.latent_dim)))
             .collect::<Result<_>>()?;
-        let dec = (0..n)
-            .map(|i| layer("decoder", i, w[n - i], w[n - i - 1]))
+        let dec = arch
+            .kinds
+            .iter()
+            .zip(&dec_names)
+            .map(|(k, name)| {
+                let mut w = widths(k.input.1, &config.hidden, k.latent.1);
+                w.reverse();
+                mlp_of(name, &w)
+            })
             .collect::<Result<_>>()?;
         let codebooks = config
             .codebook_sizes
             .iter()
             .enumerate()
             .map(|(l, &k)| {
-                let c = store::take(&t, dir, &format!("codebooks.{l}"), &[k, config.latent_dim])?;
+                let width = arch.level_span[l].1;
+                let c = store::take(&t, dir, &format!("codebooks.{l}"), &[k, width])?;
                 Codebook::new(Matrix::from_tensor(&c)?)
             })
             .collect::<Result<_>>()?;
         Ok(RqVae {
             config,
+            arch,
             enc,
             dec,
             codebooks,
@@ -296,15 +517,19 @@ impl Quantizer for RqVae {
     }
 }
 
+type Mlp = Vec<(Var, Var)>;
+
 /// Training state: candle variables, optimiser, RNG.
 struct Trainer<'a> {
     x: &'a Matrix,
     cfg: RqVaeConfig,
     sizes: Vec<usize>,
+    dual: Option<DualSpec>,
+    arch: Arch,
     seed: u64,
     rng: ChaCha8Rng,
-    enc: Vec<(Var, Var)>,
-    dec: Vec<(Var, Var)>,
+    enc: Vec<Mlp>,
+    dec: Vec<Mlp>,
     codebooks: Vec<Var>,
     pairs: Vec<(u32, u32)>,
 }
@@ -318,6 +543,12 @@ fn dense_var(rng: &mut ChaCha8Rng, inp: usize, out: usize) -> Result<(Var, Var)>
     let w = Var::from_tensor(&Tensor::from_vec(w, (out, inp), &Device::Cpu)?)?;
     let b = Var::from_tensor(&Tensor::zeros(out, DType::F32, &Device::Cpu)?)?;
     Ok((w, b))
+}
+
+fn mlp_vars(rng: &mut ChaCha8Rng, w: &[usize]) -> Result<Mlp> {
+    (0..w.len() - 1)
+        .map(|i| dense_var(rng, w[i], w[i + 1]))
+        .collect()
 }
 
 /// `input_grad`: whether the first layer's input needs a gradient (not for raw data).
@@ -337,6 +568,15 @@ fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok((a - b)?.sqr()?.mean_all()?)
 }
 
+/// Columns `span` of a (rows × `width`) tensor; the tensor itself when the span is all of it.
+fn narrow(t: &Tensor, span: Span, width: usize) -> Result<Tensor> {
+    if span == (0, width) {
+        Ok(t.clone())
+    } else {
+        Ok(t.narrow(1, span.0, span.1)?)
+    }
+}
+
 fn to_dense(layers: &[(Var, Var)]) -> Result<Vec<Dense>> {
     layers
         .iter()
@@ -350,7 +590,12 @@ fn to_dense(layers: &[(Var, Var)]) -> Result<Vec<Dense>> {
 }
 
 impl<'a> Trainer<'a> {
-    fn new(x: &'a Matrix, cfg: &QuantizerConfig, seed: u64) -> Result<Self> {
+    fn new(
+        x: &'a Matrix,
+        cfg: &QuantizerConfig,
+        dual: Option<DualSpec>,
+        seed: u64,
+    ) -> Result<Self> {
         let v = cfg.rqvae.clone();
         let max_k = cfg.codebook_sizes.iter().copied().max().unwrap_or(0);
         if max_k > x.rows {
@@ -359,19 +604,36 @@ impl<'a> Trainer<'a> {
                 x.rows
             )));
         }
+        if let Some(d) = &dual {
+            d.check(x.cols, cfg.codebook_sizes.len())?;
+        }
+        let arch = Arch::of(
+            x.cols,
+            v.latent_dim,
+            cfg.codebook_sizes.len(),
+            dual.as_ref(),
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let w = widths(x.cols, &v.hidden, v.latent_dim);
-        let n = w.len() - 1;
-        let enc = (0..n)
-            .map(|i| dense_var(&mut rng, w[i], w[i + 1]))
+        let enc = arch
+            .enc_in
+            .iter()
+            .map(|s| mlp_vars(&mut rng, &widths(s.1, &v.hidden, v.latent_dim)))
             .collect::<Result<_>>()?;
-        let dec = (0..n)
-            .map(|i| dense_var(&mut rng, w[n - i], w[n - i - 1]))
+        let dec = arch
+            .kinds
+            .iter()
+            .map(|k| {
+                let mut w = widths(k.input.1, &v.hidden, k.latent.1);
+                w.reverse();
+                mlp_vars(&mut rng, &w)
+            })
             .collect::<Result<_>>()?;
         Ok(Trainer {
             x,
             cfg: v,
             sizes: cfg.codebook_sizes.clone(),
+            dual,
+            arch,
             seed,
             rng,
             enc,
@@ -386,23 +648,42 @@ impl<'a> Trainer<'a> {
         Ok(Tensor::from_vec(m.data, (m.rows, m.cols), &Device::Cpu)?)
     }
 
+    /// The concatenated latent of a batch of input rows.
+    fn encode(&self, x: &Tensor) -> Result<Tensor> {
+        let width = self.x.cols;
+        let parts = self
+            .enc
+            .iter()
+            .zip(&self.arch.enc_in)
+            .map(|(e, &s)| {
+                let xi = narrow(x, s, width)?.contiguous()?;
+                forward_mlp(e, &xi, false)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if parts.len() == 1 {
+            Ok(parts.into_iter().next().expect("one part"))
+        } else {
+            Ok(Tensor::cat(&parts, 1)?)
+        }
+    }
+
     /// TIGER's codebook init: k-means on the residuals of the first batch (at least K rows).
     fn init_codebooks(&mut self, order: &[usize]) -> Result<()> {
         let max_k = self.sizes.iter().copied().max().unwrap_or(1);
         let take = self.cfg.batch_size.max(max_k).min(order.len());
-        let z = forward_mlp(&self.enc, &self.rows(&order[..take])?, false)?;
+        let z = self.encode(&self.rows(&order[..take])?)?;
         let mut r = Matrix::from_tensor(&z)?;
         for (level, &k) in self.sizes.iter().enumerate() {
+            let span = self.arch.level_span[level];
             let fit = kmeans::fit(
-                &r,
+                &r.columns(span.0, span.1),
                 &KMeansConfig {
                     max_iter: 20,
                     ..KMeansConfig::new(k, self.seed.wrapping_add(level as u64))
                 },
             )?;
             for (i, &a) in fit.assignment.iter().enumerate() {
-                let c = fit.centroids.row(a as usize).to_vec();
-                r.row_mut(i).iter_mut().zip(&c).for_each(|(v, e)| *v -= e);
+                shift(r.row_mut(i), span, fit.centroids.row(a as usize), -1.0);
             }
             self.codebooks
                 .push(Var::from_tensor(&fit.centroids.to_tensor()?)?);
@@ -419,13 +700,18 @@ impl<'a> Trainer<'a> {
     ) -> Result<RqVae> {
         Ok(RqVae {
             config: RqVaeSaved {
-                method: Method::RqVae,
+                method: if self.dual.is_some() {
+                    Method::Gensar
+                } else {
+                    Method::RqVae
+                },
                 format_version: store::FORMAT_VERSION,
                 sidtool_version: crate::VERSION.into(),
                 dim: self.x.cols,
                 codebook_sizes: self.sizes.clone(),
                 hidden: self.cfg.hidden.clone(),
                 latent_dim: self.cfg.latent_dim,
+                dual: self.dual.clone(),
                 seed: self.seed,
                 train: self.cfg.clone(),
                 train_rows: self.x.rows,
@@ -435,8 +721,17 @@ impl<'a> Trainer<'a> {
                 dead_code_resets: resets,
                 epoch_seconds: Vec::new(),
             },
-            enc: to_dense(&self.enc)?,
-            dec: to_dense(&self.dec)?,
+            arch: self.arch.clone(),
+            enc: self
+                .enc
+                .iter()
+                .map(|m| to_dense(m))
+                .collect::<Result<_>>()?,
+            dec: self
+                .dec
+                .iter()
+                .map(|m| to_dense(m))
+                .collect::<Result<_>>()?,
             codebooks: self
                 .codebooks
                 .iter()
@@ -444,7 +739,6 @@ impl<'a> Trainer<'a> {
                 .collect::<Result<_>>()?,
         })
     }
-
     fn run(mut self, progress: &dyn Progress) -> Result<RqVae> {
         let n = self.x.rows;
         let l = self.sizes.len();
@@ -453,7 +747,7 @@ impl<'a> Trainer<'a> {
         order.shuffle(&mut self.rng);
         self.init_codebooks(&order)?;
         let mut vars: Vec<Var> = Vec::new();
-        for (w, b) in self.enc.iter().chain(&self.dec) {
+        for (w, b) in self.enc.iter().chain(&self.dec).flatten() {
             vars.push(w.clone());
             vars.push(b.clone());
         }
@@ -475,7 +769,15 @@ impl<'a> Trainer<'a> {
         let mut resets = 0usize;
         let mut epochs_run = 0;
         let mut epoch_seconds = Vec::new();
-        progress.start("train rq-vae (epochs)", Some(self.cfg.epochs as u64));
+        let name = if self.dual.is_some() {
+            "gensar"
+        } else {
+            "rq-vae"
+        };
+        progress.start(
+            &format!("train {name} (epochs)"),
+            Some(self.cfg.epochs as u64),
+        );
         for epoch in 1..=self.cfg.epochs {
             order.shuffle(&mut self.rng);
             let mut used = self
@@ -562,11 +864,10 @@ impl<'a> Trainer<'a> {
                 let better = match &best {
                     None => true,
                     Some((r, c, _)) => {
-                        e.recon_mse < r * (1.0 - 1e-4)
-                            || (e.recon_mse <= *r && e.collision_rate < *c)
+                        e.recon_mse < r * (1.0 - 1e-4) || (e.recon_mse <= *r && e.collisions() < *c)
                     }
                 };
-                let (r, c) = (e.recon_mse, e.collision_rate);
+                let (r, c) = (e.recon_mse, e.collisions());
                 evaluations.push(e);
                 if better {
                     best = Some((r, c, snap));
@@ -611,51 +912,72 @@ impl<'a> Trainer<'a> {
     #[allow(clippy::type_complexity)]
     fn step_loss(&mut self, x: &Tensor) -> Result<(Tensor, f64, Vec<Vec<u32>>, Vec<Matrix>)> {
         let b = x.dim(0)?;
-        let l = self.sizes.len();
-        let z = forward_mlp(&self.enc, x, false)?;
+        let width = self.arch.width();
+        let z = self.encode(x)?;
         let Levels {
             parts,
             codes,
             residuals,
             cb_loss,
         } = self.residual_quantize(&z)?;
-        // Which levels each example reconstructs from (PLUM's progressive masking).
-        let zq = match self.cfg.prefix_masking {
-            PrefixMasking::None => {
-                let mut s = parts[0].clone();
-                for p in &parts[1..] {
-                    s = (s + p)?;
+        let mut recon: Option<Tensor> = None;
+        for (kind, k) in self.arch.kinds.clone().iter().enumerate() {
+            let l = k.levels.len();
+            // This ID's share of each of its levels' codewords.
+            let part = |level: usize| -> Result<Tensor> {
+                let s = self.arch.level_span[level];
+                narrow(&parts[level], (k.latent.0 - s.0, k.latent.1), s.1)
+            };
+            // Which levels each example reconstructs from (PLUM's progressive masking).
+            let zq = match self.cfg.prefix_masking {
+                PrefixMasking::None => {
+                    let mut s = part(k.levels[0])?;
+                    for &level in &k.levels[1..] {
+                        s = (s + part(level)?)?;
+                    }
+                    s
                 }
-                s
-            }
-            PrefixMasking::Uniform => {
-                let mut m = vec![0f32; b * l];
-                for row in m.chunks_mut(l) {
-                    let depth = if self.rng.random_bool(self.cfg.full_prefix_prob) {
-                        l
-                    } else {
-                        self.rng.random_range(1..=l)
-                    };
-                    row[..depth].fill(1.0);
+                PrefixMasking::Uniform => {
+                    let mut m = vec![0f32; b * l];
+                    for row in m.chunks_mut(l) {
+                        let depth = if self.rng.random_bool(self.cfg.full_prefix_prob) {
+                            l
+                        } else {
+                            self.rng.random_range(1..=l)
+                        };
+                        row[..depth].fill(1.0);
+                    }
+                    let m = Tensor::from_vec(m, (b, l), &Device::Cpu)?;
+                    let mut s = part(k.levels[0])?.broadcast_mul(&m.narrow(1, 0, 1)?)?;
+                    for (j, &level) in k.levels.iter().enumerate().skip(1) {
+                        s = (s + part(level)?.broadcast_mul(&m.narrow(1, j, 1)?)?)?;
+                    }
+                    s
                 }
-                let m = Tensor::from_vec(m, (b, l), &Device::Cpu)?;
-                let mut s = parts[0].broadcast_mul(&m.narrow(1, 0, 1)?)?;
-                for (level, p) in parts.iter().enumerate().skip(1) {
-                    s = (s + p.broadcast_mul(&m.narrow(1, level, 1)?)?)?;
-                }
-                s
-            }
-        };
-        let z_st = (&z + (zq - &z)?.detach())?;
-        let recon = mse(&forward_mlp(&self.dec, &z_st, true)?, x)?;
+            };
+            let zk = narrow(&z, k.latent, width)?;
+            let z_st = (&zk + (zq - &zk)?.detach())?;
+            let target = narrow(x, k.input, self.x.cols)?;
+            let r = mse(
+                &forward_mlp(&self.dec[kind], &z_st.contiguous()?, true)?,
+                &target,
+            )?;
+            recon = Some(match recon {
+                None => r,
+                Some(acc) => (acc + r)?,
+            });
+        }
+        let recon = recon.expect("at least one decoder");
         let recon_v = recon.to_scalar::<f32>()? as f64;
         Ok(((recon + cb_loss)?, recon_v, codes, residuals))
     }
 
     /// Residual quantization of latents `z`: per level the exact nearest codeword of the
-    /// detached residual, r_l = r_{l−1} − sg(e), with the codebook and commitment losses.
+    /// detached residual of its span, r ← r − sg(e) on that span, with the codebook and
+    /// commitment losses.
     fn residual_quantize(&self, z: &Tensor) -> Result<Levels> {
         let l = self.codebooks.len();
+        let width = self.arch.width();
         let mut r = z.clone();
         let mut out = Levels {
             parts: Vec::with_capacity(l),
@@ -663,16 +985,18 @@ impl<'a> Trainer<'a> {
             residuals: Vec::with_capacity(l),
             cb_loss: Tensor::zeros((), DType::F32, &Device::Cpu)?,
         };
-        for cb in &self.codebooks {
+        for (level, cb) in self.codebooks.iter().enumerate() {
+            let span = self.arch.level_span[level];
             let e_all = cb.as_tensor();
-            let rd = r.detach();
+            let rs = narrow(&r, span, width)?;
+            let rd = rs.detach();
             let rm = Matrix::from_tensor(&rd)?;
             let near = Codebook::new(Matrix::from_tensor(e_all)?)?.nearest(&rm, false)?;
             let idx = Tensor::from_slice(&near.index, near.index.len(), &Device::Cpu)?;
             let e = e_all.index_select(&idx, 0)?;
             out.cb_loss =
-                (&out.cb_loss + mse(&rd, &e)? + (mse(&r, &e.detach())? * self.cfg.beta)?)?;
-            r = (r - e.detach())?;
+                (&out.cb_loss + mse(&rd, &e)? + (mse(&rs, &e.detach())? * self.cfg.beta)?)?;
+            r = (r - place(&e.detach(), span, width)?)?;
             out.parts.push(e);
             out.codes.push(near.index);
             out.residuals.push(rm);
@@ -682,11 +1006,12 @@ impl<'a> Trainer<'a> {
 
     /// Quantized latents (straight-through, all levels) of rows `idx`.
     fn quantized_st(&self, idx: &[usize]) -> Result<Tensor> {
-        let z = forward_mlp(&self.enc, &self.rows(idx)?, false)?;
+        let width = self.arch.width();
+        let z = self.encode(&self.rows(idx)?)?;
         let parts = self.residual_quantize(&z)?.parts;
-        let mut zq = parts[0].detach();
-        for p in &parts[1..] {
-            zq = (zq + p.detach())?;
+        let mut zq = place(&parts[0].detach(), self.arch.level_span[0], width)?;
+        for (level, p) in parts.iter().enumerate().skip(1) {
+            zq = (zq + place(&p.detach(), self.arch.level_span[level], width)?)?;
         }
         Ok((&z + (zq - &z)?.detach())?)
     }
@@ -743,9 +1068,19 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// A (rows × span width) tensor placed at `span` of a (rows × `width`) one, zeros elsewhere.
+fn place(t: &Tensor, span: Span, width: usize) -> Result<Tensor> {
+    if span == (0, width) {
+        Ok(t.clone())
+    } else {
+        Ok(t.pad_with_zeros(1, span.0, width - span.0 - span.1)?)
+    }
+}
+
 /// What residual quantization of one batch gives, level by level.
 struct Levels {
-    /// Chosen codewords (gradients reach the codebooks through these).
+    /// Chosen codewords (gradients reach the codebooks through these), each as wide as its
+    /// level's span.
     parts: Vec<Tensor>,
     codes: Vec<Vec<u32>>,
     /// The (detached) residual entering each level.
@@ -774,23 +1109,41 @@ fn clip(grads: &mut candle_core::backprop::GradStore, vars: &[Var], max: f64) ->
     Ok(())
 }
 
+/// Share of rows whose code tuple over `levels` another row also has.
+fn collision_rate(codes: &[u16], l: usize, levels: &[usize]) -> f64 {
+    let rows = codes.len() / l.max(1);
+    let mut groups: HashMap<Vec<u16>, usize> = HashMap::new();
+    for row in codes.chunks(l) {
+        *groups
+            .entry(levels.iter().map(|&j| row[j]).collect())
+            .or_default() += 1;
+    }
+    let colliding: usize = groups.values().filter(|&&c| c > 1).sum();
+    colliding as f64 / rows.max(1) as f64
+}
+
 /// Reconstruction error, pre-dedup collision rate, utilisation and entropy over all rows.
 fn evaluate(m: &RqVae, x: &Matrix, epoch: usize, loss: f64) -> Result<Evaluation> {
     let codes = m.encode(x)?;
-    let xh = m.decode(&codes)?;
-    let recon_mse = x
-        .data
-        .iter()
-        .zip(&xh.data)
-        .map(|(a, b)| ((a - b) as f64).powi(2))
-        .sum::<f64>()
-        / x.data.len().max(1) as f64;
     let l = m.levels();
-    let mut groups: HashMap<&[u16], usize> = HashMap::new();
-    for row in codes.chunks(l) {
-        *groups.entry(row).or_default() += 1;
+    let mut recon_mse = 0.0;
+    for (kind, k) in m.arch.kinds.iter().enumerate() {
+        let xh = m.decode_kind(&codes, kind, k.levels.len())?;
+        let xs = x.columns(k.input.0, k.input.1);
+        recon_mse += xs
+            .data
+            .iter()
+            .zip(&xh.data)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+            / xs.data.len().max(1) as f64;
     }
-    let colliding: usize = groups.values().filter(|&&c| c > 1).sum();
+    let rates: Vec<f64> = m
+        .arch
+        .kinds
+        .iter()
+        .map(|k| collision_rate(&codes, l, &k.levels))
+        .collect();
     let mut utilisation = Vec::new();
     let mut entropy_bits = Vec::new();
     for (level, &k) in m.codebook_sizes().iter().enumerate() {
@@ -813,7 +1166,8 @@ fn evaluate(m: &RqVae, x: &Matrix, epoch: usize, loss: f64) -> Result<Evaluation
         epoch,
         loss,
         recon_mse,
-        collision_rate: colliding as f64 / x.rows.max(1) as f64,
+        collision_rate: rates[0],
+        cid_collision_rate: rates.get(1).copied(),
         utilisation,
         entropy_bits,
     })

@@ -2,9 +2,11 @@
 
 pub use crate::config::TokenSet;
 use crate::error::{Error, Result};
+use crate::ids::kind::IdKind;
 use crate::ids::tokens::TokenFormat;
 use crate::io::sid_table::SidTable;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::Path;
 use tokenizers::{AddedToken, Tokenizer};
 
@@ -12,8 +14,13 @@ use tokenizers::{AddedToken, Tokenizer};
 pub struct SidToken {
     pub token: String,
     pub id: u32,
+    /// Depth in its ID (0 = first token).
     pub level: usize,
     pub code: u16,
+    /// GenSAR tables: `sid` or `cid` for a token of one ID's own levels; absent for the shared
+    /// levels (and for single-ID tables).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<IdKind>,
 }
 
 /// `sid_tokens.json`.
@@ -30,6 +37,9 @@ pub struct VocabReport {
     pub token_format: String,
     /// Codes per level of the table (the suffix level's size is the largest rank used + 1).
     pub level_sizes: Vec<usize>,
+    /// GenSAR tables: the same for the CID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cid_level_sizes: Option<Vec<usize>>,
     pub markers: Vec<Marker>,
     pub tokens: Vec<SidToken>,
 }
@@ -41,13 +51,92 @@ pub struct Marker {
 }
 
 impl VocabReport {
-    /// Token id of (level, code), if added.
-    pub fn id_of(&self, level: usize, code: u16) -> Option<u32> {
-        self.tokens
-            .iter()
-            .find(|t| t.level == level && t.code == code)
-            .map(|t| t.id)
+    /// Token ids by (ID kind, level, code), for lookups over many IDs.
+    pub fn lookup(&self) -> TokenIds {
+        let mut map = HashMap::new();
+        for t in &self.tokens {
+            let kinds: &[IdKind] = match t.kind {
+                None => &IdKind::BOTH,
+                Some(IdKind::Sid) => &IdKind::BOTH[..1],
+                Some(IdKind::Cid) => &IdKind::BOTH[1..],
+            };
+            for &k in kinds {
+                map.insert((k, t.level, t.code), t.id);
+            }
+        }
+        TokenIds(map)
     }
+}
+
+/// See [`VocabReport::lookup`].
+pub struct TokenIds(HashMap<(IdKind, usize, u16), u32>);
+
+impl TokenIds {
+    /// Token id of `code` at depth `level` of an ID of `kind` (u32::MAX if not added).
+    pub fn id(&self, kind: IdKind, level: usize, code: u16) -> u32 {
+        self.0
+            .get(&(kind, level, code))
+            .copied()
+            .unwrap_or(u32::MAX)
+    }
+}
+
+/// One ID column of a table, with how its tokens are spelled.
+pub struct IdView<'a> {
+    pub kind: IdKind,
+    pub codes: &'a [u16],
+    pub width: usize,
+    pub format: TokenFormat,
+    /// Levels shared with the other ID (GenSAR); their tokens belong to both.
+    pub shared: usize,
+    /// K_l of the quantizer levels, where known.
+    pub sizes: Vec<usize>,
+}
+
+/// The table's IDs: the SID, and for GenSAR tables the CID.
+pub fn views(table: &SidTable) -> Result<Vec<IdView<'_>>> {
+    let pattern = table
+        .meta
+        .as_ref()
+        .map(|m| m.token_format.as_str())
+        .unwrap_or(crate::ids::tokens::DEFAULT_TOKEN_FORMAT);
+    let format = |kind: IdKind| -> Result<TokenFormat> {
+        match &table.meta {
+            Some(m) => m.format(kind),
+            None => TokenFormat::new(pattern),
+        }
+    };
+    let sizes = |kind: IdKind| -> Vec<usize> {
+        table
+            .meta
+            .as_ref()
+            .map(|m| m.sizes(kind).to_vec())
+            .unwrap_or_default()
+    };
+    let shared = table
+        .meta
+        .as_ref()
+        .and_then(|m| m.dual.as_ref())
+        .map_or(0, |d| d.shared_levels);
+    let mut out = vec![IdView {
+        kind: IdKind::Sid,
+        codes: &table.codes,
+        width: table.width,
+        format: format(IdKind::Sid)?,
+        shared,
+        sizes: sizes(IdKind::Sid),
+    }];
+    if let Some(c) = &table.cid {
+        out.push(IdView {
+            kind: IdKind::Cid,
+            codes: &c.codes,
+            width: c.width,
+            format: format(IdKind::Cid)?,
+            shared,
+            sizes: sizes(IdKind::Cid),
+        });
+    }
+    Ok(out)
 }
 
 pub struct Options<'a> {
@@ -57,22 +146,19 @@ pub struct Options<'a> {
     pub pad_to_multiple: usize,
 }
 
-/// Codes per level of a table: the quantizer's K_l, then the suffix level's observed range.
-pub fn level_sizes(table: &SidTable) -> Vec<usize> {
-    let mut sizes: Vec<usize> = (0..table.width)
+/// Codes per level of one ID: the quantizer's K_l, then the suffix level's observed range.
+pub fn level_sizes(v: &IdView) -> Vec<usize> {
+    let mut sizes: Vec<usize> = (0..v.width)
         .map(|l| {
-            table
-                .codes
-                .chunks(table.width)
+            v.codes
+                .chunks(v.width)
                 .map(|r| r[l] as usize + 1)
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    if let Some(meta) = &table.meta {
-        for (l, &k) in meta.codebook_sizes.iter().enumerate().take(table.width) {
-            sizes[l] = sizes[l].max(k);
-        }
+    for (l, &k) in v.sizes.iter().enumerate().take(v.width) {
+        sizes[l] = sizes[l].max(k);
     }
     sizes
 }
@@ -89,30 +175,41 @@ pub fn extend(
             format!("not a Hugging Face tokenizer.json: {e}"),
         )
     })?;
-    let format = TokenFormat::new(
-        table
-            .meta
-            .as_ref()
-            .map(|m| m.token_format.as_str())
-            .unwrap_or(crate::ids::tokens::DEFAULT_TOKEN_FORMAT),
-    )?;
-    let sizes = level_sizes(table);
-    let mut wanted: Vec<(usize, u16)> = Vec::new();
-    for (l, &k) in sizes.iter().enumerate() {
-        match opts.tokens {
-            TokenSet::All => wanted.extend((0..k).map(|c| (l, c as u16))),
-            TokenSet::Used => {
-                let mut used = vec![false; k];
-                table
-                    .codes
-                    .chunks(table.width)
-                    .for_each(|r| used[r[l] as usize] = true);
-                wanted.extend((0..k).filter(|&c| used[c]).map(|c| (l, c as u16)));
+    let views = views(table)?;
+    let dual = views.len() > 1;
+    let mut all_sizes = Vec::new();
+    // (kind of an ID's own level, level, code): shared levels are added once, by the SID.
+    let mut wanted: Vec<(Option<IdKind>, usize, u16)> = Vec::new();
+    let mut strings: Vec<String> = Vec::new();
+    for v in &views {
+        let sizes = level_sizes(v);
+        for (l, &k) in sizes.iter().enumerate() {
+            let kind = if !dual || l < v.shared {
+                if v.kind == IdKind::Cid {
+                    continue;
+                }
+                None
+            } else {
+                Some(v.kind)
+            };
+            let codes: Vec<u16> = match opts.tokens {
+                TokenSet::All => (0..k as u16).collect(),
+                TokenSet::Used => {
+                    let mut used = vec![false; k];
+                    v.codes
+                        .chunks(v.width)
+                        .for_each(|r| used[r[l] as usize] = true);
+                    (0..k).filter(|&c| used[c]).map(|c| c as u16).collect()
+                }
+            };
+            for c in codes {
+                wanted.push((kind, l, c));
+                strings.push(v.format.token(l, c));
             }
         }
+        all_sizes.push(sizes);
     }
     let base = tok.get_vocab_size(true);
-    let strings: Vec<String> = wanted.iter().map(|&(l, c)| format.token(l, c)).collect();
     for s in strings.iter().chain(opts.markers) {
         if let Some(id) = tok.token_to_id(s) {
             return Err(Error::artifact(
@@ -143,11 +240,12 @@ pub fn extend(
     let tokens: Vec<SidToken> = wanted
         .iter()
         .zip(&strings)
-        .map(|(&(level, code), s)| SidToken {
+        .map(|(&(kind, level, code), s)| SidToken {
             token: s.clone(),
             id: id(s),
             level,
             code,
+            kind,
         })
         .collect();
     // Level-major, code-minor ids, right after the base vocabulary.
@@ -175,17 +273,19 @@ pub fn extend(
         pad_to_multiple: m,
         token_set: opts.tokens,
         special: opts.special,
-        token_format: format.pattern().to_string(),
-        level_sizes: sizes,
+        token_format: views[0].format.pattern().to_string(),
+        cid_level_sizes: all_sizes.get(1).cloned(),
+        level_sizes: all_sizes.swap_remove(0),
         markers,
         tokens,
     };
     Ok((tok, report))
 }
 
-/// An item whose SID string does not encode to its per-level token ids.
+/// An item whose SID (or CID) string does not encode to its per-level token ids.
 #[derive(Debug, Clone)]
 pub struct Mismatch {
+    pub kind: IdKind,
     pub row: usize,
     pub expected: Vec<u32>,
     pub got: Vec<u32>,
@@ -198,28 +298,27 @@ pub fn round_trip(
     table: &SidTable,
     report: &VocabReport,
 ) -> Result<Option<Mismatch>> {
-    let format = TokenFormat::new(&report.token_format)?;
-    let mut lookup = std::collections::HashMap::new();
-    for t in &report.tokens {
-        lookup.insert((t.level, t.code), t.id);
-    }
-    let rows: Vec<&[u16]> = table.codes.chunks(table.width).collect();
-    let texts: Vec<String> = rows.iter().map(|r| format.sid(r)).collect();
-    let enc = tok
-        .encode_batch(texts, false)
-        .map_err(|e| Error::Model(format!("tokenizing SID strings failed: {e}")))?;
-    for (i, (r, e)) in rows.iter().zip(enc).enumerate() {
-        let want: Vec<u32> = r
-            .iter()
-            .enumerate()
-            .map(|(l, &c)| lookup.get(&(l, c)).copied().unwrap_or(u32::MAX))
-            .collect();
-        if e.get_ids() != want.as_slice() {
-            return Ok(Some(Mismatch {
-                row: i,
-                expected: want,
-                got: e.get_ids().to_vec(),
-            }));
+    let lookup = report.lookup();
+    for v in views(table)? {
+        let rows: Vec<&[u16]> = v.codes.chunks(v.width).collect();
+        let texts: Vec<String> = rows.iter().map(|r| v.format.sid(r)).collect();
+        let enc = tok
+            .encode_batch(texts, false)
+            .map_err(|e| Error::Model(format!("tokenizing SID strings failed: {e}")))?;
+        for (i, (r, e)) in rows.iter().zip(enc).enumerate() {
+            let want: Vec<u32> = r
+                .iter()
+                .enumerate()
+                .map(|(l, &c)| lookup.id(v.kind, l, c))
+                .collect();
+            if e.get_ids() != want.as_slice() {
+                return Ok(Some(Mismatch {
+                    kind: v.kind,
+                    row: i,
+                    expected: want,
+                    got: e.get_ids().to_vec(),
+                }));
+            }
         }
     }
     Ok(None)

@@ -5,10 +5,12 @@ pub mod extend;
 pub mod trie;
 
 use crate::error::{Error, Result};
+use crate::ids::kind::IdKind;
 use crate::io::sid_table::SidTable;
 use std::path::Path;
 
-/// What `sidtool vocab` writes into its output directory.
+/// What `sidtool vocab` writes into its output directory (GenSAR tables also get
+/// [`CID_TRIE_OUTPUTS`]).
 pub const VOCAB_OUTPUTS: [&str; 4] = [
     "tokenizer.json",
     "sid_tokens.json",
@@ -16,8 +18,21 @@ pub const VOCAB_OUTPUTS: [&str; 4] = [
     "trie.json",
 ];
 
-/// Extend `tokenizer` with the SID tokens of `table`, check the round trip on every item, and
-/// write the tokenizer, `sid_tokens.json`, `trie.parquet` and `trie.json` into `out`.
+/// The CID's constrained-decoding trie, for GenSAR tables.
+pub const CID_TRIE_OUTPUTS: [&str; 2] = ["cid_trie.parquet", "cid_trie.json"];
+
+/// The files [`write_all`] writes for `table`.
+pub fn outputs(table: &SidTable) -> Vec<&'static str> {
+    let mut v = VOCAB_OUTPUTS.to_vec();
+    if table.cid.is_some() {
+        v.extend(CID_TRIE_OUTPUTS);
+    }
+    v
+}
+
+/// Extend `tokenizer` with the SID tokens of `table` (and CID tokens for GenSAR tables), check
+/// the round trip on every item, and write the tokenizer, `sid_tokens.json` and the tries
+/// (`trie.parquet`, `trie.json`; `cid_trie.*` for CIDs) into `out`.
 pub fn write_all(
     table: &SidTable,
     tokenizer: &Path,
@@ -26,6 +41,7 @@ pub fn write_all(
 ) -> Result<extend::VocabReport> {
     let (tok, report) = extend::extend(table, tokenizer, opts)?;
     if let Some(extend::Mismatch {
+        kind,
         row,
         expected: want,
         got,
@@ -34,9 +50,10 @@ pub fn write_all(
         return Err(Error::artifact(
             tokenizer,
             format!(
-                "the SID of item {} does not tokenize to one token per level with this \
+                "the {} of item {} does not tokenize to one token per level with this \
                  tokenizer (expected ids {want:?}, got {got:?}); its normalizer or \
                  pre-tokenizer changes the added tokens",
+                kind.name().to_uppercase(),
                 table.ids.display(row)
             ),
         ));
@@ -48,9 +65,18 @@ pub fn write_all(
     crate::io::atomic::write_file(&out.join("tokenizer.json"), json.as_bytes())?;
     let text = serde_json::to_string_pretty(&report).expect("serialisable") + "\n";
     crate::io::atomic::write_file(&out.join("sid_tokens.json"), text.as_bytes())?;
-    let nodes = trie::build(table, Some(&report));
-    trie::write_parquet(&nodes, &table.ids, &out.join("trie.parquet"))?;
-    let tj = trie::to_json(&nodes, &table.ids, &report)?;
-    crate::io::atomic::write_file(&out.join("trie.json"), tj.to_string().as_bytes())?;
+    for v in extend::views(table)? {
+        let stem = match v.kind {
+            IdKind::Sid => "trie",
+            IdKind::Cid => "cid_trie",
+        };
+        let nodes = trie::build(&v, Some(&report));
+        trie::write_parquet(&nodes, &table.ids, &out.join(format!("{stem}.parquet")))?;
+        let tj = trie::to_json(&nodes, &table.ids, &report, v.kind)?;
+        crate::io::atomic::write_file(
+            &out.join(format!("{stem}.json")),
+            tj.to_string().as_bytes(),
+        )?;
+    }
     Ok(report)
 }

@@ -3,8 +3,7 @@
 
 use crate::error::Result;
 use crate::io::item_ids::ItemIds;
-use crate::io::sid_table::SidTable;
-use crate::vocab::extend::VocabReport;
+use crate::vocab::extend::{IdView, VocabReport};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -19,12 +18,12 @@ pub struct Node {
     pub item_row: Option<usize>,
 }
 
-/// All prefixes of the table's final IDs (depth 0 = the root), in lexicographic order.
-pub fn build(table: &SidTable, vocab: Option<&VocabReport>) -> Vec<Node> {
-    let w = table.width;
+/// All prefixes of one ID column's final IDs (depth 0 = the root), in lexicographic order.
+pub fn build(view: &IdView, vocab: Option<&VocabReport>) -> Vec<Node> {
+    let w = view.width;
     let mut next: BTreeMap<Vec<u16>, std::collections::BTreeSet<u16>> = BTreeMap::new();
     let mut leaf: BTreeMap<Vec<u16>, usize> = BTreeMap::new();
-    for (row, codes) in table.codes.chunks(w).enumerate() {
+    for (row, codes) in view.codes.chunks(w).enumerate() {
         for d in 0..w {
             next.entry(codes[..d].to_vec())
                 .or_default()
@@ -32,8 +31,12 @@ pub fn build(table: &SidTable, vocab: Option<&VocabReport>) -> Vec<Node> {
         }
         leaf.insert(codes.to_vec(), row);
     }
-    let token =
-        |level: usize, code: u16| vocab.and_then(|v| v.id_of(level, code)).unwrap_or(u32::MAX);
+    let lookup = vocab.map(VocabReport::lookup);
+    let token = |level: usize, code: u16| {
+        lookup
+            .as_ref()
+            .map_or(u32::MAX, |t| t.id(view.kind, level, code))
+    };
     let mut out: Vec<Node> = next
         .into_iter()
         .map(|(prefix, codes)| {
@@ -65,12 +68,18 @@ pub fn build(table: &SidTable, vocab: Option<&VocabReport>) -> Vec<Node> {
 
 /// `trie.json`: keys are the comma-joined token ids generated so far ("" at the root);
 /// `next` gives the allowed next token ids, `items` the item a complete ID names.
-pub fn to_json(nodes: &[Node], ids: &ItemIds, vocab: &VocabReport) -> Result<serde_json::Value> {
+pub fn to_json(
+    nodes: &[Node],
+    ids: &ItemIds,
+    vocab: &VocabReport,
+    kind: crate::ids::kind::IdKind,
+) -> Result<serde_json::Value> {
+    let lookup = vocab.lookup();
     let key = |n: &Node| -> String {
         n.prefix_codes
             .iter()
             .enumerate()
-            .map(|(l, &c)| vocab.id_of(l, c).unwrap_or(u32::MAX).to_string())
+            .map(|(l, &c)| lookup.id(kind, l, c).to_string())
             .collect::<Vec<_>>()
             .join(",")
     };

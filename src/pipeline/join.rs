@@ -1,0 +1,99 @@
+//! GenSAR's input rows are [semantic vector | collaborative vector]: this joins the two on item
+//! id. Collaborative vectors come from a separate file (what `sidtool collab` writes, or e.g.
+//! SASRec item vectors) or from a column of the embeddings file itself.
+
+use crate::config::InputConfig;
+use crate::error::{Error, Result};
+use crate::io::embeddings::{self, EmbeddingReader};
+use crate::io::interactions::OwnedId;
+use crate::io::item_ids::ItemIds;
+use crate::matrix::Matrix;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Collaborative vectors by item id, held in memory (N × a small dimension, e.g. 64).
+pub struct CollabVectors {
+    pub path: PathBuf,
+    pub column: String,
+    row: HashMap<OwnedId, u32>,
+    pub vectors: Matrix,
+}
+
+impl CollabVectors {
+    /// Vectors aligned with `ids` (row i ↔ `ids.key(i)`), e.g. just computed for them.
+    pub fn aligned(ids: &ItemIds, vectors: Matrix, path: &Path, column: &str) -> Self {
+        let row = (0..ids.len())
+            .map(|i| (OwnedId::of(ids.key(i)), i as u32))
+            .collect();
+        CollabVectors {
+            path: path.to_path_buf(),
+            column: column.to_string(),
+            row,
+            vectors,
+        }
+    }
+
+    /// Read the id column and vector column `column` of `path`.
+    pub fn read(path: &Path, input: &InputConfig, column: &str) -> Result<Self> {
+        let cfg = InputConfig {
+            embedding_column: column.to_string(),
+            ..input.clone()
+        };
+        let mut ids: Option<ItemIds> = None;
+        let mut vectors = Matrix::zeros(0, 0);
+        for b in EmbeddingReader::with_config(path, &cfg)? {
+            let b = b?;
+            vectors.append(&b.vectors);
+            match &mut ids {
+                Some(all) => all.extend(b.ids),
+                None => ids = Some(b.ids),
+            }
+        }
+        let ids = ids.ok_or_else(|| Error::input(path, None, None, "contains no rows"))?;
+        embeddings::check_unique(&ids, path, &input.id_column)?;
+        Ok(Self::aligned(&ids, vectors, path, column))
+    }
+
+    pub fn dim(&self) -> usize {
+        self.vectors.cols
+    }
+
+    /// The collaborative vectors of `ids` (zeros for items without one) and how many had none.
+    pub fn lookup(&self, ids: &ItemIds) -> (Matrix, u64) {
+        let d = self.dim();
+        let mut out = Matrix::zeros(ids.len(), d);
+        let mut missing = 0;
+        for i in 0..ids.len() {
+            match self.row.get(&OwnedId::of(ids.key(i))) {
+                Some(&r) => out.row_mut(i).copy_from_slice(self.vectors.row(r as usize)),
+                None => missing += 1,
+            }
+        }
+        (out, missing)
+    }
+
+    /// [semantic | collaborative] rows for `ids` with semantic vectors `s`.
+    pub fn join(&self, ids: &ItemIds, s: &Matrix) -> (Matrix, u64) {
+        let (u, missing) = self.lookup(ids);
+        (Matrix::hcat(&[s, &u]), missing)
+    }
+}
+
+/// The collaborative vectors for inputs in `path`: `[input] collab` when set, else the file's
+/// own `column`. Fails with what to do when neither exists.
+pub fn collab_vectors(path: &Path, input: &InputConfig, column: &str) -> Result<CollabVectors> {
+    if let Some(c) = &input.collab {
+        return CollabVectors::read(c, input, column);
+    }
+    if embeddings::has_column(path, column)? {
+        return CollabVectors::read(path, input, column);
+    }
+    Err(Error::input(
+        path,
+        Some(column),
+        None,
+        "gensar needs collaborative vectors: pass --collab FILE (item_id + collab_embedding, \
+         e.g. from `sidtool collab`), add that column to the input, or run `sidtool build \
+         --interactions` which computes them",
+    ))
+}

@@ -1,0 +1,268 @@
+//! `--method gensar` end to end through the binary: dual SIDs and CIDs.
+
+mod common;
+
+use common::*;
+use sidtool::io::sid_table::{self, SidTable};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+const TRAIN: [&str; 14] = [
+    "--method",
+    "gensar",
+    "--codebook-sizes",
+    "8",
+    "--epochs",
+    "12",
+    "--hidden",
+    "32",
+    "--latent-dim",
+    "4",
+    "--batch-size",
+    "128",
+    "--seed",
+    "3",
+];
+
+/// 600 items: a semantic embedding in 12 clusters and a collaborative one grouped differently.
+fn items_with_collab(dir: &Path) -> PathBuf {
+    let n = 600;
+    let p = dir.join("items.parquet");
+    let sem = clustered(n, 16, 12);
+    let col = clustered(n, 6, 5);
+    // Item i's collaborative group is (i / 12) mod 5: unrelated to its semantic cluster i mod 12.
+    let col: Vec<Vec<f32>> = (0..n).map(|i| col[(i / 12) % 5].clone()).collect();
+    write_batch(
+        &p,
+        vec![
+            ("item_id", int_ids(n)),
+            ("embedding", fsl(&some(sem), 16)),
+            ("collab_embedding", fsl(&some(col), 6)),
+        ],
+    );
+    p
+}
+
+fn run(args: &[String]) -> String {
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn unique(codes: &[u16], width: usize) -> bool {
+    let set: HashSet<&[u16]> = codes.chunks(width).collect();
+    set.len() * width == codes.len()
+}
+
+fn check_dual(t: &SidTable) {
+    let cid = t.cid.as_ref().expect("CID columns");
+    assert!(unique(&t.codes, t.width), "SIDs are unique");
+    assert!(unique(&cid.codes, cid.width), "CIDs are unique");
+    // 2 shared + 2 own levels (+ a suffix level when needed).
+    for (sid, c) in t.codes.chunks(t.width).zip(cid.codes.chunks(cid.width)) {
+        assert_eq!(sid[..2], c[..2], "SID and CID share the prefix");
+    }
+    assert!(t.width >= 4 && cid.width >= 4);
+}
+
+#[test]
+fn build_assign_stats_and_vocab_with_supplied_collab_vectors() {
+    let t = tempfile::tempdir().unwrap();
+    let items = items_with_collab(t.path());
+    let out = t.path().join("out");
+    let mut args = vec!["build".to_string(), s(&items), "--out".into(), s(&out)];
+    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    args.extend([
+        "--tokenizer".to_string(),
+        s(&testdata("tiny-qwen3/tokenizer.json")),
+    ]);
+    run(&args);
+    let mut names = entries(&out);
+    names.sort();
+    for f in [
+        "collab.parquet",
+        "cid_trie.parquet",
+        "cid_trie.json",
+        "trie.json",
+    ] {
+        assert!(names.contains(&f.to_string()), "{f} in {names:?}");
+    }
+    let q = read_json(&out.join("quantizer/config.json"));
+    assert_eq!(q["method"], "gensar");
+    assert_eq!(q["dual"]["semantic_dim"], 16);
+    assert_eq!(q["codebook_sizes"].as_array().unwrap().len(), 6);
+
+    let table = sid_table::read(&out.join("sids.parquet")).unwrap();
+    check_dual(&table);
+    let meta = table.meta.clone().unwrap();
+    assert_eq!(meta.method, "gensar");
+    assert_eq!(meta.codebook_sizes, vec![8, 8, 8, 8]);
+    let dual = meta.dual.clone().unwrap();
+    assert_eq!(
+        (dual.sid_prefix.as_str(), dual.cid_prefix.as_str()),
+        ("s", "u")
+    );
+    // Token strings: shared letters, then s- or u-prefixed letters.
+    let fmt_sid = meta.format(sidtool::ids::kind::IdKind::Sid).unwrap();
+    let fmt_cid = meta.format(sidtool::ids::kind::IdKind::Cid).unwrap();
+    let row0 = &table.codes[..table.width];
+    let sid0 = fmt_sid.sid(row0);
+    assert!(sid0.starts_with(&format!(
+        "<a_{}><b_{}><sc_{}><sd_",
+        row0[0], row0[1], row0[2]
+    )));
+    let cid = table.cid.as_ref().unwrap();
+    assert!(fmt_cid.sid(&cid.codes[..cid.width]).contains("><uc_"));
+
+    let stats = read_json(&out.join("stats.json"));
+    let schema =
+        read_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/stats.schema.json"));
+    check_schema(&stats, &schema, &schema, "stats").unwrap();
+    assert_eq!(stats["method"], "gensar");
+    assert_eq!(stats["after"]["collision_rate"], 0.0);
+    assert_eq!(stats["cid"]["after"]["collision_rate"], 0.0);
+    assert_eq!(stats["cid"]["codebook_sizes"].as_array().unwrap().len(), 4);
+    assert_eq!(stats["cid"]["after"]["per_level"][2]["letter"], "uc");
+    assert_eq!(stats["items_without_collab_vector"], 0);
+    for kind in [&stats, &stats["cid"]] {
+        let e = kind["relative_reconstruction_error"].as_array().unwrap();
+        assert_eq!(e.len(), 4);
+        // Deeper prefixes reconstruct at least as well as the first level.
+        assert!(e[3].as_f64().unwrap() < e[0].as_f64().unwrap(), "{e:?}");
+    }
+
+    // A frozen model codes the same items identically from the written embeddings and
+    // collaborative vectors.
+    let again = t.path().join("again.parquet");
+    let again_stats = t.path().join("again.json");
+    run(&[
+        "assign".into(),
+        s(&out.join("embeddings.parquet")),
+        "--quantizer".into(),
+        s(&out.join("quantizer")),
+        "--collab".into(),
+        s(&out.join("collab.parquet")),
+        "--out".into(),
+        s(&again),
+        "--stats".into(),
+        s(&again_stats),
+    ]);
+    let a = sid_table::read(&again).unwrap();
+    assert_eq!(a.codes, table.codes);
+    assert_eq!(a.cid.as_ref().unwrap().codes, cid.codes);
+    // `sidtool stats` recomputes the same statistics from the table and the vectors.
+    let recomputed = t.path().join("recomputed.json");
+    run(&[
+        "stats".into(),
+        s(&out.join("sids.parquet")),
+        "--json".into(),
+        s(&recomputed),
+        "--embeddings".into(),
+        s(&items),
+        "--quantizer".into(),
+        s(&out.join("quantizer")),
+    ]);
+    let r = read_json(&recomputed);
+    assert_eq!(r["after"], stats["after"]);
+    assert_eq!(r["cid"]["before"], stats["cid"]["before"]);
+    assert_eq!(r["cid"]["after"], stats["cid"]["after"]);
+    let (x, y) = (
+        r["cid"]["relative_reconstruction_error"][1]
+            .as_f64()
+            .unwrap(),
+        stats["cid"]["relative_reconstruction_error"][1]
+            .as_f64()
+            .unwrap(),
+    );
+    assert!((x - y).abs() < 1e-6 * y.max(1e-9), "{x} vs {y}");
+
+    // Vocabulary: shared tokens once, then each ID's own; every SID and CID round-trips
+    // (checked by the tool before writing), and the CID trie leads to every item.
+    let v = read_json(&out.join("sid_tokens.json"));
+    let tokens = v["tokens"].as_array().unwrap();
+    let strings: HashSet<&str> = tokens
+        .iter()
+        .map(|t| t["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(strings.len(), tokens.len());
+    assert!(strings.contains("<a_0>") && strings.contains("<sc_0>") && strings.contains("<uc_0>"));
+    assert!(tokens.iter().any(|t| t["kind"] == "cid"));
+    let trie = read_json(&out.join("cid_trie.json"));
+    assert_eq!(trie["items"].as_object().unwrap().len(), 600);
+}
+
+#[test]
+fn reassign_keeps_both_ids_unique_at_their_length() {
+    let t = tempfile::tempdir().unwrap();
+    let items = items_with_collab(t.path());
+    let out = t.path().join("out");
+    let mut args = vec!["build".to_string(), s(&items), "--out".into(), s(&out)];
+    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    args.extend(["--dedup".to_string(), "reassign".into()]);
+    run(&args);
+    let table = sid_table::read(&out.join("sids.parquet")).unwrap();
+    check_dual(&table);
+    let stats = read_json(&out.join("stats.json"));
+    for kind in [&stats, &stats["cid"]] {
+        assert_eq!(kind["after"]["collision_rate"], 0.0);
+    }
+    // The quantizer's own codes are kept next to the moved ones, for both IDs.
+    assert!(table.original_codes.is_some());
+    assert!(table.cid.unwrap().original_codes.is_some());
+}
+
+#[test]
+fn clear_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let n = 100;
+    let plain = t.path().join("plain.parquet");
+    write_batch(
+        &plain,
+        vec![
+            ("item_id", int_ids(n)),
+            ("embedding", fsl(&some(clustered(n, 8, 4)), 8)),
+        ],
+    );
+    let out = t.path().join("out");
+    // No collaborative vectors anywhere.
+    let mut args = vec!["build".to_string(), s(&plain), "--out".into(), s(&out)];
+    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    let err = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        err.contains("collab_embedding") && err.contains("--interactions"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    // Codebook sizes that fit neither one size for all nor the 6 levels.
+    let err = fails(&[
+        "build",
+        &s(&plain),
+        "--out",
+        &s(&out),
+        "--method",
+        "gensar",
+        "--codebook-sizes",
+        "8,4,4",
+    ]);
+    assert!(err.contains("needs 6 sizes"), "{err}");
+    // Train a model, then assign without its collaborative vectors.
+    let items = items_with_collab(t.path());
+    let q = t.path().join("q");
+    let mut args = vec!["train".to_string(), s(&items), "--out".into(), s(&q)];
+    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    run(&args);
+    let err = fails(&[
+        "assign",
+        &s(&plain),
+        "--quantizer",
+        &s(&q),
+        "--out",
+        &s(&t.path().join("x.parquet")),
+    ]);
+    assert!(
+        err.contains("plain.parquet") && err.contains("--collab"),
+        "{err}"
+    );
+}
