@@ -292,6 +292,18 @@ enum Cmd {
         #[command(flatten)]
         input: InputArgs,
     },
+    /// RecBole atomic files (<name>.item, <name>.inter) → items.parquet + interactions.parquet.
+    ImportRecbole {
+        /// Directory holding the dataset's atomic files, e.g. test-assets/ml-1m.
+        dir: PathBuf,
+        /// Output directory (created if needed) for items.parquet and interactions.parquet.
+        #[arg(long)]
+        out: PathBuf,
+        /// Dataset name: reads NAME.inter and, when present, NAME.item [default: the stem of
+        /// the directory's only *.inter file].
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Schema, row count and sample rows of any sidtool input or output.
     Inspect {
         /// A Parquet file, a JSON file, or a quantizer directory.
@@ -786,11 +798,75 @@ fn run(cli: &Cli) -> Result<()> {
                 eprintln!("wrote {}", out.display());
             }
         }
+        Cmd::ImportRecbole { dir, out, name } => import_recbole(cli, dir, out, name.as_deref())?,
         Cmd::Inspect { file, rows } => {
             print_out(&sidtool::io::inspect::describe(file, *rows)?)?;
         }
         Cmd::Bench { what } => bench(cli, what)?,
     }
+    Ok(())
+}
+
+fn import_recbole(
+    cli: &Cli,
+    dir: &std::path::Path,
+    out: &std::path::Path,
+    name: Option<&str>,
+) -> Result<()> {
+    use sidtool::io::recbole::{self, Dataset, TableReport};
+    let t = Instant::now();
+    let ds = Dataset::locate(dir, name)?;
+    let r = recbole::import(&ds, out)
+        .with_context(|| format!("import of RecBole dataset {} failed", ds.name))?;
+    if cli.quiet {
+        return Ok(());
+    }
+    let table = |t: &TableReport| {
+        eprintln!(
+            "{} → {}: {} rows",
+            t.source.display(),
+            t.dest.display(),
+            t.rows
+        );
+        for c in &t.columns {
+            let nulls = match c.nulls {
+                0 => String::new(),
+                n => format!(" ({n} null)"),
+            };
+            eprintln!(
+                "  {:<24} {:<10} → {}{nulls}",
+                c.name,
+                c.recbole_type.name(),
+                c.data_type
+            );
+        }
+    };
+    if let Some(items) = &r.items {
+        table(items);
+    }
+    table(&r.interactions);
+    if r.items.is_none() {
+        eprintln!(
+            "no {}.item in {}: wrote interactions only",
+            ds.name,
+            dir.display()
+        );
+        let stale = out.join(recbole::ITEMS_FILE);
+        if stale.exists() {
+            eprintln!(
+                "warning: {} is left from an earlier run, not from this dataset",
+                stale.display()
+            );
+        }
+    }
+    for p in &r.not_imported {
+        eprintln!("not imported: {}", p.display());
+    }
+    eprintln!(
+        "wrote {} ({:.2}s)",
+        out.display(),
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -13,11 +13,16 @@ pub struct Location {
     pub column: Option<String>,
     /// 0-based row index within the file (the same index pandas and pyarrow show).
     pub row: Option<u64>,
+    /// 1-based line number within a text file (the number editors and `sed -n Np` use).
+    pub line: Option<u64>,
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ", line {l}")?;
+        }
         if let Some(c) = &self.column {
             write!(f, ", column `{c}`")?;
         }
@@ -81,6 +86,25 @@ impl Error {
                 file: file.to_path_buf(),
                 column: column.map(str::to_string),
                 row,
+                line: None,
+            },
+            message: message.into(),
+        }
+    }
+
+    /// A problem on a 1-based line of a text input, optionally in one column.
+    pub fn at_line(
+        file: &Path,
+        line: u64,
+        column: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Input {
+            location: Location {
+                file: file.to_path_buf(),
+                column: column.map(str::to_string),
+                row: None,
+                line: Some(line),
             },
             message: message.into(),
         }

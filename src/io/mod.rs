@@ -7,4 +7,5 @@ pub mod interactions;
 pub mod item_ids;
 pub mod items;
 pub mod parquet_out;
+pub mod recbole;
 pub mod sid_table;

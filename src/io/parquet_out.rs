@@ -52,9 +52,15 @@ impl ParquetOut {
 
     /// Flush the footer and move the file into place.
     pub fn finish(self) -> Result<()> {
+        self.close()?.commit()
+    }
+
+    /// Flush the footer but leave the file under its temporary name: for outputs that must
+    /// appear together, commit every guard only once all of them are written.
+    pub fn close(self) -> Result<AtomicFile> {
         self.writer
             .close()
             .map_err(|e| Error::parquet(&self.dest, e))?;
-        self.guard.commit()
+        Ok(self.guard)
     }
 }
