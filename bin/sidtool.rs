@@ -192,6 +192,28 @@ struct VocabArgs {
     pad_to_multiple: Option<usize>,
 }
 
+#[derive(Args, Default, Clone)]
+struct CollabArgs {
+    /// Dimensions of the collaborative vectors [default: 64].
+    #[arg(long, value_name = "D")]
+    collab_dim: Option<usize>,
+    /// Items at most this many positions apart in a history co-occur [default: 5].
+    #[arg(long)]
+    window: Option<usize>,
+    /// Randomized SVD: power iterations [default: 2].
+    #[arg(long)]
+    power_iterations: Option<usize>,
+    /// Randomized SVD: extra sketch columns [default: 10].
+    #[arg(long)]
+    oversample: Option<usize>,
+    /// Name of the output's vector column [default: collab_embedding].
+    #[arg(long, value_name = "NAME")]
+    collab_column: Option<String>,
+    /// Item id column of the --items file [default: item_id].
+    #[arg(long)]
+    id_column: Option<String>,
+}
+
 // Parsed once per process: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
@@ -303,6 +325,21 @@ enum Cmd {
         /// the directory's only *.inter file].
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Collaborative item vectors from interactions: co-occurrence → PPMI → randomized SVD.
+    Collab {
+        /// Interactions Parquet file: user_id, item_id, optional timestamp (see
+        /// schemas/interactions.md).
+        interactions: PathBuf,
+        /// The catalogue: any Parquet file with the item id column (items, embeddings, sids);
+        /// every item gets a row, in this file's order.
+        #[arg(long, value_name = "ITEMS")]
+        items: PathBuf,
+        /// Output collab.parquet (see schemas/collab.md).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        collab: CollabArgs,
     },
     /// Schema, row count and sample rows of any sidtool input or output.
     Inspect {
@@ -438,6 +475,7 @@ impl Cli {
         ids: Option<&IdArgs>,
         embed: Option<&EmbedArgs>,
         vocab: Option<&VocabArgs>,
+        collab: Option<&CollabArgs>,
     ) -> Result<Config> {
         let mut c = match &self.config {
             Some(p) => Config::from_toml_file(p)?,
@@ -501,6 +539,15 @@ impl Cli {
             set(&mut ec.window_rows, &e.window_rows);
         }
         c.quantizer.broadcast_sizes();
+        if let Some(a) = collab {
+            let cc = &mut c.collab;
+            set(&mut cc.dim, &a.collab_dim);
+            set(&mut cc.window, &a.window);
+            set(&mut cc.power_iterations, &a.power_iterations);
+            set(&mut cc.oversample, &a.oversample);
+            set(&mut cc.column, &a.collab_column);
+            set(&mut c.input.id_column, &a.id_column);
+        }
         c.validate()?;
         Ok(c)
     }
@@ -619,6 +666,7 @@ fn run(cli: &Cli) -> Result<()> {
                 Some(ids),
                 Some(embed),
                 Some(vocab),
+                None,
             )?;
             let (manifest, stats) = pipeline::build(items, out, &cfg, &reporter)
                 .with_context(|| format!("build of {} failed", items.display()))?;
@@ -635,7 +683,7 @@ fn run(cli: &Cli) -> Result<()> {
             input,
             embed,
         } => {
-            let cfg = cli.config(Some(input), None, None, Some(embed), None)?;
+            let cfg = cli.config(Some(input), None, None, Some(embed), None, None)?;
             let r = sidtool::embed::job::embed_file(items, out, &cfg, *resume, &reporter)
                 .with_context(|| format!("embedding {} failed", items.display()))?;
             if !cli.quiet {
@@ -676,7 +724,7 @@ fn run(cli: &Cli) -> Result<()> {
             input,
             quant,
         } => {
-            let cfg = cli.config(Some(input), Some(quant), None, None, None)?;
+            let cfg = cli.config(Some(input), Some(quant), None, None, None, None)?;
             let q = pipeline::train(embeddings, &cfg, &reporter)
                 .with_context(|| format!("training on {} failed", embeddings.display()))?;
             q.save(out)?;
@@ -698,7 +746,7 @@ fn run(cli: &Cli) -> Result<()> {
             input,
             ids,
         } => {
-            let mut cfg = cli.config(Some(input), None, Some(ids), None, None)?;
+            let mut cfg = cli.config(Some(input), None, Some(ids), None, None, None)?;
             let previous = match existing {
                 Some(p) => Some(sidtool::io::sid_table::read(p)?),
                 None => None,
@@ -738,7 +786,7 @@ fn run(cli: &Cli) -> Result<()> {
             quantizer,
             input,
         } => {
-            let cfg = cli.config(Some(input), None, None, None, None)?;
+            let cfg = cli.config(Some(input), None, None, None, None, None)?;
             let s = match (embeddings, quantizer) {
                 (Some(e), Some(qdir)) => {
                     let q = sidtool::quant::load(qdir)?;
@@ -760,7 +808,7 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Cmd::Vocab { sids, out, vocab } => {
-            let cfg = cli.config(None, None, None, None, Some(vocab))?;
+            let cfg = cli.config(None, None, None, None, Some(vocab), None)?;
             let v = &cfg.vocab;
             let Some(tokenizer) = &v.tokenizer else {
                 anyhow::bail!("--tokenizer is required: the LLM's tokenizer.json to extend");
@@ -799,6 +847,50 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Cmd::ImportRecbole { dir, out, name } => import_recbole(cli, dir, out, name.as_deref())?,
+        Cmd::Collab {
+            interactions,
+            items,
+            out,
+            collab,
+        } => {
+            let cfg = cli.config(None, None, None, None, None, Some(collab))?;
+            let start = Instant::now();
+            let ids =
+                sidtool::io::item_ids::read_ids(items, &cfg.input.id_column, cfg.input.batch_rows)?;
+            let c = sidtool::collab::compute(interactions, &ids, &cfg.collab, cfg.seed, &reporter)
+                .with_context(|| {
+                    format!(
+                        "collaborative embeddings from {} failed",
+                        interactions.display()
+                    )
+                })?;
+            let summary = c.summary(start.elapsed().as_secs_f64());
+            sidtool::collab::write_with_meta(
+                out,
+                &ids,
+                &c.vectors,
+                &cfg.collab.column,
+                sidtool::collab::provenance(&cfg.collab, cfg.seed, &summary),
+            )?;
+            if !cli.quiet {
+                let s = &summary;
+                eprintln!(
+                    "{} items, {} users, {} interactions ({} naming items not in the catalogue, \
+                     skipped); {} items without interactions (zero vectors); PPMI nonzeros {}; \
+                     {} of {} dimensions non-zero; {:.2}s",
+                    s.items,
+                    s.users,
+                    s.events,
+                    s.unknown_events,
+                    s.without_interactions,
+                    s.nonzeros,
+                    s.rank,
+                    s.dim,
+                    start.elapsed().as_secs_f64()
+                );
+                eprintln!("wrote {}", out.display());
+            }
+        }
         Cmd::Inspect { file, rows } => {
             print_out(&sidtool::io::inspect::describe(file, *rows)?)?;
         }
@@ -895,7 +987,7 @@ fn bench(cli: &Cli, what: &BenchCmd) -> Result<()> {
             warmup,
             embed,
         } => {
-            let cfg = cli.config(None, None, None, Some(embed), None)?;
+            let cfg = cli.config(None, None, None, Some(embed), None, None)?;
             let seed = cli.seed.unwrap_or(sidtool::config::DEFAULT_SEED);
             let r = sidtool::bench::embed(&cfg.embed, *n, *tokens, *warmup, seed)?;
             print_out(&(serde_json::to_string(&r)? + "\n"))?;

@@ -95,6 +95,56 @@ pub struct Config {
     pub collab: CollabConfig,
 }
 
+/// Collaborative embeddings from interactions (`sidtool collab`; METHODS.md §6):
+/// co-occurrence counts → PPMI → truncated randomized SVD.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollabConfig {
+    /// Dimensions d of the item vectors (METHODS.md §6: 64).
+    pub dim: usize,
+    /// Items at most this many positions apart in a history co-occur (METHODS.md §4: 5).
+    pub window: usize,
+    /// Extra sketch columns p of the randomized SVD (Halko et al. 2011 recommend 5–10).
+    pub oversample: usize,
+    /// Power iterations q of the randomized SVD (Halko et al.: 1–2 for slowly decaying
+    /// spectra such as PPMI's).
+    pub power_iterations: usize,
+    /// Name of the vector column: written by `sidtool collab`, and the column of
+    /// user-supplied collaborative vectors in a catalogue.
+    pub column: String,
+}
+
+impl Default for CollabConfig {
+    fn default() -> Self {
+        CollabConfig {
+            dim: 64,
+            window: 5,
+            oversample: 10,
+            power_iterations: 2,
+            column: "collab_embedding".into(),
+        }
+    }
+}
+
+impl CollabConfig {
+    /// Check the values that can be checked without data.
+    pub fn validate(&self) -> Result<()> {
+        if self.dim == 0 || self.window == 0 {
+            return Err(Error::Config(format!(
+                "collab dim and window must be ≥ 1, got dim {} and window {}",
+                self.dim, self.window
+            )));
+        }
+        if self.column.is_empty() || self.column == "item_id" {
+            return Err(Error::Config(format!(
+                "collab column must be a non-empty name other than item_id, got {:?}",
+                self.column
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Which SID tokens to add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -192,30 +242,6 @@ pub struct QuantizerConfig {
     pub rqvae: RqVaeConfig,
     /// GenSAR's level split (`method = "gensar"`).
     pub gensar: GensarConfig,
-}
-
-/// Collaborative embeddings from interactions (METHODS.md §6; `sidtool collab`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CollabConfig {
-    pub dim: usize,
-    pub window: usize,
-    pub oversample: usize,
-    pub power_iterations: usize,
-    /// Column of user-supplied collaborative vectors.
-    pub column: String,
-}
-
-impl Default for CollabConfig {
-    fn default() -> Self {
-        CollabConfig {
-            dim: 64,
-            window: 5,
-            oversample: 10,
-            power_iterations: 2,
-            column: "collab_embedding".into(),
-        }
-    }
 }
 
 /// GenSAR (METHODS.md §5): codebook levels shared by both IDs, then levels of the semantic ID
@@ -522,6 +548,7 @@ impl Config {
                 self.ids.sid_prefix
             )));
         }
+        self.collab.validate()?;
         let fmt = TokenFormat::new(&self.ids.token_format)?;
         // The suffix level (when used) takes one more letter.
         fmt.check_levels(q.codebook_sizes.len() + 1)?;
@@ -536,9 +563,12 @@ mod tests {
     #[test]
     fn toml_round_trip_and_unknown_keys() {
         let c: Config = toml::from_str(
-            "seed = 7\n[quantizer]\ncodebook_sizes = [1024, 512, 256]\nbalanced = true\n[ids]\ndedup = \"reassign\"\n",
+            "seed = 7\n[quantizer]\ncodebook_sizes = [1024, 512, 256]\nbalanced = true\n[ids]\ndedup = \"reassign\"\n[collab]\ndim = 32\n",
         )
         .unwrap();
+        assert_eq!(c.collab.dim, 32);
+        assert_eq!(c.collab.window, 5, "unset keys keep their defaults");
+        assert!(toml::from_str::<Config>("[collab]\ndims = 3\n").is_err());
         assert_eq!(c.seed, 7);
         assert_eq!(c.quantizer.codebook_sizes, vec![1024, 512, 256]);
         assert_eq!(c.ids.dedup, Dedup::Reassign);
@@ -553,5 +583,16 @@ mod tests {
         let mut c = Config::default();
         c.quantizer.codebook_sizes = vec![70_000];
         assert!(c.validate().unwrap_err().to_string().contains("UInt16"));
+    }
+
+    #[test]
+    fn validation_rejects_unusable_collab_settings() {
+        let mut c = Config::default();
+        c.collab.dim = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("dim"));
+        let mut c = Config::default();
+        c.collab.column = "item_id".into();
+        assert!(c.validate().unwrap_err().to_string().contains("column"));
+        Config::default().validate().unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! Dense f32 GEMM, the one place that knows the backend: candle-core's `gemm` kernel by
 //! default, the system OpenBLAS with `--features openblas`. The k-means distance searches,
-//! the Qwen3 encoder's projections and RQ-VAE's layers all run through [`sgemm_ex`].
+//! the Qwen3 encoder's projections and RQ-VAE's layers all run through [`sgemm_ex`]; the
+//! randomized SVD of the collaborative embeddings through its f64 twin [`dgemm_ex`].
 
 /// `out` (m × n, row-major) = [`out` +] A · B for row-major A (m × k). B is row-major (k × n),
 /// or, with `b_is_nk`, given as its row-major transpose (n × k), e.g. a centroid matrix or a
@@ -83,7 +84,7 @@ pub fn sgemm_ex(
         return;
     }
     #[cfg(not(feature = "openblas"))]
-    gemm_crate(a, m, k, a_is_km, b, n, b_is_nk, out, accumulate);
+    gemm_crate(a, m, k, a_is_km, b, n, b_is_nk, out, accumulate, 1.0);
 }
 
 // The system OpenBLAS (Debian/Ubuntu: libopenblas-dev). Linked by name: openblas-src's
@@ -125,19 +126,21 @@ pub fn check_gemm_backend() {
     }
 }
 
-/// The pure-Rust path: candle-core's kernel.
-#[cfg(not(feature = "openblas"))]
+/// The pure-Rust path: candle-core's kernel, for f32 and f64. Its k loop runs in one fixed
+/// order whatever the thread count (threads split the output's rows and columns), so results
+/// are bit-identical under any rayon pool size.
 #[allow(clippy::too_many_arguments)]
-fn gemm_crate(
-    a: &[f32],
+fn gemm_crate<T: Copy + 'static>(
+    a: &[T],
     m: usize,
     k: usize,
     a_is_km: bool,
-    b: &[f32],
+    b: &[T],
     n: usize,
     b_is_nk: bool,
-    out: &mut [f32],
+    out: &mut [T],
     accumulate: bool,
+    one: T,
 ) {
     let threads = rayon::current_num_threads();
     let par = if threads > 1 {
@@ -157,8 +160,8 @@ fn gemm_crate(
     } else {
         (1, k as isize)
     };
-    // SAFETY: the strides describe exactly the buffers checked in `sgemm`: A row-major
-    // (m × k), B as above, out row-major (m × n).
+    // SAFETY: the strides describe exactly the buffers checked by the callers: A row-major
+    // (m × k) or its transpose, B as above, out row-major (m × n).
     unsafe {
         gemm::gemm(
             m,
@@ -174,12 +177,42 @@ fn gemm_crate(
             b.as_ptr(),
             b_cs,
             b_rs,
-            1.0,
-            1.0,
+            one,
+            one,
             false,
             false,
             false,
             par,
         );
     }
+}
+
+/// [`sgemm_ex`] in f64, for the thin products of the randomized SVD (`collab/rsvd.rs`).
+///
+/// Always candle-core's kernel, also in `openblas` builds: these products are n × (k+p) by
+/// (k+p) × (k+p) with k+p ≈ 74, a small share of a `collab` run next to the sparse products,
+/// and one kernel keeps collaborative embeddings bit-identical across builds.
+#[allow(clippy::too_many_arguments)]
+pub fn dgemm_ex(
+    a: &[f64],
+    m: usize,
+    k: usize,
+    a_is_km: bool,
+    b: &[f64],
+    n: usize,
+    b_is_nk: bool,
+    out: &mut [f64],
+    accumulate: bool,
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            out[..m * n].fill(0.0);
+        }
+        return;
+    }
+    gemm_crate(a, m, k, a_is_km, b, n, b_is_nk, out, accumulate, 1.0);
 }

@@ -187,9 +187,14 @@ fn imports_the_tiny_dataset_with_exact_values_and_types() {
     );
 
     // The tables are what the rest of sidtool reads.
-    let (events, users) =
-        sidtool::io::interactions::read(&out.join("interactions.parquet")).unwrap();
-    assert_eq!((events.len(), users), (6, 3));
+    let items =
+        sidtool::io::item_ids::read_ids(&out.join("items.parquet"), "item_id", 1024).unwrap();
+    let inter = sidtool::io::interactions::read(
+        &out.join("interactions.parquet"),
+        &sidtool::io::item_ids::IdIndex::new(&items),
+    )
+    .unwrap();
+    assert_eq!((inter.rows, inter.users), (6, 3));
     let listing =
         String::from_utf8(sidtool(&["inspect", p(&out.join("items.parquet"))]).stdout).unwrap();
     assert!(
@@ -328,9 +333,17 @@ fn imports_movielens_1m() {
             ]
         )
     );
-    let (events, users) =
-        sidtool::io::interactions::read(&out.join("interactions.parquet")).unwrap();
-    assert_eq!((events.len(), users), (1_000_209, 6040));
-    let rated: HashSet<_> = events.iter().map(|e| e.item.clone()).collect();
+    let items =
+        sidtool::io::item_ids::read_ids(&out.join("items.parquet"), "item_id", 8192).unwrap();
+    let inter = sidtool::io::interactions::read(
+        &out.join("interactions.parquet"),
+        &sidtool::io::item_ids::IdIndex::new(&items),
+    )
+    .unwrap();
+    assert_eq!(
+        (inter.rows, inter.users, inter.unknown_events),
+        (1_000_209, 6040, 0)
+    );
+    let rated: HashSet<_> = inter.events.iter().map(|e| e.item).collect();
     assert_eq!(rated.len(), 3706, "movies with at least one rating");
 }

@@ -324,10 +324,16 @@ pub fn check_unique(ids: &ItemIds, path: &Path, id_col: &str) -> Result<()> {
 
 /// Schema of `embeddings.parquet`.
 pub fn embeddings_schema(id_type: DataType, dim: usize) -> SchemaRef {
+    vectors_schema(id_type, dim, "embedding")
+}
+
+/// `item_id` and a FixedSizeList<Float32, dim> column named `column` (`embedding` in
+/// `embeddings.parquet`, `collab_embedding` in `collab.parquet`).
+pub fn vectors_schema(id_type: DataType, dim: usize, column: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("item_id", id_type, false),
         Field::new(
-            "embedding",
+            column,
             DataType::FixedSizeList(
                 Arc::new(Field::new("item", DataType::Float32, false)),
                 dim as i32,
@@ -344,7 +350,7 @@ pub fn vectors_to_arrow(m: &Matrix) -> ArrayRef {
     Arc::new(FixedSizeListArray::new(field, m.cols as i32, values, None))
 }
 
-/// Streaming writer of `embeddings.parquet`.
+/// Streaming writer of `embeddings.parquet` (and of any `item_id` + vector table).
 pub struct EmbeddingWriter {
     out: ParquetOut,
     schema: SchemaRef,
@@ -362,7 +368,18 @@ impl EmbeddingWriter {
         dim: usize,
         extra: Vec<(String, String)>,
     ) -> Result<Self> {
-        let schema = embeddings_schema(id_type, dim);
+        Self::create_column(dest, id_type, dim, "embedding", extra)
+    }
+
+    /// As [`EmbeddingWriter::create_with_meta`], with the vector column named `column`.
+    pub fn create_column(
+        dest: &Path,
+        id_type: DataType,
+        dim: usize,
+        column: &str,
+        extra: Vec<(String, String)>,
+    ) -> Result<Self> {
+        let schema = vectors_schema(id_type, dim, column);
         let mut meta = vec![("sidtool:version".to_string(), crate::VERSION.to_string())];
         meta.extend(extra);
         Ok(EmbeddingWriter {
@@ -372,11 +389,14 @@ impl EmbeddingWriter {
     }
 
     pub fn write(&mut self, ids: &ItemIds, vectors: &Matrix) -> Result<()> {
-        let batch = RecordBatch::try_new(
-            self.schema.clone(),
-            vec![ids.to_arrow(0, ids.len()), vectors_to_arrow(vectors)],
-        )
-        .expect("columns match the embeddings schema");
+        self.write_rows(ids.to_arrow(0, ids.len()), vectors)
+    }
+
+    /// Write rows given an id column already in Arrow form (e.g. [`ItemIds::to_arrow`] of a
+    /// range).
+    pub fn write_rows(&mut self, ids: ArrayRef, vectors: &Matrix) -> Result<()> {
+        let batch = RecordBatch::try_new(self.schema.clone(), vec![ids, vectors_to_arrow(vectors)])
+            .expect("columns match the embeddings schema");
         self.out.write(&batch)
     }
 

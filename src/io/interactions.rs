@@ -1,10 +1,11 @@
 //! Reading `interactions.parquet`: who interacted with what, and when (DESIGN.md: `user_id`,
-//! `item_id`, optional `timestamp`). Streamed by record batch.
+//! `item_id`, optional `timestamp`). Streamed by record batch; item ids are mapped to rows of a
+//! catalogue as they are read, so a file of 100 M interactions holds 16 bytes per kept event
+//! and no string per event.
 
 use crate::error::{Error, Result};
 use crate::io::embeddings::{first_null, open_parquet};
-use crate::io::item_ids::{IdKey, ItemIds};
-use arrow_array::Array;
+use crate::io::item_ids::{IdColumn, IdIndex, IdKey, ItemIds};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_schema::DataType;
@@ -12,37 +13,66 @@ use parquet::arrow::ProjectionMask;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// An item id owned, for lookups across files.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum OwnedId {
-    Int(i64),
-    Str(String),
-}
-
-impl OwnedId {
-    pub fn of(key: IdKey<'_>) -> Self {
-        match key {
-            IdKey::Int(v) => OwnedId::Int(v),
-            IdKey::Str(s) => OwnedId::Str(s.to_string()),
-        }
-    }
-}
-
-/// One interaction: dense user index, item id, time (file order when there is no timestamp).
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub user: u32,
-    pub item: OwnedId,
-    pub time: i64,
-    pub row: u64,
-}
-
 pub const USER_COLUMN: &str = "user_id";
 pub const ITEM_COLUMN: &str = "item_id";
 pub const TIME_COLUMN: &str = "timestamp";
 
-/// Every event of the file, users numbered in order of first appearance.
-pub fn read(path: &Path) -> Result<(Vec<Event>, usize)> {
+/// One interaction with a known item: dense user index (order of first appearance in the
+/// file), the item's row in the catalogue, and its time (the file row when there is no
+/// timestamp column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interaction {
+    pub user: u32,
+    pub item: u32,
+    pub time: i64,
+}
+
+/// What [`read`] found.
+#[derive(Debug, Clone)]
+pub struct Interactions {
+    /// Interactions whose item is in the catalogue, in file order.
+    pub events: Vec<Interaction>,
+    /// Rows in the file: every interaction, known item or not.
+    pub rows: u64,
+    /// Interactions whose item is not in the catalogue (skipped).
+    pub unknown_events: u64,
+    /// Distinct users in the file (those with only unknown items included); user indices
+    /// run over `0..users`.
+    pub users: u64,
+    /// Arrow type of the file's `item_id` column, for messages about mismatched id kinds.
+    pub item_type: DataType,
+}
+
+/// Distinct user ids → dense index; a string is copied once per user, not once per row.
+#[derive(Default)]
+struct UserIndex {
+    ints: HashMap<i64, u32>,
+    strs: HashMap<Box<str>, u32>,
+}
+
+impl UserIndex {
+    fn len(&self) -> usize {
+        self.ints.len() + self.strs.len()
+    }
+
+    fn get_or_insert(&mut self, key: IdKey<'_>) -> u32 {
+        let next = self.len() as u32;
+        match key {
+            IdKey::Int(v) => *self.ints.entry(v).or_insert(next),
+            IdKey::Str(s) => match self.strs.get(s) {
+                Some(&u) => u,
+                None => {
+                    self.strs.insert(s.into(), next);
+                    next
+                }
+            },
+        }
+    }
+}
+
+/// Every interaction of the file whose item `items` knows, mapped to its catalogue row;
+/// the others are counted. Errors name the file, column and row.
+pub fn read(path: &Path, items: &IdIndex<'_>) -> Result<Interactions> {
     let builder = open_parquet(path)?;
     let schema = builder.schema().clone();
     let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -90,6 +120,7 @@ pub fn read(path: &Path) -> Result<(Vec<Event>, usize)> {
             format!("has type {t}; timestamps must be Int64, Int32 or Timestamp"),
         ));
     }
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as usize;
     let mut roots = vec![ui, ii];
     if let Some((i, _)) = &time {
         roots.push(*i);
@@ -99,8 +130,9 @@ pub fn read(path: &Path) -> Result<(Vec<Event>, usize)> {
         .with_projection(mask)
         .build()
         .map_err(|e| Error::parquet(path, e))?;
-    let mut users: HashMap<OwnedId, u32> = HashMap::new();
-    let mut events = Vec::new();
+    let mut users = UserIndex::default();
+    let mut events = Vec::with_capacity(rows);
+    let mut unknown = 0u64;
     let mut first = 0u64;
     for batch in reader {
         let batch = batch.map_err(|e| Error::arrow(path, e))?;
@@ -116,7 +148,7 @@ pub fn read(path: &Path) -> Result<(Vec<Event>, usize)> {
                 ));
             }
         }
-        let times: Option<Vec<Option<i64>>> = match &time {
+        let times = match &time {
             None => None,
             Some((_, t)) => {
                 let a = get(TIME_COLUMN);
@@ -130,36 +162,53 @@ pub fn read(path: &Path) -> Result<(Vec<Event>, usize)> {
                         arrow_cast::cast(&a, &DataType::Int64).map_err(|e| Error::arrow(path, e))?
                     }
                 };
-                let a = a.as_primitive::<Int64Type>();
-                Some(
-                    (0..a.len())
-                        .map(|r| a.is_valid(r).then(|| a.value(r)))
-                        .collect(),
-                )
+                if let Some(r) = first_null(a.as_ref()) {
+                    return Err(Error::input(
+                        path,
+                        Some(TIME_COLUMN),
+                        Some(first + r as u64),
+                        "is null",
+                    ));
+                }
+                Some(a)
             }
         };
-        let (uids, iids) = (
-            ItemIds::from_arrow(u.as_ref()).expect("type checked"),
-            ItemIds::from_arrow(i.as_ref()).expect("type checked"),
-        );
+        let times = times.as_ref().map(|a| a.as_primitive::<Int64Type>());
+        let uids = IdColumn::new(u.as_ref()).expect("type checked");
+        let iids = IdColumn::new(i.as_ref()).expect("type checked");
         for r in 0..batch.num_rows() {
-            let row = first + r as u64;
-            let next = users.len() as u32;
-            let user = *users.entry(OwnedId::of(uids.key(r))).or_insert(next);
-            let time = match &times {
-                Some(t) => {
-                    t[r].ok_or_else(|| Error::input(path, Some(TIME_COLUMN), Some(row), "is null"))?
-                }
-                None => row as i64,
+            let user = users.get_or_insert(uids.key(r));
+            let Some(item) = items.get(iids.key(r)) else {
+                unknown += 1;
+                continue;
             };
-            events.push(Event {
-                user,
-                item: OwnedId::of(iids.key(r)),
-                time,
-                row,
-            });
+            let time = match times {
+                Some(t) => t.value(r),
+                None => (first + r as u64) as i64,
+            };
+            events.push(Interaction { user, item, time });
         }
         first += batch.num_rows() as u64;
     }
-    Ok((events, users.len()))
+    Ok(Interactions {
+        events,
+        rows: first,
+        unknown_events: unknown,
+        users: users.len() as u64,
+        item_type: it,
+    })
+}
+
+/// "; note: its item_id column has type Utf8 but the catalogue's ids are integers …" when the
+/// kinds differ (then no item can match), else "": appended to messages about unknown items.
+pub fn kind_hint(inter: &Interactions, items: &IdIndex<'_>) -> String {
+    if items.same_kind(&inter.item_type) {
+        return String::new();
+    }
+    format!(
+        "; note: its {ITEM_COLUMN} column has type {} but the catalogue's ids are {}, and `5` \
+         and \"5\" are different ids",
+        inter.item_type,
+        items.kind_name()
+    )
 }

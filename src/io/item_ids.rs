@@ -1,9 +1,17 @@
 //! Item identifiers as they came in: integers or strings, kept in their own type so output
 //! tables carry the same ids the catalogue used.
 
-use arrow_array::{Array, ArrayRef, Int64Array, StringArray};
+use crate::error::{Error, Result};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::{
+    Array, ArrayRef, Int32Array, Int64Array, LargeStringArray, StringArray, StringViewArray,
+};
 use arrow_schema::DataType;
+use parquet::arrow::ProjectionMask;
 use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 /// A borrowed id, hashable, for joining tables on item id.
@@ -112,8 +120,6 @@ impl ItemIds {
     /// Convert an Arrow id column; `None` for an unsupported type. Nulls are reported by the
     /// caller, which knows the file and row.
     pub fn from_arrow(a: &dyn Array) -> Option<ItemIds> {
-        use arrow_array::cast::AsArray;
-        use arrow_array::types::{Int32Type, Int64Type};
         let n = a.len();
         Some(match a.data_type() {
             DataType::Int64 => ItemIds::Int(a.as_primitive::<Int64Type>().values().to_vec()),
@@ -171,5 +177,183 @@ impl ItemIds {
                 | DataType::LargeUtf8
                 | DataType::Utf8View
         )
+    }
+}
+
+/// An Arrow id column read in place: [`IdColumn::key`] borrows each id from the batch, so
+/// joining a large file on item id allocates nothing per row (unlike [`ItemIds::from_arrow`]).
+#[derive(Debug, Clone, Copy)]
+pub enum IdColumn<'a> {
+    Int64(&'a Int64Array),
+    Int32(&'a Int32Array),
+    Utf8(&'a StringArray),
+    LargeUtf8(&'a LargeStringArray),
+    Utf8View(&'a StringViewArray),
+}
+
+impl<'a> IdColumn<'a> {
+    /// `None` for a type [`ItemIds::supported`] refuses.
+    pub fn new(a: &'a dyn Array) -> Option<Self> {
+        Some(match a.data_type() {
+            DataType::Int64 => IdColumn::Int64(a.as_primitive::<Int64Type>()),
+            DataType::Int32 => IdColumn::Int32(a.as_primitive::<Int32Type>()),
+            DataType::Utf8 => IdColumn::Utf8(a.as_string::<i32>()),
+            DataType::LargeUtf8 => IdColumn::LargeUtf8(a.as_string::<i64>()),
+            DataType::Utf8View => IdColumn::Utf8View(a.as_string_view()),
+            _ => return None,
+        })
+    }
+
+    /// The id at row `i` (the caller has refused nulls).
+    #[inline]
+    pub fn key(&self, i: usize) -> IdKey<'a> {
+        match self {
+            IdColumn::Int64(a) => IdKey::Int(a.value(i)),
+            IdColumn::Int32(a) => IdKey::Int(a.value(i) as i64),
+            IdColumn::Utf8(a) => IdKey::Str(a.value(i)),
+            IdColumn::LargeUtf8(a) => IdKey::Str(a.value(i)),
+            IdColumn::Utf8View(a) => IdKey::Str(a.value(i)),
+        }
+    }
+}
+
+/// Item id → row of an [`ItemIds`], borrowing the ids. An integer key never matches string ids
+/// nor the reverse (`5` is not `"5"`), as everywhere else in sidtool.
+#[derive(Debug, Clone)]
+pub enum IdIndex<'a> {
+    Int(HashMap<i64, u32>),
+    Str(HashMap<&'a str, u32>),
+}
+
+impl<'a> IdIndex<'a> {
+    /// Index every row; for a repeated id the first row wins (callers check uniqueness with
+    /// [`ItemIds::first_duplicate`] where it matters).
+    pub fn new(ids: &'a ItemIds) -> Self {
+        assert!(
+            ids.len() <= u32::MAX as usize,
+            "row indices are stored as u32"
+        );
+        match ids {
+            ItemIds::Int(v) => {
+                let mut m = HashMap::with_capacity(v.len());
+                for (i, &x) in v.iter().enumerate() {
+                    m.entry(x).or_insert(i as u32);
+                }
+                IdIndex::Int(m)
+            }
+            ItemIds::Str(v) => {
+                let mut m = HashMap::with_capacity(v.len());
+                for (i, x) in v.iter().enumerate() {
+                    m.entry(x.as_str()).or_insert(i as u32);
+                }
+                IdIndex::Str(m)
+            }
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, key: IdKey<'_>) -> Option<u32> {
+        match (self, key) {
+            (IdIndex::Int(m), IdKey::Int(k)) => m.get(&k).copied(),
+            (IdIndex::Str(m), IdKey::Str(k)) => m.get(k).copied(),
+            _ => None,
+        }
+    }
+
+    /// Whether ids of Arrow type `t` are of the indexed kind (integers or strings).
+    pub fn same_kind(&self, t: &DataType) -> bool {
+        match self {
+            IdIndex::Int(_) => matches!(t, DataType::Int64 | DataType::Int32),
+            IdIndex::Str(_) => {
+                matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            }
+        }
+    }
+
+    /// "integers" or "strings", for messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            IdIndex::Int(_) => "integers",
+            IdIndex::Str(_) => "strings",
+        }
+    }
+}
+
+/// Only the id column of any catalogue-like Parquet file (items, embeddings, sids), streamed by
+/// record batch; nulls, unsupported types and duplicate ids are errors naming file, column and
+/// row.
+pub fn read_ids(path: &Path, id_col: &str, batch_rows: usize) -> Result<ItemIds> {
+    let builder = crate::io::embeddings::open_parquet(path)?;
+    let schema = builder.schema().clone();
+    let Some((idx, field)) = schema.column_with_name(id_col) else {
+        let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        return Err(Error::input(
+            path,
+            Some(id_col),
+            None,
+            format!(
+                "no such column (the item id column, set with --id-column); the file has: {}",
+                have.join(", ")
+            ),
+        ));
+    };
+    if !ItemIds::supported(field.data_type()) {
+        return Err(Error::input(
+            path,
+            Some(id_col),
+            None,
+            format!(
+                "has type {}; item ids must be Utf8, LargeUtf8, Utf8View, Int64 or Int32",
+                field.data_type()
+            ),
+        ));
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(|e| Error::parquet(path, e))?;
+    let mut ids: Option<ItemIds> = None;
+    let mut first = 0u64;
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::arrow(path, e))?;
+        let col = batch.column_by_name(id_col).expect("projected id column");
+        let part = ItemIds::from_column(col.as_ref(), path, id_col, first)?;
+        first += batch.num_rows() as u64;
+        match &mut ids {
+            None => ids = Some(part),
+            Some(all) => all.extend(part),
+        }
+    }
+    let ids = match ids {
+        Some(ids) if !ids.is_empty() => ids,
+        _ => return Err(Error::input(path, None, None, "contains no rows")),
+    };
+    crate::io::embeddings::check_unique(&ids, path, id_col)?;
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_and_columns_join_without_copies_and_keep_kinds_apart() {
+        let ids = ItemIds::Str(vec!["a".into(), "b".into(), "a".into()]);
+        let idx = IdIndex::new(&ids);
+        assert_eq!(idx.get(IdKey::Str("a")), Some(0), "first row wins");
+        assert_eq!(idx.get(IdKey::Str("b")), Some(1));
+        assert_eq!(idx.get(IdKey::Int(0)), None);
+        let col = LargeStringArray::from(vec!["b", "z"]);
+        let c = IdColumn::new(&col).unwrap();
+        assert_eq!(idx.get(c.key(0)), Some(1));
+        assert_eq!(idx.get(c.key(1)), None);
+        let ints = ItemIds::Int(vec![7, 9]);
+        let idx = IdIndex::new(&ints);
+        let col = Int32Array::from(vec![9, 7]);
+        let c = IdColumn::new(&col).unwrap();
+        assert_eq!((idx.get(c.key(0)), idx.get(c.key(1))), (Some(1), Some(0)));
+        assert!(idx.same_kind(&DataType::Int32) && !idx.same_kind(&DataType::Utf8));
     }
 }

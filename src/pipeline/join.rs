@@ -5,8 +5,7 @@
 use crate::config::InputConfig;
 use crate::error::{Error, Result};
 use crate::io::embeddings::{self, EmbeddingReader};
-use crate::io::interactions::OwnedId;
-use crate::io::item_ids::ItemIds;
+use crate::io::item_ids::{IdKey, ItemIds};
 use crate::matrix::Matrix;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,20 +14,48 @@ use std::path::{Path, PathBuf};
 pub struct CollabVectors {
     pub path: PathBuf,
     pub column: String,
-    row: HashMap<OwnedId, u32>,
+    row: RowOf,
     pub vectors: Matrix,
+}
+
+/// Item id → row, owning its keys (the vectors outlive the id batches they are looked up
+/// with); string lookups borrow, so a lookup allocates nothing.
+enum RowOf {
+    Int(HashMap<i64, u32>),
+    Str(HashMap<Box<str>, u32>),
+}
+
+impl RowOf {
+    fn new(ids: &ItemIds) -> Self {
+        match ids {
+            ItemIds::Int(v) => {
+                RowOf::Int(v.iter().enumerate().map(|(i, &k)| (k, i as u32)).collect())
+            }
+            ItemIds::Str(v) => RowOf::Str(
+                v.iter()
+                    .enumerate()
+                    .map(|(i, k)| (k.as_str().into(), i as u32))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn get(&self, key: IdKey<'_>) -> Option<u32> {
+        match (self, key) {
+            (RowOf::Int(m), IdKey::Int(k)) => m.get(&k).copied(),
+            (RowOf::Str(m), IdKey::Str(k)) => m.get(k).copied(),
+            _ => None,
+        }
+    }
 }
 
 impl CollabVectors {
     /// Vectors aligned with `ids` (row i ↔ `ids.key(i)`), e.g. just computed for them.
     pub fn aligned(ids: &ItemIds, vectors: Matrix, path: &Path, column: &str) -> Self {
-        let row = (0..ids.len())
-            .map(|i| (OwnedId::of(ids.key(i)), i as u32))
-            .collect();
         CollabVectors {
             path: path.to_path_buf(),
             column: column.to_string(),
-            row,
+            row: RowOf::new(ids),
             vectors,
         }
     }
@@ -64,8 +91,8 @@ impl CollabVectors {
         let mut out = Matrix::zeros(ids.len(), d);
         let mut missing = 0;
         for i in 0..ids.len() {
-            match self.row.get(&OwnedId::of(ids.key(i))) {
-                Some(&r) => out.row_mut(i).copy_from_slice(self.vectors.row(r as usize)),
+            match self.row.get(ids.key(i)) {
+                Some(r) => out.row_mut(i).copy_from_slice(self.vectors.row(r as usize)),
                 None => missing += 1,
             }
         }

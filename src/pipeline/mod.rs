@@ -248,20 +248,12 @@ pub fn training_pairs(cfg: &Config, sample_ids: &ItemIds) -> Result<Vec<(u32, u3
     let Some(path) = &cfg.input.interactions else {
         return Ok(Vec::new());
     };
-    let (events, _) = crate::io::interactions::read(path)?;
-    let index: std::collections::HashMap<_, u32> = (0..sample_ids.len())
-        .map(|i| {
-            (
-                crate::io::interactions::OwnedId::of(sample_ids.key(i)),
-                i as u32,
-            )
-        })
-        .collect();
+    let index = crate::io::item_ids::IdIndex::new(sample_ids);
+    let inter = crate::io::interactions::read(path, &index)?;
     let v = &cfg.quantizer.rqvae;
-    let p =
-        crate::collab::cooccur::pairs(&events, &index, v.window, v.max_pairs_per_item, cfg.seed);
+    let p = crate::collab::cooccur::pairs(&inter, v.window, v.max_pairs_per_item, cfg.seed);
     tracing::info!(
-        events = events.len(),
+        events = inter.rows,
         users = p.users,
         pairs = p.pairs.len(),
         unknown_item_events = p.unknown_events,
@@ -271,10 +263,11 @@ pub fn training_pairs(cfg: &Config, sample_ids: &ItemIds) -> Result<Vec<(u32, u3
     if p.unknown_events > 0 {
         tracing::warn!(
             "{}: {} of {} interactions name items that are not among the training items; \
-             they are skipped",
+             they are skipped{}",
             path.display(),
             p.unknown_events,
-            events.len()
+            inter.rows,
+            crate::io::interactions::kind_hint(&inter, &index)
         );
     }
     if p.pairs.is_empty()
@@ -288,9 +281,7 @@ pub fn training_pairs(cfg: &Config, sample_ids: &ItemIds) -> Result<Vec<(u32, u3
             format!(
                 "gives no co-occurring pair of training items within a window of {} (of {} \
                  interactions, {} name unknown items); the contrastive loss needs pairs",
-                v.window,
-                events.len(),
-                p.unknown_events
+                v.window, inter.rows, p.unknown_events
             ),
         ));
     }
@@ -573,7 +564,7 @@ pub fn assign(
 fn name_levels(s: &mut IdStats, fmt: &crate::ids::tokens::TokenFormat) {
     for cs in [&mut s.before, &mut s.after] {
         for l in &mut cs.per_level {
-            l.letter = fmt.level_name(l.level);
+            l.letter = fmt.level_name(l.level - 1);
         }
     }
 }
