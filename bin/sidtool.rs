@@ -99,8 +99,9 @@ struct QuantArgs {
     /// RQ-VAE: reconstruct each example from a random prefix of its codes (PLUM) [default: none].
     #[arg(long, value_enum)]
     prefix_masking: Option<PrefixMasking>,
-    /// RQ-VAE: interactions Parquet (user_id, item_id, optional timestamp); items that co-occur
-    /// in a history are pulled together by a contrastive loss (PLUM).
+    /// Interactions Parquet (user_id, item_id, optional timestamp). RQ-VAE and GenSAR: items
+    /// that co-occur in a history are pulled together by a contrastive loss (PLUM). `build
+    /// --method gensar`: also the source of the collaborative vectors (PPMI + randomized SVD).
     #[arg(long, value_name = "FILE")]
     interactions: Option<PathBuf>,
     /// RQ-VAE: weight λ of the contrastive loss [default: 0.1].

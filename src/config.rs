@@ -207,7 +207,8 @@ pub struct InputConfig {
     /// Rows per record batch when streaming Parquet.
     pub batch_rows: usize,
     /// `interactions.parquet` (user_id, item_id, optional timestamp): co-occurrence pairs for
-    /// RQ-VAE's contrastive alignment.
+    /// the contrastive alignment (RQ-VAE, GenSAR), and in `build --method gensar` the source of
+    /// the collaborative vectors when no others are given.
     pub interactions: Option<std::path::PathBuf>,
     /// GenSAR's collaborative vectors: a Parquet file with the id column and
     /// `[collab] column` (what `sidtool collab` writes). Unset: the input's own column of that

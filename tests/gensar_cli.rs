@@ -266,3 +266,122 @@ fn clear_errors() {
         "{err}"
     );
 }
+
+/// `build --interactions --method gensar` computes the collaborative vectors itself: items
+/// consumed by the same user group end up sharing CID prefixes, and items nobody consumed are
+/// counted.
+#[test]
+fn build_computes_collaborative_vectors_from_interactions() {
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use std::sync::Arc;
+    let t = tempfile::tempdir().unwrap();
+    let n = 480;
+    // Semantic clusters follow i mod 6; user groups consume items of group (i / 6) mod 4; the
+    // last 30 items are never consumed.
+    let group = |i: usize| (i / 6) % 4;
+    let items = t.path().join("items.parquet");
+    write_batch(
+        &items,
+        vec![
+            ("item_id", int_ids(n)),
+            ("embedding", fsl(&some(clustered(n, 16, 6)), 16)),
+        ],
+    );
+    let mut state = 7u64;
+    let mut rnd = move |m: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as usize) % m
+    };
+    let (mut users, mut item_col, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    for u in 0..400 {
+        let g = u % 4;
+        for k in 0..40 {
+            let i = loop {
+                let i = rnd(n - 30);
+                if group(i) == g {
+                    break i;
+                }
+            };
+            users.push(format!("user-{u}"));
+            item_col.push(1000 + i as i64);
+            times.push(k as i64);
+        }
+    }
+    let inter = t.path().join("interactions.parquet");
+    write_batch(
+        &inter,
+        vec![
+            ("user_id", Arc::new(StringArray::from(users)) as ArrayRef),
+            ("item_id", Arc::new(Int64Array::from(item_col)) as ArrayRef),
+            ("timestamp", Arc::new(Int64Array::from(times)) as ArrayRef),
+        ],
+    );
+    let out = t.path().join("out");
+    let mut args = vec![
+        "build".to_string(),
+        s(&items),
+        "--interactions".into(),
+        s(&inter),
+        "--collab-levels".into(),
+        "1".into(),
+        "--shared-levels".into(),
+        "1".into(),
+        "--out".into(),
+        s(&out),
+    ];
+    // A longer, faster schedule than TRAIN: with 4 steps per epoch the default warm-up alone
+    // takes 25 epochs.
+    args.extend(
+        [
+            "--method",
+            "gensar",
+            "--codebook-sizes",
+            "8",
+            "--epochs",
+            "100",
+            "--lr",
+            "0.01",
+            "--hidden",
+            "32",
+            "--latent-dim",
+            "4",
+            "--batch-size",
+            "128",
+            "--seed",
+            "3",
+        ]
+        .map(String::from),
+    );
+    run(&args);
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["items_without_collab_vector"], 30);
+    let m = read_json(&out.join("manifest.json"));
+    assert!(
+        m["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "collab.parquet")
+    );
+    assert_eq!(m["inputs"].as_array().unwrap().len(), 2);
+    // collab.parquet: one unit-length vector per consumed item, zeros for the rest.
+    let (ids, vecs) = read_embeddings_column(&out.join("collab.parquet"), "collab_embedding");
+    assert_eq!(ids.len(), n);
+    for (i, v) in vecs.iter().enumerate() {
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let want = if i < n - 30 { 1.0 } else { 0.0 };
+        assert!((norm - want).abs() < 1e-4, "row {i}: norm {norm}");
+    }
+    // The CID (shared + collaborative level) groups items of one user group together.
+    let table = sid_table::read(&out.join("sids.parquet")).unwrap();
+    let cid = table.cid.as_ref().unwrap();
+    let mut by_cid: std::collections::HashMap<&[u16], [usize; 4]> = Default::default();
+    for (i, c) in cid.codes.chunks(cid.width).enumerate().take(n - 30) {
+        by_cid.entry(&c[..2]).or_default()[group(i)] += 1;
+    }
+    let pure: usize = by_cid.values().map(|c| *c.iter().max().unwrap()).sum();
+    let purity = pure as f64 / (n - 30) as f64;
+    assert!(purity > 0.9, "CID purity over user groups {purity}");
+}

@@ -250,7 +250,12 @@ pub fn asset(rel: &str) -> Option<PathBuf> {
 
 /// All rows of an embeddings table, as (ids displayed as text, vectors).
 pub fn read_embeddings(path: &Path) -> (Vec<String>, Vec<Vec<f32>>) {
-    let (ids, m) = sidtool::io::embeddings::read_all(path, "item_id", "embedding", 4096).unwrap();
+    read_embeddings_column(path, "embedding")
+}
+
+/// All rows of any id + vector table, e.g. `collab.parquet`'s `collab_embedding`.
+pub fn read_embeddings_column(path: &Path, column: &str) -> (Vec<String>, Vec<Vec<f32>>) {
+    let (ids, m) = sidtool::io::embeddings::read_all(path, "item_id", column, 4096).unwrap();
     let names = (0..ids.len()).map(|i| ids.display(i)).collect();
     let rows = (0..m.rows).map(|r| m.row(r).to_vec()).collect();
     (names, rows)
