@@ -856,8 +856,11 @@ fn run(cli: &Cli) -> Result<()> {
         } => {
             let cfg = cli.config(None, None, None, None, None, Some(collab))?;
             let start = Instant::now();
-            let ids =
-                sidtool::io::item_ids::read_ids(items, &cfg.input.id_column, cfg.input.batch_rows)?;
+            let ids = sidtool::io::id_column::read_ids(
+                items,
+                &cfg.input.id_column,
+                cfg.input.batch_rows,
+            )?;
             let c = sidtool::collab::compute(interactions, &ids, &cfg.collab, cfg.seed, &reporter)
                 .with_context(|| {
                     format!(

@@ -188,7 +188,7 @@ fn imports_the_tiny_dataset_with_exact_values_and_types() {
 
     // The tables are what the rest of sidtool reads.
     let items =
-        sidtool::io::item_ids::read_ids(&out.join("items.parquet"), "item_id", 1024).unwrap();
+        sidtool::io::id_column::read_ids(&out.join("items.parquet"), "item_id", 1024).unwrap();
     let inter = sidtool::io::interactions::read(
         &out.join("interactions.parquet"),
         &sidtool::io::item_ids::IdIndex::new(&items),
@@ -334,7 +334,7 @@ fn imports_movielens_1m() {
         )
     );
     let items =
-        sidtool::io::item_ids::read_ids(&out.join("items.parquet"), "item_id", 8192).unwrap();
+        sidtool::io::id_column::read_ids(&out.join("items.parquet"), "item_id", 8192).unwrap();
     let inter = sidtool::io::interactions::read(
         &out.join("interactions.parquet"),
         &sidtool::io::item_ids::IdIndex::new(&items),

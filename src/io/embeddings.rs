@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::io::item_ids::ItemIds;
+pub use crate::io::item_ids::first_null;
 use crate::io::parquet_out::ParquetOut;
 use crate::matrix::Matrix;
 use arrow_array::cast::AsArray;
@@ -279,13 +280,6 @@ impl Iterator for EmbeddingReader {
 
 fn is_float(t: &DataType) -> bool {
     matches!(t, DataType::Float32 | DataType::Float64)
-}
-
-/// Index of the first null in `a`, if any.
-pub fn first_null(a: &dyn Array) -> Option<usize> {
-    a.nulls()
-        .filter(|n| n.null_count() > 0)
-        .and_then(|n| (0..a.len()).find(|&i| n.is_null(i)))
 }
 
 /// Read every row into memory, rejecting duplicate ids.

@@ -1,17 +1,14 @@
 //! Item identifiers as they came in: integers or strings, kept in their own type so output
 //! tables carry the same ids the catalogue used.
 
-use crate::error::{Error, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{
     Array, ArrayRef, Int32Array, Int64Array, LargeStringArray, StringArray, StringViewArray,
 };
 use arrow_schema::DataType;
-use parquet::arrow::ProjectionMask;
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 /// A borrowed id, hashable, for joining tables on item id.
@@ -157,7 +154,7 @@ impl ItemIds {
         column: &str,
         first_row: u64,
     ) -> crate::error::Result<ItemIds> {
-        if let Some(r) = crate::io::embeddings::first_null(a) {
+        if let Some(r) = first_null(a) {
             return Err(crate::error::Error::input(
                 path,
                 Some(column),
@@ -279,59 +276,11 @@ impl<'a> IdIndex<'a> {
     }
 }
 
-/// Only the id column of any catalogue-like Parquet file (items, embeddings, sids), streamed by
-/// record batch; nulls, unsupported types and duplicate ids are errors naming file, column and
-/// row.
-pub fn read_ids(path: &Path, id_col: &str, batch_rows: usize) -> Result<ItemIds> {
-    let builder = crate::io::embeddings::open_parquet(path)?;
-    let schema = builder.schema().clone();
-    let Some((idx, field)) = schema.column_with_name(id_col) else {
-        let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        return Err(Error::input(
-            path,
-            Some(id_col),
-            None,
-            format!(
-                "no such column (the item id column, set with --id-column); the file has: {}",
-                have.join(", ")
-            ),
-        ));
-    };
-    if !ItemIds::supported(field.data_type()) {
-        return Err(Error::input(
-            path,
-            Some(id_col),
-            None,
-            format!(
-                "has type {}; item ids must be Utf8, LargeUtf8, Utf8View, Int64 or Int32",
-                field.data_type()
-            ),
-        ));
-    }
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(batch_rows)
-        .build()
-        .map_err(|e| Error::parquet(path, e))?;
-    let mut ids: Option<ItemIds> = None;
-    let mut first = 0u64;
-    for batch in reader {
-        let batch = batch.map_err(|e| Error::arrow(path, e))?;
-        let col = batch.column_by_name(id_col).expect("projected id column");
-        let part = ItemIds::from_column(col.as_ref(), path, id_col, first)?;
-        first += batch.num_rows() as u64;
-        match &mut ids {
-            None => ids = Some(part),
-            Some(all) => all.extend(part),
-        }
-    }
-    let ids = match ids {
-        Some(ids) if !ids.is_empty() => ids,
-        _ => return Err(Error::input(path, None, None, "contains no rows")),
-    };
-    crate::io::embeddings::check_unique(&ids, path, id_col)?;
-    Ok(ids)
+/// Index of the first null in `a`, if any.
+pub fn first_null(a: &dyn Array) -> Option<usize> {
+    a.nulls()
+        .filter(|n| n.null_count() > 0)
+        .and_then(|n| (0..a.len()).find(|&i| n.is_null(i)))
 }
 
 #[cfg(test)]

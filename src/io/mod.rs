@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod embeddings;
+pub mod id_column;
 pub mod inspect;
 pub mod interactions;
 pub mod item_ids;

@@ -6,14 +6,12 @@
 //! residual's first half then goes through the semantic levels and its second half through the
 //! collaborative ones; two decoders reconstruct s and u. Training, inference, k-means init,
 //! dead-code reset, progressive masking and the contrastive loss are RQ-VAE's
-//! ([`crate::quant::rqvae`]), which runs any such layout; this module holds what is specific to
-//! dual IDs: the level split and how codes become SIDs and CIDs.
+//! ([`crate::quant::rqvae`]), which runs any such layout ([`crate::quant::train_dual`] starts
+//! it); this module holds what is specific to dual IDs: the level split and how codes become
+//! SIDs and CIDs.
 
-use crate::config::QuantizerConfig;
+use crate::config::GensarConfig;
 use crate::error::{Error, Result};
-use crate::matrix::Matrix;
-use crate::progress::Progress;
-use crate::quant::rqvae::RqVae;
 use serde::{Deserialize, Serialize};
 
 pub use crate::ids::kind::IdKind;
@@ -29,6 +27,17 @@ pub struct DualSpec {
 }
 
 impl DualSpec {
+    /// The split `[quantizer.gensar]` asks for, for inputs whose first `semantic_dim` columns
+    /// are the semantic vector.
+    pub fn new(semantic_dim: usize, g: &GensarConfig) -> Self {
+        DualSpec {
+            semantic_dim,
+            shared_levels: g.shared_levels,
+            semantic_levels: g.semantic_levels,
+            collab_levels: g.collab_levels,
+        }
+    }
+
     pub fn levels(&self) -> usize {
         self.shared_levels + self.semantic_levels + self.collab_levels
     }
@@ -105,29 +114,10 @@ impl DualSpec {
     }
 }
 
-/// Train a GenSAR dual quantizer on rows [s | u] (s = the first `semantic_dim` columns).
-/// `pairs` (co-occurring rows) feed the contrastive loss as in RQ-VAE.
-pub fn fit(
-    x: &Matrix,
-    semantic_dim: usize,
-    cfg: &QuantizerConfig,
-    seed: u64,
-    pairs: &[(u32, u32)],
-    progress: &dyn Progress,
-) -> Result<RqVae> {
-    let g = &cfg.gensar;
-    let spec = DualSpec {
-        semantic_dim,
-        shared_levels: g.shared_levels,
-        semantic_levels: g.semantic_levels,
-        collab_levels: g.collab_levels,
-    };
-    RqVae::fit_arch(x, cfg, Some(spec), seed, pairs, progress)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matrix::Matrix;
 
     fn spec() -> DualSpec {
         DualSpec {
@@ -185,8 +175,8 @@ mod tests {
 
     #[test]
     fn semantic_codes_follow_s_and_collaborative_codes_follow_u() {
+        use crate::config::QuantizerConfig;
         use crate::progress::Silent;
-        use crate::quant::Quantizer;
         let (x, gs, gc) = crossed(1600);
         let mut cfg = QuantizerConfig {
             method: crate::config::Method::Gensar,
@@ -203,7 +193,7 @@ mod tests {
         v.batch_size = 256;
         v.eval_every = 5;
         v.warmup_steps = 10;
-        let q = fit(&x, 12, &cfg, 1, &[], &Silent).unwrap();
+        let q = crate::quant::train_dual(&x, 12, &cfg, 1, &[], &Silent).unwrap();
         assert_eq!(q.method(), crate::config::Method::Gensar);
         let codes = q.encode(&x).unwrap();
         // The SID (shared + semantic level) tells the semantic groups apart, the CID (shared +

@@ -128,10 +128,11 @@ pub fn train_dual(
     pairs: &[(u32, u32)],
     progress: &dyn Progress,
 ) -> Result<Box<dyn Quantizer>> {
-    Ok(Box::new(gensar::fit(
+    let spec = gensar::DualSpec::new(semantic_dim, &cfg.gensar);
+    Ok(Box::new(rqvae::RqVae::fit_arch(
         x,
-        semantic_dim,
         cfg,
+        Some(spec),
         seed,
         pairs,
         progress,

@@ -17,11 +17,12 @@
 use crate::config::{Method, PrefixMasking, QuantizerConfig, RqVaeConfig};
 use crate::error::{Error, Result};
 use crate::gemm::sgemm;
+use crate::ids::kind::IdKind;
 use crate::matrix::Matrix;
 use crate::progress::Progress;
 use crate::quant::dense::DenseOp;
 use crate::quant::distance::Codebook;
-use crate::quant::gensar::{DualSpec, IdKind};
+use crate::quant::gensar::DualSpec;
 use crate::quant::kmeans::{self, KMeansConfig};
 use crate::quant::{Quantizer, store};
 use candle_core::{DType, Device, Tensor, Var};

@@ -1,0 +1,63 @@
+//! The id column alone of any catalogue-like Parquet file (items, embeddings, sids): what
+//! `sidtool collab` needs to know which items exist and in which order.
+
+use crate::error::{Error, Result};
+use crate::io::embeddings::{check_unique, open_parquet};
+use crate::io::item_ids::ItemIds;
+use parquet::arrow::ProjectionMask;
+use std::path::Path;
+
+/// Only the id column of any catalogue-like Parquet file (items, embeddings, sids), streamed by
+/// record batch; nulls, unsupported types and duplicate ids are errors naming file, column and
+/// row.
+pub fn read_ids(path: &Path, id_col: &str, batch_rows: usize) -> Result<ItemIds> {
+    let builder = open_parquet(path)?;
+    let schema = builder.schema().clone();
+    let Some((idx, field)) = schema.column_with_name(id_col) else {
+        let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        return Err(Error::input(
+            path,
+            Some(id_col),
+            None,
+            format!(
+                "no such column (the item id column, set with --id-column); the file has: {}",
+                have.join(", ")
+            ),
+        ));
+    };
+    if !ItemIds::supported(field.data_type()) {
+        return Err(Error::input(
+            path,
+            Some(id_col),
+            None,
+            format!(
+                "has type {}; item ids must be Utf8, LargeUtf8, Utf8View, Int64 or Int32",
+                field.data_type()
+            ),
+        ));
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(|e| Error::parquet(path, e))?;
+    let mut ids: Option<ItemIds> = None;
+    let mut first = 0u64;
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::arrow(path, e))?;
+        let col = batch.column_by_name(id_col).expect("projected id column");
+        let part = ItemIds::from_column(col.as_ref(), path, id_col, first)?;
+        first += batch.num_rows() as u64;
+        match &mut ids {
+            None => ids = Some(part),
+            Some(all) => all.extend(part),
+        }
+    }
+    let ids = match ids {
+        Some(ids) if !ids.is_empty() => ids,
+        _ => return Err(Error::input(path, None, None, "contains no rows")),
+    };
+    check_unique(&ids, path, id_col)?;
+    Ok(ids)
+}
