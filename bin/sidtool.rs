@@ -215,6 +215,40 @@ struct CollabArgs {
     id_column: Option<String>,
 }
 
+/// `build`'s share of the collab stage (GenSAR from interactions); `--window` there is the
+/// contrastive pairs' window, so the co-occurrence window is `--collab-window`.
+#[derive(Args, Default, Clone)]
+struct BuildCollabArgs {
+    /// GenSAR from interactions: dimensions of the collaborative vectors [default: 64].
+    #[arg(long, value_name = "D")]
+    collab_dim: Option<usize>,
+    /// GenSAR from interactions: co-occurrence window of the PPMI counts [default: 5].
+    #[arg(long, value_name = "W")]
+    collab_window: Option<usize>,
+    /// GenSAR from interactions: randomized SVD power iterations [default: 2].
+    #[arg(long)]
+    power_iterations: Option<usize>,
+    /// GenSAR from interactions: randomized SVD extra sketch columns [default: 10].
+    #[arg(long)]
+    oversample: Option<usize>,
+    /// GenSAR: name of the collaborative vector column [default: collab_embedding].
+    #[arg(long, value_name = "NAME")]
+    collab_column: Option<String>,
+}
+
+impl BuildCollabArgs {
+    fn as_collab(&self) -> CollabArgs {
+        CollabArgs {
+            collab_dim: self.collab_dim,
+            window: self.collab_window,
+            power_iterations: self.power_iterations,
+            oversample: self.oversample,
+            collab_column: self.collab_column.clone(),
+            id_column: None,
+        }
+    }
+}
+
 // Parsed once per process: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
@@ -236,6 +270,8 @@ enum Cmd {
         ids: IdArgs,
         #[command(flatten)]
         vocab: VocabArgs,
+        #[command(flatten)]
+        collab: BuildCollabArgs,
     },
     /// SID tokens into an LLM's tokenizer.json, plus the constrained-decoding trie.
     Vocab {
@@ -660,6 +696,7 @@ fn run(cli: &Cli) -> Result<()> {
             quant,
             ids,
             vocab,
+            collab,
         } => {
             let cfg = cli.config(
                 Some(input),
@@ -667,7 +704,7 @@ fn run(cli: &Cli) -> Result<()> {
                 Some(ids),
                 Some(embed),
                 Some(vocab),
-                None,
+                Some(&collab.as_collab()),
             )?;
             let (manifest, stats) = pipeline::build(items, out, &cfg, &reporter)
                 .with_context(|| format!("build of {} failed", items.display()))?;

@@ -272,18 +272,20 @@ impl GensarConfig {
 }
 
 impl QuantizerConfig {
-    /// For GenSAR, a `codebook_sizes` list of one repeated size (such as the default
-    /// 256,256,256) stands for that size at every level; other methods keep the list as is.
+    /// For GenSAR, a single size (`--codebook-sizes 256`), or the untouched default
+    /// 256,256,256, stands for that size at every level; other lists are kept as they are (and
+    /// must then name every level). Other methods keep the list as is.
     pub fn broadcast_sizes(&mut self) {
-        let want = self.gensar.levels();
-        let s = &self.codebook_sizes;
-        if self.method == Method::Gensar
-            && s.len() != want
-            && !s.is_empty()
-            && s.iter().all(|&k| k == s[0])
-        {
-            self.codebook_sizes = vec![s[0]; want];
+        if self.broadcastable() {
+            self.codebook_sizes = vec![self.codebook_sizes[0]; self.gensar.levels()];
         }
+    }
+
+    fn broadcastable(&self) -> bool {
+        let s = &self.codebook_sizes;
+        self.method == Method::Gensar
+            && s.len() != self.gensar.levels()
+            && (s.len() == 1 || s[..] == DEFAULT_CODEBOOK_SIZES)
     }
 }
 
@@ -508,9 +510,9 @@ impl Config {
                     "gensar needs semantic_levels ≥ 1 and collab_levels ≥ 1".into(),
                 ));
             }
-            if q.codebook_sizes.len() != g.levels() {
+            if q.codebook_sizes.len() != g.levels() && !q.broadcastable() {
                 return Err(Error::Config(format!(
-                    "gensar has {} shared + {} semantic + {} collaborative levels, so                      codebook_sizes needs {} sizes (or one size for all), not {}",
+                    "gensar has {} shared + {} semantic + {} collaborative levels, so codebook_sizes needs {} sizes (or one size for every level), not {}",
                     g.shared_levels,
                     g.semantic_levels,
                     g.collab_levels,

@@ -385,3 +385,208 @@ fn build_computes_collaborative_vectors_from_interactions() {
     let purity = pure as f64 / (n - 30) as f64;
     assert!(purity > 0.9, "CID purity over user groups {purity}");
 }
+
+/// Day 1 codes 400 items; day 2 adds 200 with `--existing`: day-1 SIDs and CIDs stay, every
+/// ID stays unique. Training on a sample smaller than the catalogue makes `build` stream the
+/// file (joining collaborative vectors per batch) and `reassign` fetch rows back from it.
+#[test]
+fn existing_ids_train_sample_and_determinism() {
+    let t = tempfile::tempdir().unwrap();
+    let items = items_with_collab(t.path());
+    let q = t.path().join("q");
+    let mut args = vec!["train".to_string(), s(&items), "--out".into(), s(&q)];
+    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    run(&args);
+    // Same data, config and seed: the same model, byte for byte.
+    let q2 = t.path().join("q2");
+    let mut args2 = vec!["train".to_string(), s(&items), "--out".into(), s(&q2)];
+    args2.extend(TRAIN.iter().map(|a| a.to_string()));
+    run(&args2);
+    assert_eq!(
+        std::fs::read(q.join("model.safetensors")).unwrap(),
+        std::fs::read(q2.join("model.safetensors")).unwrap()
+    );
+
+    // Day 1: the first 400 items.
+    let day1_items = t.path().join("day1.parquet");
+    {
+        let sem = clustered(600, 16, 12);
+        let col = clustered(600, 6, 5);
+        let col: Vec<Vec<f32>> = (0..600).map(|i| col[(i / 12) % 5].clone()).collect();
+        write_batch(
+            &day1_items,
+            vec![
+                ("item_id", int_ids(400)),
+                ("embedding", fsl(&some(sem[..400].to_vec()), 16)),
+                ("collab_embedding", fsl(&some(col[..400].to_vec()), 6)),
+            ],
+        );
+    }
+    let day1 = t.path().join("day1-sids.parquet");
+    run(&[
+        "assign".into(),
+        s(&day1_items),
+        "--quantizer".into(),
+        s(&q),
+        "--out".into(),
+        s(&day1),
+    ]);
+    let day2 = t.path().join("day2-sids.parquet");
+    run(&[
+        "assign".into(),
+        s(&items),
+        "--quantizer".into(),
+        s(&q),
+        "--existing".into(),
+        s(&day1),
+        "--out".into(),
+        s(&day2),
+    ]);
+    let (a, b) = (
+        sid_table::read(&day1).unwrap(),
+        sid_table::read(&day2).unwrap(),
+    );
+    check_dual(&b);
+    assert_eq!(b.ids.len(), 600);
+    assert_eq!(&b.codes[..400 * b.width], &a.codes[..]);
+    let (ca, cb) = (a.cid.as_ref().unwrap(), b.cid.as_ref().unwrap());
+    assert_eq!(&cb.codes[..400 * cb.width], &ca.codes[..]);
+
+    // A table made with another level split is refused, naming what differs.
+    let other = t.path().join("other");
+    let mut args = vec!["train".to_string(), s(&items), "--out".into(), s(&other)];
+    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    args.extend(["--shared-levels".to_string(), "1".into()]);
+    run(&args);
+    let err = fails(&[
+        "assign",
+        &s(&items),
+        "--quantizer",
+        &s(&other),
+        "--existing",
+        &s(&day1),
+        "--out",
+        &s(&t.path().join("x.parquet")),
+    ]);
+    assert!(err.contains("existing IDs table"), "{err}");
+
+    // Sampled training + reassign through the streamed, joined file.
+    let out = t.path().join("sampled");
+    let mut args = vec!["build".to_string(), s(&items), "--out".into(), s(&out)];
+    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    args.extend(
+        ["--train-sample", "300", "--dedup", "reassign"]
+            .iter()
+            .map(|a| a.to_string()),
+    );
+    run(&args);
+    let built = sid_table::read(&out.join("sids.parquet")).unwrap();
+    check_dual(&built);
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["items_without_collab_vector"], 0);
+}
+
+#[test]
+fn mismatched_collaborative_vectors_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let items = items_with_collab(t.path());
+    let q = t.path().join("q");
+    let mut args = vec!["train".to_string(), s(&items), "--out".into(), s(&q)];
+    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    run(&args);
+    let n = 600;
+    let emb = t.path().join("emb.parquet");
+    write_batch(
+        &emb,
+        vec![
+            ("item_id", int_ids(n)),
+            ("embedding", fsl(&some(clustered(n, 16, 12)), 16)),
+        ],
+    );
+    // String ids never match integer ids: every CID would come from zeros.
+    let strs = t.path().join("collab-str.parquet");
+    write_batch(
+        &strs,
+        vec![
+            ("item_id", str_ids(n)),
+            ("collab_embedding", fsl(&some(clustered(n, 6, 5)), 6)),
+        ],
+    );
+    let dest = t.path().join("x.parquet");
+    let err = fails(&[
+        "assign",
+        &s(&emb),
+        "--quantizer",
+        &s(&q),
+        "--collab",
+        &s(&strs),
+        "--out",
+        &s(&dest),
+    ]);
+    assert!(
+        err.contains("none of the 600 items") && err.contains("collab-str.parquet"),
+        "{err}"
+    );
+    assert!(!dest.exists());
+    // Collaborative vectors of another width: the error names that file and column.
+    let wide = t.path().join("collab-wide.parquet");
+    write_batch(
+        &wide,
+        vec![
+            ("item_id", int_ids(n)),
+            ("collab_embedding", fsl(&some(clustered(n, 8, 5)), 8)),
+        ],
+    );
+    let err = fails(&[
+        "assign",
+        &s(&emb),
+        "--quantizer",
+        &s(&q),
+        "--collab",
+        &s(&wide),
+        "--out",
+        &s(&dest),
+    ]);
+    assert!(
+        err.contains("collab-wide.parquet") && err.contains("trained on 6"),
+        "{err}"
+    );
+}
+
+/// A later build of another kind into the same directory leaves none of GenSAR's files.
+#[test]
+fn a_later_build_removes_outputs_it_does_not_write() {
+    let t = tempfile::tempdir().unwrap();
+    let items = items_with_collab(t.path());
+    let out = t.path().join("out");
+    let mut args = vec!["build".to_string(), s(&items), "--out".into(), s(&out)];
+    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    args.extend([
+        "--tokenizer".to_string(),
+        s(&testdata("tiny-qwen3/tokenizer.json")),
+    ]);
+    run(&args);
+    assert!(out.join("collab.parquet").exists() && out.join("cid_trie.json").exists());
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    ok(&[
+        "build",
+        &s(&items),
+        "--out",
+        &s(&out),
+        "--codebook-sizes",
+        "16,8",
+    ]);
+    let mut names = entries(&out);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "embeddings.parquet",
+            "manifest.json",
+            "notes.txt",
+            "quantizer",
+            "sids.parquet",
+            "stats.json"
+        ]
+    );
+}

@@ -341,33 +341,50 @@ impl SidTable {
     /// be L or L + 1 (a suffix level) and every code of level l below K_l. Tables written by
     /// other tools carry no footer metadata, so this is checked on the codes themselves.
     pub fn check_codes(&self, sizes: &[usize]) -> Result<()> {
-        let levels = sizes.len();
-        if self.width != levels && self.width != levels + 1 {
+        check_codes(&self.path, "codes", &self.codes, self.width, sizes)
+    }
+
+    /// [`SidTable::check_codes`] for the CID columns of a GenSAR table.
+    pub fn check_cid_codes(&self, sizes: &[usize]) -> Result<()> {
+        match &self.cid {
+            Some(c) => check_codes(&self.path, "cid_codes", &c.codes, c.width, sizes),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Codes `width` per row must fit `sizes` (K_l per level): width L or L + 1 (a suffix level),
+/// every quantizer-level code below its K_l.
+fn check_codes(
+    path: &Path,
+    column: &str,
+    codes: &[u16],
+    width: usize,
+    sizes: &[usize],
+) -> Result<()> {
+    let levels = sizes.len();
+    if width != levels && width != levels + 1 {
+        return Err(Error::input(
+            path,
+            Some(column),
+            None,
+            format!("has {width} codes per item, but the quantizer has {levels} levels"),
+        ));
+    }
+    for (row, c) in codes.chunks(width).enumerate() {
+        if let Some(l) = (0..levels).find(|&l| c[l] as usize >= sizes[l]) {
             return Err(Error::input(
-                &self.path,
-                Some("codes"),
-                None,
+                path,
+                Some(column),
+                Some(row as u64),
                 format!(
-                    "has {} codes per item, but the quantizer has {levels} levels",
-                    self.width
+                    "code {} at level {} is outside the quantizer's {} codes",
+                    c[l],
+                    l + 1,
+                    sizes[l]
                 ),
             ));
         }
-        for (row, c) in self.codes.chunks(self.width).enumerate() {
-            if let Some(l) = (0..levels).find(|&l| c[l] as usize >= sizes[l]) {
-                return Err(Error::input(
-                    &self.path,
-                    Some("codes"),
-                    Some(row as u64),
-                    format!(
-                        "code {} at level {} is outside the quantizer's {} codes",
-                        c[l],
-                        l + 1,
-                        sizes[l]
-                    ),
-                ));
-            }
-        }
-        Ok(())
     }
+    Ok(())
 }

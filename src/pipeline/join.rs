@@ -85,15 +85,18 @@ impl CollabVectors {
         self.vectors.cols
     }
 
-    /// The collaborative vectors of `ids` (zeros for items without one) and how many had none.
+    /// The collaborative vectors of `ids` (zeros for items without one) and how many are
+    /// missing or zero.
     pub fn lookup(&self, ids: &ItemIds) -> (Matrix, u64) {
         let d = self.dim();
         let mut out = Matrix::zeros(ids.len(), d);
         let mut missing = 0;
         for i in 0..ids.len() {
             match self.row.get(ids.key(i)) {
-                Some(r) => out.row_mut(i).copy_from_slice(self.vectors.row(r as usize)),
-                None => missing += 1,
+                Some(r) if self.vectors.row(r as usize).iter().any(|&v| v != 0.0) => {
+                    out.row_mut(i).copy_from_slice(self.vectors.row(r as usize))
+                }
+                _ => missing += 1,
             }
         }
         (out, missing)

@@ -58,31 +58,83 @@ impl Source<'_> {
         }
     }
 
-    /// Call `f(first_row, ids, vectors)` for every batch, in file order. Returns how many
-    /// rows had no collaborative vector to append.
-    fn for_each(&self, mut f: impl FnMut(usize, &ItemIds, &Matrix) -> Result<()>) -> Result<u64> {
+    /// Call `f(first_row, ids, vectors)` for every batch, in file order.
+    fn for_each(&self, mut f: impl FnMut(usize, &ItemIds, &Matrix) -> Result<()>) -> Result<()> {
         match self {
-            Source::Memory { ids, vectors, .. } => f(0, ids, vectors).map(|_| 0),
+            Source::Memory { ids, vectors, .. } => f(0, ids, vectors),
             Source::File {
                 path,
                 input,
                 collab,
             } => {
                 let reader = EmbeddingReader::with_config(path, input)?;
-                let mut missing = 0;
                 for b in reader {
                     let b = b?;
                     match collab {
                         None => f(b.first_row as usize, &b.ids, &b.vectors)?,
-                        Some(c) => {
-                            let (x, m) = c.join(&b.ids, &b.vectors);
-                            missing += m;
-                            f(b.first_row as usize, &b.ids, &x)?;
-                        }
+                        Some(c) => f(b.first_row as usize, &b.ids, &c.join(&b.ids, &b.vectors).0)?,
                     }
                 }
-                Ok(missing)
+                Ok(())
             }
+        }
+    }
+
+    /// For a GenSAR quantizer: the semantic vectors must be as wide as it was trained on, and
+    /// so must the collaborative ones; each mismatch names its own file (the joined width alone
+    /// cannot tell 64 + 32 from 32 + 64).
+    fn check_dual(&self, q: &dyn Quantizer) -> Result<()> {
+        let (
+            Some(d),
+            Source::File {
+                path,
+                input,
+                collab,
+            },
+        ) = (q.dual(), self)
+        else {
+            return Ok(());
+        };
+        let want_u = q.dim() - d.semantic_dim;
+        if let Some(c) = collab
+            && c.dim() != want_u
+        {
+            return Err(Error::input(
+                &c.path,
+                Some(&c.column),
+                None,
+                format!(
+                    "collaborative vectors have {} dimensions but the quantizer was trained on \
+                     {want_u}",
+                    c.dim()
+                ),
+            ));
+        }
+        if let Some(b) = EmbeddingReader::with_config(path, input)?.next() {
+            let cols = b?.vectors.cols;
+            if cols != d.semantic_dim {
+                return Err(Error::input(
+                    path,
+                    Some(&input.embedding_column),
+                    None,
+                    format!(
+                        "vectors have {cols} dimensions but the quantizer's semantic part was \
+                         trained on {}",
+                        d.semantic_dim
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the collaborative vectors come from, for messages.
+    fn collab_origin(&self) -> String {
+        match self {
+            Source::File {
+                collab: Some(c), ..
+            } => format!("{} (column {})", c.path.display(), c.column),
+            _ => "the collaborative vectors".into(),
         }
     }
 }
@@ -396,8 +448,11 @@ pub fn assign(
         .iter()
         .map(|&k| (vec![0f64; kind_levels(q, k).len()], 0f64))
         .collect();
+    source.check_dual(q)?;
+    // GenSAR: encoded rows whose collaborative vector is missing or zero.
+    let mut no_collab = 0u64;
     progress.start("assign (rows)", None);
-    let missing_collab = source.for_each(|first, bids, x| {
+    source.for_each(|first, bids, x| {
         quant::check_dim(q, x.cols, source.path(), source.column())?;
         if let Some(ex) = existing
             && !bids.same_kind(&ex.ids)
@@ -418,6 +473,11 @@ pub fn assign(
             (bids.select(&fresh), Some(x.gather(&fresh)))
         };
         let x_new = x_new.as_ref().unwrap_or(x);
+        if let Some(d) = q.dual() {
+            no_collab += (0..x_new.rows)
+                .filter(|&i| x_new.row(i)[d.semantic_dim..].iter().all(|&v| v == 0.0))
+                .count() as u64;
+        }
         let codes = q.encode(x_new)?;
         for (acc, (e, n)) in err.iter_mut().zip(id_sq_errors(q, x_new, &codes)?) {
             acc.0.iter_mut().zip(e).for_each(|(a, v)| *a += v);
@@ -434,6 +494,22 @@ pub fn assign(
     })?;
     progress.finish();
     let ids = ids.ok_or_else(|| Error::input(source.path(), None, None, "contains no rows"))?;
+    if q.dual().is_some() && no_collab > 0 {
+        if no_collab as usize == file_rows.len() {
+            return Err(Error::Config(format!(
+                "none of the {} items of {} has a collaborative vector in {}: are the item ids \
+                 the same (and the same kind, integers or strings)?",
+                file_rows.len(),
+                source.path().display(),
+                source.collab_origin()
+            )));
+        }
+        tracing::warn!(
+            "{no_collab} of {} items have no collaborative vector in {}; they are coded from zeros",
+            file_rows.len(),
+            source.collab_origin()
+        );
+    }
     let input_ids = input_ids.as_ref().unwrap_or(&ids);
     if let Source::File { path, input, .. } = source {
         embeddings::check_unique(input_ids, path, &input.id_column)?;
@@ -548,7 +624,7 @@ pub fn assign(
         name_levels(&mut s, &meta.format(IdKind::Cid)?);
         name_levels(&mut stats.sid, &meta.format(IdKind::Sid)?);
         stats.cid = Some(s);
-        stats.items_without_collab_vector = Some(missing_collab);
+        stats.items_without_collab_vector = Some(no_collab);
     }
     Ok(Assigned {
         ids,
@@ -615,6 +691,47 @@ fn check_existing(ex: &SidTable, q: &dyn Quantizer, cfg: &Config) -> Result<()> 
         )));
     }
     ex.check_codes(&sid_sizes)?;
+    if let Some(d) = q.dual() {
+        let cid_sizes: Vec<usize> = d
+            .kind_levels(IdKind::Cid)
+            .iter()
+            .map(|&l| q.codebook_sizes()[l])
+            .collect();
+        if let Some(md) = ex.meta.as_ref().and_then(|m| m.dual.as_ref()) {
+            let problem = if (md.shared_levels, md.semantic_levels, md.collab_levels)
+                != (d.shared_levels, d.semantic_levels, d.collab_levels)
+            {
+                Some(format!(
+                    "splits its levels {}/{}/{} (shared/semantic/collaborative), the quantizer \
+                     {}/{}/{}",
+                    md.shared_levels,
+                    md.semantic_levels,
+                    md.collab_levels,
+                    d.shared_levels,
+                    d.semantic_levels,
+                    d.collab_levels
+                ))
+            } else if md.cid_codebook_sizes != cid_sizes {
+                Some(format!(
+                    "has CID codebook sizes {:?}, the quantizer {cid_sizes:?}",
+                    md.cid_codebook_sizes
+                ))
+            } else if (md.sid_prefix.as_str(), md.cid_prefix.as_str())
+                != (cfg.ids.sid_prefix.as_str(), cfg.ids.cid_prefix.as_str())
+            {
+                Some(format!(
+                    "spells its own levels with prefixes {:?}/{:?}, not {:?}/{:?}",
+                    md.sid_prefix, md.cid_prefix, cfg.ids.sid_prefix, cfg.ids.cid_prefix
+                ))
+            } else {
+                None
+            };
+            if let Some(p) = problem {
+                return Err(Error::Config(format!("the existing IDs table {p}")));
+            }
+        }
+        ex.check_cid_codes(&cid_sizes)?;
+    }
     check_same_model(ex, q)
 }
 
@@ -1016,16 +1133,16 @@ pub fn build(
     let mut outputs: Vec<String> = BUILD_OUTPUTS.map(String::from).to_vec();
     // GenSAR: collaborative vectors from --collab, the items' own column, or the interactions.
     let collab = if cfg.quantizer.method == Method::Gensar {
-        let (cv, without) = build_collab(items, &s.ids, cfg, &dir, progress)?;
+        let cv = build_collab(items, &s.ids, cfg, &dir, progress)?;
         outputs.push(COLLAB_OUTPUT.into());
         lap("collab", &mut timings);
-        Some((cv, without))
+        Some(cv)
     } else {
         None
     };
     let pairs = training_pairs(cfg, &s.sample_ids)?;
     let q = match &collab {
-        Some((cv, _)) => train_gensar(&s, cv, cfg, &pairs, progress)?,
+        Some(cv) => train_gensar(&s, cv, cfg, &pairs, progress)?,
         None => quant::train(&s.sample, &cfg.quantizer, cfg.seed, &pairs, progress)?,
     };
     q.save(&dir.join("quantizer"))?;
@@ -1033,7 +1150,7 @@ pub fn build(
     let joined;
     let source = if s.complete {
         let vectors = match &collab {
-            Some((cv, _)) => {
+            Some(cv) => {
                 joined = cv.join(&s.ids, &s.sample).0;
                 &joined
             }
@@ -1048,13 +1165,10 @@ pub fn build(
         Source::File {
             path: &emb_path,
             input: &emb_input,
-            collab: collab.as_ref().map(|c| &c.0),
+            collab: collab.as_ref(),
         }
     };
-    let mut a = assign(&source, q.as_ref(), cfg, None, progress)?;
-    if let Some((_, without)) = &collab {
-        a.stats.items_without_collab_vector = Some(*without);
-    }
+    let a = assign(&source, q.as_ref(), cfg, None, progress)?;
     lap("assign", &mut timings);
     write_assigned(&a, &dir.join("sids.parquet"), Some(&dir.join("stats.json")))?;
     lap("write", &mut timings);
@@ -1093,7 +1207,7 @@ pub fn build(
         bytes,
         rows: s.num_rows,
     }];
-    if let Some(p) = &cfg.input.interactions {
+    for p in cfg.input.interactions.iter().chain(&cfg.input.collab) {
         let (sha, bytes) = sha256_file(p)?;
         let rows = embeddings::open_parquet(p)?
             .metadata()
@@ -1129,45 +1243,44 @@ pub fn build(
     };
     write_json(&dir.join("manifest.json"), &manifest)?;
     let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
-    stage.commit(&names)?;
+    let known: Vec<&str> = BUILD_OUTPUTS
+        .into_iter()
+        .chain([COLLAB_OUTPUT])
+        .chain(crate::vocab::VOCAB_OUTPUTS)
+        .chain(crate::vocab::CID_TRIE_OUTPUTS)
+        .collect();
+    stage.commit(&names, &known)?;
     Ok((manifest, a.stats))
 }
 
 /// GenSAR's collaborative vectors in `build`, also written to `collab.parquet` (so `assign`
 /// can code new items later): `--collab FILE` or the items' own column when given, else
-/// computed from the interactions (PPMI + randomized SVD). Also returns how many items have
-/// no collaborative signal (coded from a zero vector).
+/// computed from the interactions (PPMI + randomized SVD).
 fn build_collab(
     items: &Path,
     ids: &ItemIds,
     cfg: &Config,
     dir: &Path,
     progress: &dyn Progress,
-) -> Result<(CollabVectors, u64)> {
+) -> Result<CollabVectors> {
     let column = &cfg.collab.column;
     let dest = dir.join(COLLAB_OUTPUT);
-    let (cv, without) = if cfg.input.collab.is_some() || embeddings::has_column(items, column)? {
-        let cv = collab_vectors(items, &cfg.input, column)?;
-        let missing = cv.lookup(ids).1;
-        (cv, missing)
+    let cv = if cfg.input.collab.is_some() || embeddings::has_column(items, column)? {
+        collab_vectors(items, &cfg.input, column)?
     } else if let Some(inter) = &cfg.input.interactions {
         let c = crate::collab::compute(inter, ids, &cfg.collab, cfg.seed, progress)?;
-        let without = c.without_interactions;
-        (
-            CollabVectors::aligned(ids, c.vectors, &dest, column),
-            without,
-        )
+        CollabVectors::aligned(ids, c.vectors, &dest, column)
     } else {
         return Err(Error::input(
             items,
             Some(column),
             None,
-            "no such column, and no interactions: gensar needs collaborative vectors; give              --interactions (sidtool computes them), --collab FILE, or this column",
+            "no such column, and no interactions: gensar needs collaborative vectors; give --interactions (sidtool computes them), --collab FILE, or this column",
         ));
     };
     let (u, _) = cv.lookup(ids);
     crate::collab::write(&dest, ids, &u, column)?;
-    Ok((cv, without))
+    Ok(cv)
 }
 
 /// GenSAR's collaborative vectors in a build's output.

@@ -38,16 +38,21 @@ impl Staging {
     }
 
     /// Move each named entry into the output directory, replacing what was there. The old
-    /// entries are first moved aside; if any step fails, everything is put back as it was.
-    pub(super) fn commit(mut self, names: &[&str]) -> Result<()> {
+    /// entries, and any of `known` (every file a build can write) this build did not write, are
+    /// first moved aside, so no file of an earlier, differently configured build survives next
+    /// to the new ones; if any step fails, everything is put back as it was.
+    pub(super) fn commit(mut self, names: &[&str], known: &[&str]) -> Result<()> {
         let backup = self
             .out
             .join(format!("{BACKUP_PREFIX}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&backup);
         std::fs::create_dir(&backup).map_err(|e| Error::io(&backup, e))?;
+        let mut aside: Vec<&str> = known.iter().chain(names).copied().collect();
+        aside.sort_unstable();
+        aside.dedup();
         let (mut set_aside, mut placed) = (Vec::new(), Vec::new());
         let mut swap = || -> Result<()> {
-            for name in names {
+            for name in &aside {
                 let old = self.out.join(name);
                 if old.exists() {
                     std::fs::rename(&old, backup.join(name)).map_err(|e| Error::io(&old, e))?;

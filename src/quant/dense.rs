@@ -8,7 +8,7 @@
 //! the input gradient when asked to.
 
 use crate::gemm::sgemm_ex;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +28,21 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
 /// A CPU f32 tensor's data, made contiguous first.
 fn host(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
+}
+
+/// `f` on a CPU f32 tensor's data, borrowed (copied only when the tensor is not contiguous):
+/// the backward pass reads inputs and weights of several MiB per step.
+fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = if t.is_contiguous() {
+        t.clone()
+    } else {
+        t.contiguous()?
+    };
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("dense op runs on the CPU");
+    };
+    Ok(f(slice(cpu, layout)?))
 }
 
 impl CustomOp3 for DenseOp {
@@ -79,28 +94,32 @@ impl CustomOp3 for DenseOp {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (rows, inp) = x.dims2()?;
         let out = w.dim(0)?;
+        // G is copied: the ReLU mask changes it.
         let mut g = host(grad)?;
         if self.relu {
-            let y = host(res)?;
-            g.par_iter_mut().zip(&y).for_each(|(g, y)| {
-                if *y <= 0.0 {
-                    *g = 0.0;
-                }
-            });
+            with_data(res, |y| {
+                g.par_iter_mut().zip(y).for_each(|(g, y)| {
+                    if *y <= 0.0 {
+                        *g = 0.0;
+                    }
+                })
+            })?;
         }
-        let xs = host(x)?;
         // dW = Gᵀ X: (out × rows)·(rows × inp), G given as (rows × out).
         let mut gw = vec![0f32; out * inp];
-        sgemm_ex(&g, out, rows, true, &xs, inp, false, &mut gw, false);
+        with_data(x, |xs| {
+            sgemm_ex(&g, out, rows, true, xs, inp, false, &mut gw, false)
+        })?;
         let gb: Vec<f32> = (0..out)
             .into_par_iter()
             .map(|j| (0..rows).map(|i| g[i * out + j]).sum())
             .collect();
         let gx = if self.input_grad {
-            let ws = host(w)?;
             // dX = G W: (rows × out)·(out × inp).
             let mut gx = vec![0f32; rows * inp];
-            sgemm_ex(&g, rows, out, false, &ws, inp, false, &mut gx, false);
+            with_data(w, |ws| {
+                sgemm_ex(&g, rows, out, false, ws, inp, false, &mut gx, false)
+            })?;
             Some(Tensor::from_vec(gx, (rows, inp), x.device())?)
         } else {
             None

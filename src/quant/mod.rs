@@ -1,6 +1,7 @@
 //! Quantizers: turn vectors into per-level codes. Every method implements [`Quantizer`], so
 //! `assign` and `stats` work the same whichever method trained the model.
 
+pub mod adamw;
 pub mod dense;
 pub mod distance;
 pub mod gensar;
@@ -36,7 +37,10 @@ pub trait Quantizer: Send + Sync {
     /// Codes of every row of `x` (rows × L).
     fn encode(&self, x: &Matrix) -> Result<Vec<u16>>;
 
-    /// Reconstruction from the first `depth` codes of each row (`codes` is rows × L).
+    /// Reconstruction from the first `depth` codes of each row (`codes` is rows × L). For dual
+    /// quantizers the levels count in storage order (shared, semantic, collaborative), so only
+    /// the full depth is a meaningful reconstruction; [`Quantizer::decode_id`] gives one ID's
+    /// prefixes.
     fn decode_prefix(&self, codes: &[u16], depth: usize) -> Result<Matrix>;
 
     /// GenSAR's level split, for quantizers that make two IDs (SID and CID).
@@ -113,7 +117,7 @@ pub fn train(
             x, cfg, seed, pairs, progress,
         )?)),
         Method::Gensar => Err(Error::Config(
-            "gensar trains on semantic and collaborative vectors together: use              quant::train_dual"
+            "gensar trains on semantic and collaborative vectors together: use quant::train_dual"
                 .into(),
         )),
     }
@@ -128,10 +132,12 @@ pub fn train_dual(
     pairs: &[(u32, u32)],
     progress: &dyn Progress,
 ) -> Result<Box<dyn Quantizer>> {
+    let mut cfg = cfg.clone();
+    cfg.broadcast_sizes();
     let spec = gensar::DualSpec::new(semantic_dim, &cfg.gensar);
     Ok(Box::new(rqvae::RqVae::fit_arch(
         x,
-        cfg,
+        &cfg,
         Some(spec),
         seed,
         pairs,

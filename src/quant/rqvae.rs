@@ -8,7 +8,7 @@
 //! one encoder, full-width levels and one decoder; GenSAR is two encoders, shared full-width
 //! levels, then semantic and collaborative levels on the two halves, and two decoders.
 //!
-//! Training runs on candle tensors (autograd, AdamW). Inference (`encode`, `decode`) runs on
+//! Training runs on candle tensors (autograd; AdamW fused in `adamw.rs`). Inference (`encode`, `decode`) runs on
 //! plain matrices through the same GEMM seam and exact nearest-codeword search as RQ-KMeans, so
 //! `assign` is fast, multi-threaded and bit-identical however rows are batched.
 //! Every random choice (weight init, shuffling, masks, dead-code resets) comes from one seeded
@@ -20,13 +20,13 @@ use crate::gemm::sgemm;
 use crate::ids::kind::IdKind;
 use crate::matrix::Matrix;
 use crate::progress::Progress;
+use crate::quant::adamw::{FusedAdamW, clip_scale};
 use crate::quant::dense::DenseOp;
 use crate::quant::distance::Codebook;
 use crate::quant::gensar::DualSpec;
 use crate::quant::kmeans::{self, KMeansConfig};
 use crate::quant::{Quantizer, store};
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -740,6 +740,7 @@ impl<'a> Trainer<'a> {
                 .collect::<Result<_>>()?,
         })
     }
+
     fn run(mut self, progress: &dyn Progress) -> Result<RqVae> {
         let n = self.x.rows;
         let l = self.sizes.len();
@@ -753,14 +754,7 @@ impl<'a> Trainer<'a> {
             vars.push(b.clone());
         }
         vars.extend(self.codebooks.iter().cloned());
-        let mut opt = AdamW::new(
-            vars.clone(),
-            ParamsAdamW {
-                lr: self.cfg.lr,
-                weight_decay: self.cfg.weight_decay,
-                ..Default::default()
-            },
-        )?;
+        let mut opt = FusedAdamW::new(vars.clone(), self.cfg.lr, self.cfg.weight_decay);
         let steps_per_epoch = n.div_ceil(bs);
         let total_steps = (steps_per_epoch * self.cfg.epochs).max(1);
         let mut step = 0usize;
@@ -792,7 +786,7 @@ impl<'a> Trainer<'a> {
             let mut parts_s = [0f64; 4];
             for batch in order.chunks(bs) {
                 let lr = self.lr_at(step, total_steps);
-                opt.set_learning_rate(lr);
+                opt.lr = lr;
                 let t0 = std::time::Instant::now();
                 let x = self.rows(batch)?;
                 let (mut loss, recon, codes, residuals) = self.step_loss(&x)?;
@@ -802,13 +796,15 @@ impl<'a> Trainer<'a> {
                     loss = (loss + (con * self.cfg.contrastive_weight)?)?;
                 }
                 let t1 = std::time::Instant::now();
-                let mut grads = loss.backward()?;
+                let grads = loss.backward()?;
                 let t2 = std::time::Instant::now();
-                if self.cfg.grad_clip > 0.0 {
-                    clip(&mut grads, &vars, self.cfg.grad_clip)?;
-                }
+                let scale = if self.cfg.grad_clip > 0.0 {
+                    clip_scale(&grads, &vars, self.cfg.grad_clip)?
+                } else {
+                    1.0
+                };
                 let t3 = std::time::Instant::now();
-                opt.step(&grads)?;
+                opt.step(&grads, scale)?;
                 let t4 = std::time::Instant::now();
                 parts_s[0] += (t1 - t0).as_secs_f64();
                 parts_s[1] += (t2 - t1).as_secs_f64();
@@ -1088,26 +1084,6 @@ struct Levels {
     residuals: Vec<Matrix>,
     /// Σ_l mse(sg(r), e) + β·mse(r, sg(e)).
     cb_loss: Tensor,
-}
-
-/// Scale all gradients so their global L2 norm is at most `max`.
-fn clip(grads: &mut candle_core::backprop::GradStore, vars: &[Var], max: f64) -> Result<()> {
-    let mut sq = 0f64;
-    for v in vars {
-        if let Some(g) = grads.get(v.as_tensor()) {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-    }
-    let norm = sq.sqrt();
-    if norm > max {
-        let s = max / norm;
-        for v in vars {
-            if let Some(g) = grads.remove(v.as_tensor()) {
-                grads.insert(v.as_tensor(), (g * s)?);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Share of rows whose code tuple over `levels` another row also has.

@@ -40,8 +40,19 @@ pub struct VocabReport {
     /// GenSAR tables: the same for the CID.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cid_level_sizes: Option<Vec<usize>>,
+    /// GenSAR tables: how token strings spell each ID's own levels (after `shared_levels`
+    /// plain letters, `{prefix}{letter}`), so SID and CID strings can be rebuilt from codes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dual: Option<DualSpelling>,
     pub markers: Vec<Marker>,
     pub tokens: Vec<SidToken>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DualSpelling {
+    pub shared_levels: usize,
+    pub sid_prefix: String,
+    pub cid_prefix: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -275,6 +286,15 @@ pub fn extend(
         special: opts.special,
         token_format: views[0].format.pattern().to_string(),
         cid_level_sizes: all_sizes.get(1).cloned(),
+        dual: table
+            .meta
+            .as_ref()
+            .and_then(|m| m.dual.as_ref())
+            .map(|d| DualSpelling {
+                shared_levels: d.shared_levels,
+                sid_prefix: d.sid_prefix.clone(),
+                cid_prefix: d.cid_prefix.clone(),
+            }),
         level_sizes: all_sizes.swap_remove(0),
         markers,
         tokens,
