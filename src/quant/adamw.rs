@@ -257,7 +257,7 @@ mod tests {
         // d/dv of Σ v²/2 is v itself: norm 5.
         let loss = (v.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
         let g = loss.backward().unwrap();
-        assert!((clip_scale(&g, &[v.clone()], 1.0).unwrap() - 0.2).abs() < 1e-12);
+        assert!((clip_scale(&g, std::slice::from_ref(&v), 1.0).unwrap() - 0.2).abs() < 1e-12);
         assert_eq!(clip_scale(&g, &[v], 10.0).unwrap(), 1.0);
     }
 }
