@@ -11,6 +11,9 @@ use crate::gemm::sgemm_ex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
+/// Rows per block of the bias-gradient sum.
+const BIAS_BLOCK_ROWS: usize = 64;
+
 #[derive(Debug, Clone, Copy)]
 pub struct DenseOp {
     pub relu: bool,
@@ -110,10 +113,23 @@ impl CustomOp3 for DenseOp {
         with_data(x, |xs| {
             sgemm_ex(&g, out, rows, true, xs, inp, false, &mut gw, false)
         })?;
-        let gb: Vec<f32> = (0..out)
-            .into_par_iter()
-            .map(|j| (0..rows).map(|i| g[i * out + j]).sum())
-            .collect();
+        // Column sums of G, row block by row block (contiguous reads; reading a column at a
+        // time strides through the whole matrix), added up in block order: deterministic.
+        let gb = g
+            .par_chunks(BIAS_BLOCK_ROWS * out.max(1))
+            .map(|block| {
+                let mut acc = vec![0f32; out];
+                for row in block.chunks(out.max(1)) {
+                    acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+                }
+                acc
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold(vec![0f32; out], |mut sum, part| {
+                sum.iter_mut().zip(&part).for_each(|(a, v)| *a += v);
+                sum
+            });
         let gx = if self.input_grad {
             // dX = G W: (rows × out)·(out × inp).
             let mut gx = vec![0f32; rows * inp];

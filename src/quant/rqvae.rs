@@ -1284,6 +1284,7 @@ mod tests {
             same as f64 / pairs.len() as f64
         };
         let (off, on) = (shared(&[]), shared(&pairs));
+        eprintln!("pairs sharing level 1: {on:.3} with the contrastive loss, {off:.3} without");
         assert!(
             on > off + 0.3,
             "pairs sharing level 1: {on:.3} with the loss, {off:.3} without"
