@@ -51,10 +51,29 @@ struct InputArgs {
     /// Column with precomputed vectors [default: embedding].
     #[arg(long)]
     embedding_column: Option<String>,
-    /// GenSAR: collaborative vectors (item_id + collab_embedding, e.g. from `sidtool collab`)
-    /// [default: the input's own collab_embedding column; `build --interactions` computes them].
+}
+
+/// Where a GenSAR model's collaborative vectors come from (`train`, `assign`, `stats`).
+#[derive(Args, Default, Clone)]
+struct CollabInputArgs {
+    /// GenSAR: collaborative vectors, item_id + a vector column (the collab.parquet a GenSAR
+    /// build wrote, `sidtool collab`'s output, or e.g. SASRec item vectors) [default: the
+    /// input's own collab_embedding column].
     #[arg(long, value_name = "FILE")]
     collab: Option<PathBuf>,
+    /// GenSAR: name of the collaborative vector column [default: collab_embedding].
+    #[arg(long, value_name = "NAME")]
+    collab_column: Option<String>,
+}
+
+impl CollabInputArgs {
+    fn as_collab(&self) -> CollabArgs {
+        CollabArgs {
+            collab_column: self.collab_column.clone(),
+            file: self.collab.clone(),
+            ..CollabArgs::default()
+        }
+    }
 }
 
 #[derive(Args, Default)]
@@ -213,12 +232,19 @@ struct CollabArgs {
     /// Item id column of the --items file [default: item_id].
     #[arg(long)]
     id_column: Option<String>,
+    /// `[input] collab` (set through `--collab` of the other commands).
+    #[arg(skip)]
+    file: Option<PathBuf>,
 }
 
 /// `build`'s share of the collab stage (GenSAR from interactions); `--window` there is the
 /// contrastive pairs' window, so the co-occurrence window is `--collab-window`.
 #[derive(Args, Default, Clone)]
 struct BuildCollabArgs {
+    /// GenSAR: collaborative vectors, item_id + a vector column (e.g. SASRec item vectors)
+    /// [default: the items' own collab_embedding column, else computed from --interactions].
+    #[arg(long, value_name = "FILE")]
+    collab: Option<PathBuf>,
     /// GenSAR from interactions: dimensions of the collaborative vectors [default: 64].
     #[arg(long, value_name = "D")]
     collab_dim: Option<usize>,
@@ -245,6 +271,7 @@ impl BuildCollabArgs {
             oversample: self.oversample,
             collab_column: self.collab_column.clone(),
             id_column: None,
+            file: self.collab.clone(),
         }
     }
 }
@@ -311,6 +338,8 @@ enum Cmd {
         input: InputArgs,
         #[command(flatten)]
         quant: QuantArgs,
+        #[command(flatten)]
+        collab: CollabInputArgs,
     },
     /// Encode every row with a trained quantizer and write unique SIDs.
     Assign {
@@ -334,6 +363,8 @@ enum Cmd {
         input: InputArgs,
         #[command(flatten)]
         ids: IdArgs,
+        #[command(flatten)]
+        collab: CollabInputArgs,
     },
     /// Collision and codebook statistics of a sids.parquet.
     Stats {
@@ -350,6 +381,8 @@ enum Cmd {
         quantizer: Option<PathBuf>,
         #[command(flatten)]
         input: InputArgs,
+        #[command(flatten)]
+        collab: CollabInputArgs,
     },
     /// RecBole atomic files (<name>.item, <name>.inter) → items.parquet + interactions.parquet.
     ImportRecbole {
@@ -524,7 +557,6 @@ impl Cli {
         if let Some(i) = input {
             set(&mut c.input.id_column, &i.id_column);
             set(&mut c.input.embedding_column, &i.embedding_column);
-            set_opt(&mut c.input.collab, &i.collab);
         }
         if let Some(q) = quant {
             set(&mut c.quantizer.method, &q.method);
@@ -584,6 +616,7 @@ impl Cli {
             set(&mut cc.oversample, &a.oversample);
             set(&mut cc.column, &a.collab_column);
             set(&mut c.input.id_column, &a.id_column);
+            set_opt(&mut c.input.collab, &a.file);
         }
         c.validate()?;
         Ok(c)
@@ -761,8 +794,16 @@ fn run(cli: &Cli) -> Result<()> {
             out,
             input,
             quant,
+            collab,
         } => {
-            let cfg = cli.config(Some(input), Some(quant), None, None, None, None)?;
+            let cfg = cli.config(
+                Some(input),
+                Some(quant),
+                None,
+                None,
+                None,
+                Some(&collab.as_collab()),
+            )?;
             let q = pipeline::train(embeddings, &cfg, &reporter)
                 .with_context(|| format!("training on {} failed", embeddings.display()))?;
             q.save(out)?;
@@ -783,8 +824,16 @@ fn run(cli: &Cli) -> Result<()> {
             existing,
             input,
             ids,
+            collab,
         } => {
-            let mut cfg = cli.config(Some(input), None, Some(ids), None, None, None)?;
+            let mut cfg = cli.config(
+                Some(input),
+                None,
+                Some(ids),
+                None,
+                None,
+                Some(&collab.as_collab()),
+            )?;
             let previous = match existing {
                 Some(p) => Some(sidtool::io::sid_table::read(p)?),
                 None => None,
@@ -823,8 +872,16 @@ fn run(cli: &Cli) -> Result<()> {
             embeddings,
             quantizer,
             input,
+            collab,
         } => {
-            let cfg = cli.config(Some(input), None, None, None, None, None)?;
+            let cfg = cli.config(
+                Some(input),
+                None,
+                None,
+                None,
+                None,
+                Some(&collab.as_collab()),
+            )?;
             let s = match (embeddings, quantizer) {
                 (Some(e), Some(qdir)) => {
                     let q = sidtool::quant::load(qdir)?;
@@ -865,10 +922,25 @@ fn run(cli: &Cli) -> Result<()> {
             )
             .with_context(|| format!("vocabulary for {} failed", sids.display()))?;
             if !cli.quiet {
+                let (what, levels, checked) = match &r.cid_level_sizes {
+                    None => (
+                        "SID tokens",
+                        format!("levels of {:?}", r.level_sizes),
+                        "SID",
+                    ),
+                    Some(c) => (
+                        "SID and CID tokens",
+                        format!(
+                            "SID levels of {:?}, CID levels of {c:?}, shared levels once",
+                            r.level_sizes
+                        ),
+                        "SID and CID",
+                    ),
+                };
                 eprintln!(
-                    "base vocabulary {}, added {} SID tokens{} (levels of {:?}), new vocabulary \
-                     {} (resize the embeddings to {}, a multiple of {}); every item's SID \
-                     tokenizes to one token per level",
+                    "base vocabulary {}, added {} {what}{} ({levels}), new vocabulary {} (resize \
+                     the embeddings to {}, a multiple of {}); every item's {checked} tokenizes \
+                     to one token per level",
                     r.base_vocab_size,
                     r.tokens.len(),
                     if r.markers.is_empty() {
@@ -876,7 +948,6 @@ fn run(cli: &Cli) -> Result<()> {
                     } else {
                         format!(" and {} markers", r.markers.len())
                     },
-                    r.level_sizes,
                     r.vocab_size,
                     r.padded_vocab_size,
                     r.pad_to_multiple

@@ -166,6 +166,7 @@ fn build_assign_stats_and_vocab_with_supplied_collab_vectors() {
     ]);
     let r = read_json(&recomputed);
     assert_eq!(r["after"], stats["after"]);
+    assert_eq!(r["items_without_collab_vector"], 0);
     assert_eq!(r["cid"]["before"], stats["cid"]["before"]);
     assert_eq!(r["cid"]["after"], stats["cid"]["after"]);
     let (x, y) = (
@@ -524,7 +525,7 @@ fn mismatched_collaborative_vectors_are_refused() {
         &s(&dest),
     ]);
     assert!(
-        err.contains("none of the 600 items") && err.contains("collab-str.parquet"),
+        err.contains("none of its 600 items") && err.contains("collab-str.parquet"),
         "{err}"
     );
     assert!(!dest.exists());

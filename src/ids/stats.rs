@@ -215,7 +215,7 @@ pub fn render(s: &Stats) -> String {
     {
         writeln!(
             o,
-            "note: {n} items had no collaborative vector (no interactions) and were coded from zeros"
+            "note: {n} items had no collaborative vector (no interactions, or absent from the collaborative vectors given) and were coded from zeros"
         )
         .unwrap();
     }
@@ -311,6 +311,16 @@ fn render_id(o: &mut String, title: &str, s: &IdStats, dedup: &str) {
             o,
             "relative reconstruction error by prefix length: {}",
             parts.join("  ")
+        )
+        .unwrap();
+    }
+    if let Some(e) = &s.relative_reconstruction_error
+        && e.last().is_some_and(|&v| v >= 1.0)
+    {
+        writeln!(
+            o,
+            "note: reconstruction error ≥ 1 is no better than predicting zeros: the model looks \
+             undertrained (raise --epochs or --lr)"
         )
         .unwrap();
     }

@@ -62,6 +62,18 @@ impl CollabVectors {
 
     /// Read the id column and vector column `column` of `path`.
     pub fn read(path: &Path, input: &InputConfig, column: &str) -> Result<Self> {
+        if !embeddings::has_column(path, column)? {
+            return Err(Error::input(
+                path,
+                Some(column),
+                None,
+                format!(
+                    "no such column (the collaborative vectors, named with --collab-column or \
+                     [collab] column); the file has: {}",
+                    embeddings::column_names(path)?.join(", ")
+                ),
+            ));
+        }
         let cfg = InputConfig {
             embedding_column: column.to_string(),
             ..input.clone()
@@ -122,8 +134,8 @@ pub fn collab_vectors(path: &Path, input: &InputConfig, column: &str) -> Result<
         path,
         Some(column),
         None,
-        "gensar needs collaborative vectors: pass --collab FILE (item_id + collab_embedding, \
-         e.g. from `sidtool collab`), add that column to the input, or run `sidtool build \
-         --interactions` which computes them",
+        "no such column: a gensar model needs the items' collaborative vectors; pass --collab \
+         FILE (the collab.parquet its build wrote, or any item_id + vector file such as \
+         `sidtool collab`'s output), or add this column to the input",
     ))
 }

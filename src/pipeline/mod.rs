@@ -134,7 +134,7 @@ impl Source<'_> {
             Source::File {
                 collab: Some(c), ..
             } => format!("{} (column {})", c.path.display(), c.column),
-            _ => "the collaborative vectors".into(),
+            _ => "the collaborative vectors given".into(),
         }
     }
 }
@@ -496,13 +496,17 @@ pub fn assign(
     let ids = ids.ok_or_else(|| Error::input(source.path(), None, None, "contains no rows"))?;
     if q.dual().is_some() && no_collab > 0 {
         if no_collab as usize == file_rows.len() {
-            return Err(Error::Config(format!(
-                "none of the {} items of {} has a collaborative vector in {}: are the item ids \
-                 the same (and the same kind, integers or strings)?",
-                file_rows.len(),
-                source.path().display(),
-                source.collab_origin()
-            )));
+            return Err(Error::input(
+                source.path(),
+                None,
+                None,
+                format!(
+                    "none of its {} items has a collaborative vector in {}: are the item ids \
+                     the same (and the same kind, integers or strings)?",
+                    file_rows.len(),
+                    source.collab_origin()
+                ),
+            ));
         }
         tracing::warn!(
             "{no_collab} of {} items have no collaborative vector in {}; they are coded from zeros",
@@ -952,6 +956,7 @@ pub fn stats_of_table(path: &Path, vectors: Option<(&Source, &dyn Quantizer)>) -
         };
         parts.push((kind, raw, res, levels));
     }
+    let mut no_collab = None;
     let recon: Vec<Option<Vec<f64>>> = match vectors {
         Some((source, q)) => {
             let sid_sizes: Vec<usize> = kind_levels(q, IdKind::Sid)
@@ -979,10 +984,9 @@ pub fn stats_of_table(path: &Path, vectors: Option<(&Source, &dyn Quantizer)>) -
                 (Some(d), [(_, s, ..), (_, c, ..)]) => d.join(s, c),
                 _ => parts[0].1.clone(),
             };
-            reconstruction(path, &t.ids, &all, source, q)?
-                .into_iter()
-                .map(Some)
-                .collect()
+            let (errors, zero) = reconstruction(path, &t.ids, &all, source, q)?;
+            no_collab = q.dual().map(|_| zero);
+            errors.into_iter().map(Some).collect()
         }
         None => vec![None; parts.len()],
     };
@@ -994,19 +998,21 @@ pub fn stats_of_table(path: &Path, vectors: Option<(&Source, &dyn Quantizer)>) -
         name_levels(&mut c, &meta.format(IdKind::Cid)?);
         name_levels(&mut s.sid, &meta.format(IdKind::Sid)?);
         s.cid = Some(c);
+        s.items_without_collab_vector = no_collab;
     }
     Ok(s)
 }
 
 /// Per ID kind, Σ‖x − x̂_m‖² / Σ‖x‖² per prefix length, joining the vectors to the table on
-/// item id; `raw` holds all the quantizer's codes per item.
+/// item id; `raw` holds all the quantizer's codes per item. Also counts, for GenSAR, the items
+/// whose collaborative vector is missing or zero.
 fn reconstruction(
     table: &Path,
     ids: &ItemIds,
     raw: &[u16],
     source: &Source,
     q: &dyn Quantizer,
-) -> Result<Vec<Vec<f64>>> {
+) -> Result<(Vec<Vec<f64>>, u64)> {
     let levels = q.levels();
     if raw.len() != ids.len() * levels {
         return Err(Error::Config(format!(
@@ -1017,8 +1023,15 @@ fn reconstruction(
     let row: HashMap<IdKey, usize> = (0..ids.len()).map(|i| (ids.key(i), i)).collect();
     let mut err: Vec<(Vec<f64>, f64)> = Vec::new();
     let mut seen = 0usize;
+    let mut zero = 0u64;
+    source.check_dual(q)?;
     source.for_each(|first, bids, x| {
         quant::check_dim(q, x.cols, source.path(), source.column())?;
+        if let Some(d) = q.dual() {
+            zero += (0..x.rows)
+                .filter(|&i| x.row(i)[d.semantic_dim..].iter().all(|&v| v == 0.0))
+                .count() as u64;
+        }
         let mut codes = Vec::with_capacity(x.rows * levels);
         for i in 0..x.rows {
             let r = *row.get(&bids.key(i)).ok_or_else(|| {
@@ -1055,10 +1068,12 @@ fn reconstruction(
             ),
         ));
     }
-    Ok(err
-        .iter()
-        .map(|(e, n)| e.iter().map(|v| v / n.max(f64::MIN_POSITIVE)).collect())
-        .collect())
+    Ok((
+        err.iter()
+            .map(|(e, n)| e.iter().map(|v| v / n.max(f64::MIN_POSITIVE)).collect())
+            .collect(),
+        zero,
+    ))
 }
 
 /// `sidtool build`: items with an embedding column → quantizer, SIDs, stats, manifest.
@@ -1078,6 +1093,7 @@ pub fn build(
         });
         clock = Instant::now();
     };
+    check_side_inputs(items, cfg)?;
     let (sha, bytes) = sha256_file(items)?;
     // Everything is written into a staging directory and moved into `out` only once the
     // whole build succeeded: a failure never leaves a mix of old and new files behind.
@@ -1268,19 +1284,64 @@ fn build_collab(
     let cv = if cfg.input.collab.is_some() || embeddings::has_column(items, column)? {
         collab_vectors(items, &cfg.input, column)?
     } else if let Some(inter) = &cfg.input.interactions {
+        let start = Instant::now();
         let c = crate::collab::compute(inter, ids, &cfg.collab, cfg.seed, progress)?;
-        CollabVectors::aligned(ids, c.vectors, &dest, column)
+        let summary = c.summary(start.elapsed().as_secs_f64());
+        crate::collab::write_with_meta(
+            &dest,
+            ids,
+            &c.vectors,
+            column,
+            crate::collab::provenance(&cfg.collab, cfg.seed, &summary),
+        )?;
+        return Ok(CollabVectors::aligned(ids, c.vectors, inter, column));
     } else {
-        return Err(Error::input(
-            items,
-            Some(column),
-            None,
-            "no such column, and no interactions: gensar needs collaborative vectors; give --interactions (sidtool computes them), --collab FILE, or this column",
-        ));
+        return Err(no_collab_source(items, column));
     };
     let (u, _) = cv.lookup(ids);
     crate::collab::write(&dest, ids, &u, column)?;
     Ok(cv)
+}
+
+fn no_collab_source(items: &Path, column: &str) -> Error {
+    Error::input(
+        items,
+        Some(column),
+        None,
+        "no such column, and no interactions: gensar needs collaborative vectors; give \
+         --interactions (sidtool computes them), --collab FILE, or this column",
+    )
+}
+
+/// The interactions and GenSAR's collaborative inputs, checked before the (expensive)
+/// embedding stage: a typo in a path must not cost an embedding run.
+fn check_side_inputs(items: &Path, cfg: &Config) -> Result<()> {
+    if let Some(p) = &cfg.input.interactions {
+        embeddings::open_parquet(p)?;
+    }
+    if cfg.quantizer.method != Method::Gensar {
+        return Ok(());
+    }
+    let column = &cfg.collab.column;
+    if let Some(c) = &cfg.input.collab {
+        if !embeddings::has_column(c, column)? {
+            return Err(Error::input(
+                c,
+                Some(column),
+                None,
+                format!(
+                    "no such column (the collaborative vectors, named with --collab-column or \
+                     [collab] column); the file has: {}",
+                    embeddings::column_names(c)?.join(", ")
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    if cfg.input.interactions.is_some() || embeddings::has_column(items, column)? {
+        return Ok(());
+    }
+    Err(no_collab_source(items, column))
 }
 
 /// GenSAR's collaborative vectors in a build's output.

@@ -6,6 +6,7 @@ pub mod dense;
 pub mod distance;
 pub mod gensar;
 pub mod kmeans;
+pub mod loss;
 pub mod rq_kmeans;
 pub mod rqvae;
 pub mod store;

@@ -25,6 +25,7 @@ use crate::quant::dense::DenseOp;
 use crate::quant::distance::Codebook;
 use crate::quant::gensar::DualSpec;
 use crate::quant::kmeans::{self, KMeansConfig};
+use crate::quant::loss::MseOp;
 use crate::quant::{Quantizer, store};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::seq::SliceRandom;
@@ -954,11 +955,9 @@ impl<'a> Trainer<'a> {
             };
             let zk = narrow(&z, k.latent, width)?;
             let z_st = (&zk + (zq - &zk)?.detach())?;
-            let target = narrow(x, k.input, self.x.cols)?;
-            let r = mse(
-                &forward_mlp(&self.dec[kind], &z_st.contiguous()?, true)?,
-                &target,
-            )?;
+            let target = narrow(x, k.input, self.x.cols)?.contiguous()?;
+            let xh = forward_mlp(&self.dec[kind], &z_st.contiguous()?, true)?;
+            let r = xh.apply_op2(&target, MseOp)?;
             recon = Some(match recon {
                 None => r,
                 Some(acc) => (acc + r)?,
