@@ -8,8 +8,9 @@
 //! work is split: training stays deterministic.
 
 use crate::error::Result;
+use crate::quant::cpu_data::{slice, with_data};
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, InplaceOp2, Layout, Storage, Var};
+use candle_core::{CpuStorage, InplaceOp2, Layout, Var};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -83,30 +84,16 @@ pub fn clip_scale(grads: &GradStore, vars: &[Var], max: f64) -> Result<f64> {
     let mut sq = 0f64;
     for v in vars {
         if let Some(g) = grads.get(v.as_tensor()) {
-            let g = g.contiguous()?;
-            let (storage, layout) = g.storage_and_layout();
-            let Storage::Cpu(cpu) = &*storage else {
-                return Err(crate::error::Error::Model(
-                    "gradient clipping runs on the CPU".into(),
-                ));
-            };
-            let s = slice(cpu, layout)?;
-            let parts: Vec<f64> = s
-                .par_chunks(CHUNK)
-                .map(|c| c.iter().map(|&x| x as f64 * x as f64).sum::<f64>())
-                .collect();
+            let parts: Vec<f64> = with_data(g, |s| {
+                s.par_chunks(CHUNK)
+                    .map(|c| c.iter().map(|&x| x as f64 * x as f64).sum::<f64>())
+                    .collect()
+            })?;
             sq += parts.iter().sum::<f64>();
         }
     }
     let norm = sq.sqrt();
     Ok(if norm > max { max / norm } else { 1.0 })
-}
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let Some((start, end)) = l.contiguous_offsets() else {
-        candle_core::bail!("adamw needs contiguous tensors");
-    };
-    Ok(&s.as_slice::<f32>()?[start..end])
 }
 
 #[derive(Clone, Copy)]

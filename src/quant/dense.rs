@@ -8,7 +8,8 @@
 //! the input gradient when asked to.
 
 use crate::gemm::sgemm_ex;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
+use crate::quant::cpu_data::{slice, with_data};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Rows per block of the bias-gradient sum.
@@ -21,31 +22,9 @@ pub struct DenseOp {
     pub input_grad: bool,
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let Some((start, end)) = l.contiguous_offsets() else {
-        candle_core::bail!("dense op needs contiguous inputs");
-    };
-    Ok(&s.as_slice::<f32>()?[start..end])
-}
-
 /// A CPU f32 tensor's data, made contiguous first.
 fn host(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
-}
-
-/// `f` on a CPU f32 tensor's data, borrowed (copied only when the tensor is not contiguous):
-/// the backward pass reads inputs and weights of several MiB per step.
-fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-    let t = if t.is_contiguous() {
-        t.clone()
-    } else {
-        t.contiguous()?
-    };
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("dense op runs on the CPU");
-    };
-    Ok(f(slice(cpu, layout)?))
 }
 
 impl CustomOp3 for DenseOp {

@@ -5,7 +5,8 @@
 //! threaded. This op makes one parallel pass each way. Sums run over fixed blocks added in
 //! order, so the loss does not depend on the thread count.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Storage, Tensor};
+use crate::quant::cpu_data::{slice, with_data};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Values per block of the parallel sums.
@@ -14,13 +15,6 @@ const BLOCK: usize = 16 * 1024;
 /// `mse(prediction, target)`; the gradient flows to the prediction only (the target is data).
 #[derive(Debug, Clone, Copy)]
 pub struct MseOp;
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let Some((start, end)) = l.contiguous_offsets() else {
-        candle_core::bail!("mse op needs contiguous inputs");
-    };
-    Ok(&s.as_slice::<f32>()?[start..end])
-}
 
 impl CustomOp2 for MseOp {
     fn name(&self) -> &'static str {
@@ -65,21 +59,19 @@ impl CustomOp2 for MseOp {
         let g = grad.to_scalar::<f32>()?;
         let n = pred.elem_count().max(1) as f32;
         let scale = 2.0 * g / n;
-        let (pred, target) = (pred.contiguous()?, target.contiguous()?);
-        let (sp, lp) = pred.storage_and_layout();
-        let (st, lt) = target.storage_and_layout();
-        let (Storage::Cpu(cp), Storage::Cpu(ct)) = (&*sp, &*st) else {
-            candle_core::bail!("mse op runs on the CPU");
-        };
-        let (a, b) = (slice(cp, lp)?, slice(ct, lt)?);
-        let mut out = vec![0f32; a.len()];
-        out.par_chunks_mut(BLOCK)
-            .zip(a.par_chunks(BLOCK).zip(b.par_chunks(BLOCK)))
-            .for_each(|(o, (a, b))| {
-                for ((o, x), y) in o.iter_mut().zip(a).zip(b) {
-                    *o = scale * (x - y);
-                }
-            });
+        let out = with_data(pred, |a| {
+            with_data(target, |b| {
+                let mut out = vec![0f32; a.len()];
+                out.par_chunks_mut(BLOCK)
+                    .zip(a.par_chunks(BLOCK).zip(b.par_chunks(BLOCK)))
+                    .for_each(|(o, (a, b))| {
+                        for ((o, x), y) in o.iter_mut().zip(a).zip(b) {
+                            *o = scale * (x - y);
+                        }
+                    });
+                out
+            })
+        })??;
         Ok((
             Some(Tensor::from_vec(out, pred.shape(), pred.device())?),
             None,

@@ -2,6 +2,7 @@
 //! `assign` and `stats` work the same whichever method trained the model.
 
 pub mod adamw;
+pub mod cpu_data;
 pub mod dense;
 pub mod distance;
 pub mod gensar;
