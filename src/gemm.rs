@@ -23,6 +23,27 @@ pub fn sgemm(
     sgemm_ex(a, m, k, false, b, n, b_is_nk, out, accumulate);
 }
 
+/// The shapes no kernel is asked for: an empty output, or k = 0 (a zero product, written
+/// unless accumulating). True when handled here.
+fn degenerate<T: Copy + Default>(
+    m: usize,
+    n: usize,
+    k: usize,
+    out: &mut [T],
+    accumulate: bool,
+) -> bool {
+    if m == 0 || n == 0 {
+        return true;
+    }
+    if k == 0 {
+        if !accumulate {
+            out[..m * n].fill(T::default());
+        }
+        return true;
+    }
+    false
+}
+
 /// [`sgemm`] where A may also be given as its row-major transpose (k × m) (`a_is_km`), as
 /// weight gradients `Gᵀ·X` need.
 #[allow(clippy::too_many_arguments)]
@@ -38,13 +59,7 @@ pub fn sgemm_ex(
     accumulate: bool,
 ) {
     assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            out[..m * n].fill(0.0);
-        }
+    if degenerate(m, n, k, out, accumulate) {
         return;
     }
     #[cfg(feature = "openblas")]
@@ -205,13 +220,7 @@ pub fn dgemm_ex(
     accumulate: bool,
 ) {
     assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            out[..m * n].fill(0.0);
-        }
+    if degenerate(m, n, k, out, accumulate) {
         return;
     }
     gemm_crate(a, m, k, a_is_km, b, n, b_is_nk, out, accumulate, 1.0);

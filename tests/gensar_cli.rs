@@ -47,6 +47,13 @@ fn items_with_collab(dir: &Path) -> PathBuf {
     p
 }
 
+/// `sidtool CMD INPUT --out OUT` with the TRAIN settings; more flags can be pushed.
+fn with_train(cmd: &str, input: &Path, out: &Path) -> Vec<String> {
+    let mut args = vec![cmd.to_string(), s(input), "--out".into(), s(out)];
+    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    args
+}
+
 fn run(args: &[String]) -> String {
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
@@ -72,8 +79,7 @@ fn build_assign_stats_and_vocab_with_supplied_collab_vectors() {
     let t = tempfile::tempdir().unwrap();
     let items = items_with_collab(t.path());
     let out = t.path().join("out");
-    let mut args = vec!["build".to_string(), s(&items), "--out".into(), s(&out)];
-    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    let mut args = with_train("build", &items, &out);
     args.extend([
         "--tokenizer".to_string(),
         s(&testdata("tiny-qwen3/tokenizer.json")),
@@ -199,8 +205,7 @@ fn reassign_keeps_both_ids_unique_at_their_length() {
     let t = tempfile::tempdir().unwrap();
     let items = items_with_collab(t.path());
     let out = t.path().join("out");
-    let mut args = vec!["build".to_string(), s(&items), "--out".into(), s(&out)];
-    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    let mut args = with_train("build", &items, &out);
     args.extend(["--dedup".to_string(), "reassign".into()]);
     run(&args);
     let table = sid_table::read(&out.join("sids.parquet")).unwrap();
@@ -228,8 +233,7 @@ fn clear_errors() {
     );
     let out = t.path().join("out");
     // No collaborative vectors anywhere.
-    let mut args = vec!["build".to_string(), s(&plain), "--out".into(), s(&out)];
-    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    let args = with_train("build", &plain, &out);
     let err = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
         err.contains("collab_embedding") && err.contains("--interactions"),
@@ -251,8 +255,7 @@ fn clear_errors() {
     // Train a model, then assign without its collaborative vectors.
     let items = items_with_collab(t.path());
     let q = t.path().join("q");
-    let mut args = vec!["train".to_string(), s(&items), "--out".into(), s(&q)];
-    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    let args = with_train("train", &items, &q);
     run(&args);
     let err = fails(&[
         "assign",
@@ -395,13 +398,11 @@ fn existing_ids_train_sample_and_determinism() {
     let t = tempfile::tempdir().unwrap();
     let items = items_with_collab(t.path());
     let q = t.path().join("q");
-    let mut args = vec!["train".to_string(), s(&items), "--out".into(), s(&q)];
-    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    let args = with_train("train", &items, &q);
     run(&args);
     // Same data, config and seed: the same model, byte for byte.
     let q2 = t.path().join("q2");
-    let mut args2 = vec!["train".to_string(), s(&items), "--out".into(), s(&q2)];
-    args2.extend(TRAIN.iter().map(|a| a.to_string()));
+    let args2 = with_train("train", &items, &q2);
     run(&args2);
     assert_eq!(
         std::fs::read(q.join("model.safetensors")).unwrap(),
@@ -455,8 +456,7 @@ fn existing_ids_train_sample_and_determinism() {
 
     // A table made with another level split is refused, naming what differs.
     let other = t.path().join("other");
-    let mut args = vec!["train".to_string(), s(&items), "--out".into(), s(&other)];
-    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    let mut args = with_train("train", &items, &other);
     args.extend(["--shared-levels".to_string(), "1".into()]);
     run(&args);
     let err = fails(&[
@@ -473,8 +473,7 @@ fn existing_ids_train_sample_and_determinism() {
 
     // Sampled training + reassign through the streamed, joined file.
     let out = t.path().join("sampled");
-    let mut args = vec!["build".to_string(), s(&items), "--out".into(), s(&out)];
-    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    let mut args = with_train("build", &items, &out);
     args.extend(
         ["--train-sample", "300", "--dedup", "reassign"]
             .iter()
@@ -492,8 +491,7 @@ fn mismatched_collaborative_vectors_are_refused() {
     let t = tempfile::tempdir().unwrap();
     let items = items_with_collab(t.path());
     let q = t.path().join("q");
-    let mut args = vec!["train".to_string(), s(&items), "--out".into(), s(&q)];
-    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    let args = with_train("train", &items, &q);
     run(&args);
     let n = 600;
     let emb = t.path().join("emb.parquet");
@@ -560,8 +558,7 @@ fn a_later_build_removes_outputs_it_does_not_write() {
     let t = tempfile::tempdir().unwrap();
     let items = items_with_collab(t.path());
     let out = t.path().join("out");
-    let mut args = vec!["build".to_string(), s(&items), "--out".into(), s(&out)];
-    args.extend(TRAIN.iter().map(|a| a.to_string()));
+    let mut args = with_train("build", &items, &out);
     args.extend([
         "--tokenizer".to_string(),
         s(&testdata("tiny-qwen3/tokenizer.json")),

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::io::embeddings::{check_unique, open_parquet};
-use crate::io::item_ids::ItemIds;
+use crate::io::item_ids::{ItemIds, id_column_index};
 use parquet::arrow::ProjectionMask;
 use std::path::Path;
 
@@ -13,29 +13,7 @@ use std::path::Path;
 pub fn read_ids(path: &Path, id_col: &str, batch_rows: usize) -> Result<ItemIds> {
     let builder = open_parquet(path)?;
     let schema = builder.schema().clone();
-    let Some((idx, field)) = schema.column_with_name(id_col) else {
-        let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        return Err(Error::input(
-            path,
-            Some(id_col),
-            None,
-            format!(
-                "no such column (the item id column, set with --id-column); the file has: {}",
-                have.join(", ")
-            ),
-        ));
-    };
-    if !ItemIds::supported(field.data_type()) {
-        return Err(Error::input(
-            path,
-            Some(id_col),
-            None,
-            format!(
-                "has type {}; item ids must be Utf8, LargeUtf8, Utf8View, Int64 or Int32",
-                field.data_type()
-            ),
-        ));
-    }
+    let idx = id_column_index(&schema, path, id_col)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
     let reader = builder
         .with_projection(mask)

@@ -276,6 +276,40 @@ impl<'a> IdIndex<'a> {
     }
 }
 
+/// Index of column `id_col` in `schema` (of the file `path`), checked to hold a supported id
+/// type; the error names the file, the column and what the file has instead.
+pub fn id_column_index(
+    schema: &arrow_schema::Schema,
+    path: &std::path::Path,
+    id_col: &str,
+) -> crate::error::Result<usize> {
+    use crate::error::Error;
+    let Some((idx, field)) = schema.column_with_name(id_col) else {
+        let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        return Err(Error::input(
+            path,
+            Some(id_col),
+            None,
+            format!(
+                "no such column (the item id column, set with --id-column); the file has: {}",
+                have.join(", ")
+            ),
+        ));
+    };
+    if !ItemIds::supported(field.data_type()) {
+        return Err(Error::input(
+            path,
+            Some(id_col),
+            None,
+            format!(
+                "has type {}; item ids must be Utf8, LargeUtf8, Utf8View, Int64 or Int32",
+                field.data_type()
+            ),
+        ));
+    }
+    Ok(idx)
+}
+
 /// Index of the first null in `a`, if any.
 pub fn first_null(a: &dyn Array) -> Option<usize> {
     a.nulls()

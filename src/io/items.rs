@@ -59,28 +59,7 @@ impl ItemTextReader {
         let builder = open_parquet(path)?;
         let schema = builder.schema().clone();
         let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let Some((id_idx, id_field)) = schema.column_with_name(id_col) else {
-            return Err(Error::input(
-                path,
-                Some(id_col),
-                None,
-                format!(
-                    "no such column (the item id column, set with --id-column); the file has: {}",
-                    have.join(", ")
-                ),
-            ));
-        };
-        if !ItemIds::supported(id_field.data_type()) {
-            return Err(Error::input(
-                path,
-                Some(id_col),
-                None,
-                format!(
-                    "has type {}; item ids must be Utf8, LargeUtf8, Utf8View, Int64 or Int32",
-                    id_field.data_type()
-                ),
-            ));
-        }
+        let id_idx = crate::io::item_ids::id_column_index(&schema, path, id_col)?;
         let mut present = Vec::new();
         let mut roots = vec![id_idx];
         for f in template.fields() {
