@@ -7,8 +7,13 @@ use super::{
 };
 use crate::error::Result;
 use crate::matrix::{Matrix, sq_dist};
-use crate::quant::distance::{BLOCK_ROWS, Codebook, gemm_slack};
+use crate::quant::distance::{BLOCK_ROWS, Codebook, dots_into, gemm_slack};
 use rayon::prelude::*;
+
+/// Rows per GEMM search in phase B (8 MiB of gathered rows at D = 1024).
+const SEARCH_ROWS: usize = 2048;
+/// Independent running minima in the scan of a distance row.
+const MIN_LANES: usize = 16;
 
 /// Lloyd with Elkan's bounds (Elkan, "Using the triangle inequality to accelerate k-means",
 /// ICML 2003): a lower bound on the distance from every point to every centre. In
@@ -22,17 +27,15 @@ pub(super) fn lloyd_elkan(
     cfg: &KMeansConfig,
     gemm_after: Option<usize>,
 ) -> Result<KMeansFit> {
-    let (n, k) = (x.rows, cfg.k);
-    let mut scratch = Matrix {
-        data: Vec::new(),
-        rows: 0,
-        cols: x.cols,
-    };
+    let (n, k, d) = (x.rows, cfg.k, x.cols);
+    // The rows of a phase-B group, and their dot products with every centre.
+    let (mut scratch, mut dots) = (Vec::new(), Vec::new());
+    let x_norms = x.row_sq_norms();
     let mut cb = Codebook::new(init)?;
     let mut assign = vec![0u32; n];
     let mut upper = vec![0f32; n];
     let mut lower = vec![0f32; n * k];
-    init_bounds(x, &cb, &mut assign, &mut upper, &mut lower)?;
+    init_bounds(x, &x_norms, &cb, &mut assign, &mut upper, &mut lower);
     let mut evals = (n * k) as u64;
     // Upper bounds from the GEMM are not exact distances; the stopping rule needs exact ones.
     let mut inertia = if cfg.tol > 0.0 {
@@ -43,8 +46,10 @@ pub(super) fn lloyd_elkan(
     let (mut iterations, mut converged, mut reseeded) = (0, false, 0);
     let mut sums = ClusterSums::new(x, &assign, k);
     let mut prev = assign.clone();
+    let mut phase_s = [0f64; 4];
     while iterations < cfg.max_iter {
         iterations += 1;
+        let t0 = std::time::Instant::now();
         let mut c = sums.centroids(&cb.centroids);
         let mut counts = sums.counts.clone();
         let sq_upper: Vec<f32> = upper.iter().map(|u| u * u).collect();
@@ -60,8 +65,10 @@ pub(super) fn lloyd_elkan(
         // Centre-to-centre distances: a centre farther than 2u from a point's own centre
         // cannot be closer to the point.
         let (cc, half_sep) = separation(&cb)?;
+        let half_cc: Vec<f32> = cc.iter().map(|v| 0.5 * v).collect();
         let cents = &cb.centroids;
         let gemm_after = gemm_after.unwrap_or(k / ELKAN_GEMM_FRACTION);
+        let t1 = std::time::Instant::now();
         // Phase A: bounds for every point; few candidates → exact distances one by one,
         // many → left for one batched GEMM search (phase B).
         let outcome: Vec<(u64, bool, bool)> = (
@@ -76,15 +83,10 @@ pub(super) fn lloyd_elkan(
                 let mut cur = *a as usize;
                 *u += shift[cur];
                 let open = |u: f32, l: &[f32], cur: usize, j: usize| {
-                    j != cur && u > l[j].max(0.5 * cc[cur * k + j])
+                    j != cur && u > l[j].max(half_cc[cur * k + j])
                 };
-                // One pass: move the bounds and count candidates against the loose upper bound.
-                let ccur = &cc[cur * k..(cur + 1) * k];
-                let mut loose = 0usize;
-                for (j, (lj, &sj)) in l.iter_mut().zip(&shift).enumerate() {
-                    *lj = (*lj - sj).max(0.0);
-                    loose += (j != cur && *u > lj.max(0.5 * ccur[j])) as usize;
-                }
+                let hcur = &half_cc[cur * k..(cur + 1) * k];
+                let loose = loosen(l, &shift, hcur, *u, cur);
                 if loose == 0 || *u <= half_sep[cur] {
                     return (0, false, false);
                 }
@@ -94,7 +96,8 @@ pub(super) fn lloyd_elkan(
                 }
                 *u = sq_dist(xi, cents.row(cur)).sqrt();
                 l[cur] = *u;
-                let candidates = (0..k).filter(|&j| open(*u, l, cur, j)).count();
+                // l[cur] = u rules `cur` itself out.
+                let candidates = count_open(l, hcur, *u);
                 if candidates > gemm_after {
                     return (1, false, true);
                 }
@@ -118,43 +121,31 @@ pub(super) fn lloyd_elkan(
             .collect();
         let mut step_evals: u64 = outcome.iter().map(|o| o.0).sum();
         let mut changed = outcome.iter().filter(|o| o.1).count();
-        // Phase B: the points with many candidates, as one GEMM search with exact re-checks.
+        let t2 = std::time::Instant::now();
+        // Phase B: the points with many candidates, searched by GEMM with exact re-checks, a
+        // group of rows at a time so the gathered rows are still in cache when the GEMM reads
+        // them (gathering all of them first cost a write and a read of up to the whole sample).
         let heavy: Vec<usize> = (0..n).filter(|&i| outcome[i].2).collect();
-        if !heavy.is_empty() {
-            scratch.data.clear();
-            for &i in &heavy {
-                scratch.data.extend_from_slice(x.row(i));
-            }
-            scratch.rows = heavy.len();
-            let d2 = cb.all_distances(&scratch)?;
-            step_evals += (heavy.len() * k) as u64;
-            let mut row_of = vec![usize::MAX; n];
-            for (r, &i) in heavy.iter().enumerate() {
-                row_of[i] = r;
-            }
-            let c_norms = cb.sq_norms();
-            changed += (
-                assign.par_iter_mut(),
-                upper.par_iter_mut(),
-                lower.par_chunks_mut(k),
-            )
+        step_evals += (heavy.len() * k) as u64;
+        for group in heavy.chunks(SEARCH_ROWS) {
+            scratch.resize(group.len() * d, 0.0);
+            (scratch.par_chunks_mut(d.max(1)), group.par_iter())
                 .into_par_iter()
-                .enumerate()
-                .filter(|(i, _)| row_of[*i] != usize::MAX)
-                .map(|(i, (a, u, l))| {
-                    let old = *a;
-                    (*a, *u) = bounds_from_gemm(
-                        x.row(i),
-                        cents,
-                        c_norms,
-                        &d2[row_of[i] * k..(row_of[i] + 1) * k],
-                        l,
-                    );
-                    (*a != old) as usize
-                })
-                .sum::<usize>();
+                .for_each(|(row, &i)| row.copy_from_slice(x.row(i)));
+            dots.resize(group.len() * k, 0.0);
+            dots_into(&scratch, group.len(), cents, &mut dots);
+            let found: Vec<(u32, f32)> = (dots.par_chunks_mut(k), group.par_iter())
+                .into_par_iter()
+                .map(|(row, &i)| bounds_from_dots(x.row(i), x_norms[i], &cb, row))
+                .collect();
+            for ((&i, row), (a, u)) in group.iter().zip(dots.chunks(k)).zip(found) {
+                lower[i * k..(i + 1) * k].copy_from_slice(row);
+                changed += (assign[i] != a) as usize;
+                (assign[i], upper[i]) = (a, u);
+            }
         }
         evals += step_evals;
+        let t3 = std::time::Instant::now();
         // Keep the cluster sums current: only moved points change them.
         if moved.is_empty() {
             sums.apply_moves(x, &prev, &assign);
@@ -162,6 +153,13 @@ pub(super) fn lloyd_elkan(
             sums = ClusterSums::new(x, &assign, k);
         }
         prev.copy_from_slice(&assign);
+        let t4 = std::time::Instant::now();
+        for (p, (a, b)) in phase_s
+            .iter_mut()
+            .zip([(t0, t1), (t1, t2), (t2, t3), (t3, t4)])
+        {
+            *p += (b - a).as_secs_f64();
+        }
         // The stopping rule needs the exact inertia (upper bounds of skipped points may be
         // loose); with tol = 0 only the final value is reported, so skip the O(N·D) pass.
         let rel = if cfg.tol > 0.0 {
@@ -190,6 +188,10 @@ pub(super) fn lloyd_elkan(
         inertia,
         reseeded,
         evals,
+        centres_s = phase_s[0],
+        bounds_s = phase_s[1],
+        gemm_search_s = phase_s[2],
+        sums_s = phase_s[3],
         "k-means (Elkan) fitted"
     );
     Ok(KMeansFit {
@@ -203,76 +205,124 @@ pub(super) fn lloyd_elkan(
     })
 }
 
-/// Exact first assignment and Elkan bounds from a GEMM search, block by block so the
-/// distance matrix never exists in full next to the N × K bounds.
+/// Moves a point's lower bounds `l` back by the centres' shifts and counts the centres other
+/// than `cur` that the upper bound `u` leaves open (`half_cc`: half the distances from `cur`).
+/// Counted in lanes, so the pass compiles to vector code.
+fn loosen(l: &mut [f32], shift: &[f32], half_cc: &[f32], u: f32, cur: usize) -> usize {
+    let mut lanes = [0u32; MIN_LANES];
+    let (lc, lr) = l.as_chunks_mut::<MIN_LANES>();
+    let (sc, sr) = shift.as_chunks::<MIN_LANES>();
+    let (hc, hr) = half_cc.as_chunks::<MIN_LANES>();
+    for ((l, s), h) in lc.iter_mut().zip(sc).zip(hc) {
+        for t in 0..MIN_LANES {
+            l[t] = (l[t] - s[t]).max(0.0);
+            lanes[t] += (u > l[t].max(h[t])) as u32;
+        }
+    }
+    let mut open: usize = lanes.iter().map(|&c| c as usize).sum();
+    for ((l, s), h) in lr.iter_mut().zip(sr).zip(hr) {
+        *l = (*l - s).max(0.0);
+        open += (u > l.max(*h)) as usize;
+    }
+    open - (u > l[cur].max(half_cc[cur])) as usize
+}
+
+/// How many centres the upper bound `u` leaves open, counted in lanes as in [`loosen`].
+fn count_open(l: &[f32], half_cc: &[f32], u: f32) -> usize {
+    let mut lanes = [0u32; MIN_LANES];
+    let (lc, lr) = l.as_chunks::<MIN_LANES>();
+    let (hc, hr) = half_cc.as_chunks::<MIN_LANES>();
+    for (l, h) in lc.iter().zip(hc) {
+        for t in 0..MIN_LANES {
+            lanes[t] += (u > l[t].max(h[t])) as u32;
+        }
+    }
+    let rest = lr.iter().zip(hr).filter(|(l, h)| u > l.max(**h)).count();
+    lanes.iter().map(|&c| c as usize).sum::<usize>() + rest
+}
+
+/// Exact first assignment and Elkan bounds from a GEMM search, block by block, the dot
+/// products written straight into the bounds they become.
 fn init_bounds(
     x: &Matrix,
+    x_norms: &[f32],
     cb: &Codebook,
     assign: &mut [u32],
     upper: &mut [f32],
     lower: &mut [f32],
-) -> Result<()> {
-    let k = cb.len();
+) {
+    let (k, d) = (cb.len(), x.cols);
     for start in (0..x.rows).step_by(BLOCK_ROWS) {
         let end = (start + BLOCK_ROWS).min(x.rows);
-        let d2 =
-            cb.distances_of_rows(&x.data[start * x.cols..end * x.cols], end - start, x.cols)?;
+        let block = &mut lower[start * k..end * k];
+        dots_into(
+            &x.data[start * d..end * d],
+            end - start,
+            &cb.centroids,
+            block,
+        );
         (
             &mut assign[start..end],
             &mut upper[start..end],
-            lower[start * k..end * k].par_chunks_mut(k),
-            d2.par_chunks(k),
+            block.par_chunks_mut(k),
         )
             .into_par_iter()
             .enumerate()
-            .for_each(|(r, (a, u, l, d))| {
-                (*a, *u) = bounds_from_gemm(x.row(start + r), &cb.centroids, cb.sq_norms(), d, l);
+            .for_each(|(r, (a, u, l))| {
+                let i = start + r;
+                (*a, *u) = bounds_from_dots(x.row(i), x_norms[i], cb, l);
             });
     }
-    Ok(())
 }
 
-/// From one point's GEMM-expansion squared distances `d2` to all centres: its nearest centre
-/// and exact distance, and lower bounds `l` for every centre. The expansion can round a little
-/// either way, so bounds are lowered by a safety slack and every centre within twice that slack
-/// of the best is re-checked with an exact distance (ties → lowest index, as plain Lloyd).
-fn bounds_from_gemm(
-    xi: &[f32],
-    cents: &Matrix,
-    c_norms: &[f32],
-    d2: &[f32],
-    l: &mut [f32],
-) -> (u32, f32) {
-    let xn = crate::matrix::sq_norm(xi);
-    let slack = |j: usize| gemm_slack(xi.len(), xn, c_norms[j]);
-    let approx_best = (0..d2.len())
-        .map(|j| d2[j] + slack(j))
-        .fold(f32::INFINITY, f32::min);
-    let mut near = 0usize;
-    let mut first = 0usize;
-    for j in 0..d2.len() {
-        l[j] = (d2[j] - slack(j)).max(0.0).sqrt();
-        if d2[j] - slack(j) <= approx_best {
-            if near == 0 {
-                first = j;
-            }
-            near += 1;
+/// From one point's dot products with every centre (`row`, overwritten with the point's lower
+/// bounds): its nearest centre and the distance to it. The GEMM expansion ‖x‖² − 2x·c + ‖c‖²
+/// can round a little either way, so bounds are lowered by a safety slack and every centre
+/// within twice that slack of the best is re-checked with an exact distance (ties → lowest
+/// index, as plain Lloyd).
+fn bounds_from_dots(xi: &[f32], xn: f32, cb: &Codebook, row: &mut [f32]) -> (u32, f32) {
+    let (dim, c_norms) = (xi.len(), cb.sq_norms());
+    // Squared distances, and the smallest upper end, with one running minimum per lane: a
+    // single one is a chain of dependent `min`s the compiler may not reorder (8% of a fit).
+    let to_d2 = |v: &mut f32, cn: f32| *v = (xn - 2.0 * *v + cn).max(0.0);
+    let mut lanes = [f32::INFINITY; MIN_LANES];
+    let (rows, rest) = row.as_chunks_mut::<MIN_LANES>();
+    let (norms, norms_rest) = c_norms.as_chunks::<MIN_LANES>();
+    for (r, n) in rows.iter_mut().zip(norms) {
+        for t in 0..MIN_LANES {
+            to_d2(&mut r[t], n[t]);
+            lanes[t] = lanes[t].min(r[t] + gemm_slack(dim, xn, n[t]));
         }
     }
-    if near == 1 {
+    let mut approx_best = lanes.into_iter().fold(f32::INFINITY, f32::min);
+    for (v, &cn) in rest.iter_mut().zip(norms_rest) {
+        to_d2(v, cn);
+        approx_best = approx_best.min(*v + gemm_slack(dim, xn, cn));
+    }
+    // Centres that may be the nearest, with their GEMM distances; then the bounds, in a pass
+    // of its own that compiles to vector code.
+    let near: Vec<(usize, f32)> = (row.iter().zip(c_norms).enumerate())
+        .filter(|(_, (v, cn))| **v - gemm_slack(dim, xn, **cn) <= approx_best)
+        .map(|(j, (v, _))| (j, *v))
+        .collect();
+    for (v, &cn) in row.iter_mut().zip(c_norms) {
+        *v = (*v - gemm_slack(dim, xn, cn)).max(0.0).sqrt();
+    }
+    if let [(only, d2)] = near[..] {
         // The best is clear of every other centre: no exact distance needed. Its upper bound
         // is the GEMM value plus the slack.
-        return (first as u32, (d2[first] + slack(first)).sqrt());
+        return (
+            only as u32,
+            (d2 + gemm_slack(dim, xn, c_norms[only])).sqrt(),
+        );
     }
     let (mut best, mut best_d) = (0usize, f32::INFINITY);
-    for j in 0..d2.len() {
-        if d2[j] - slack(j) <= approx_best {
-            let e = sq_dist(xi, cents.row(j)).sqrt();
-            l[j] = e;
-            if e < best_d {
-                best = j;
-                best_d = e;
-            }
+    for (j, _) in near {
+        let e = sq_dist(xi, cb.centroids.row(j)).sqrt();
+        row[j] = e;
+        if e < best_d {
+            best = j;
+            best_d = e;
         }
     }
     (best as u32, best_d)
