@@ -32,11 +32,15 @@ impl Matrix {
         &mut self.data[i * self.cols..(i + 1) * self.cols]
     }
 
-    /// Rows `idx` copied into a new matrix, in that order.
+    /// Rows `idx` copied into a new matrix, in that order (in parallel: an RQ-VAE batch is
+    /// 4 MiB of scattered rows).
     pub fn gather(&self, idx: &[usize]) -> Matrix {
-        let mut data = Vec::with_capacity(idx.len() * self.cols);
-        for &i in idx {
-            data.extend_from_slice(self.row(i));
+        use rayon::prelude::*;
+        let mut data = vec![0f32; idx.len() * self.cols];
+        if self.cols > 0 {
+            data.par_chunks_mut(self.cols)
+                .zip(idx.par_iter())
+                .for_each(|(row, &i)| row.copy_from_slice(self.row(i)));
         }
         Matrix::new(data, idx.len(), self.cols)
     }
@@ -127,6 +131,42 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 pub fn sq_norm(v: &[f32]) -> f32 {
     dot(v, v)
+}
+
+/// Σ (aᵢ − bᵢ)² accumulated in f64, in lanes (for losses and gradient norms, which sum
+/// millions of terms). Deterministic: a fixed order for a given length.
+#[inline]
+pub fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
+    const W: usize = 8;
+    let (ac, ar) = a.as_chunks::<W>();
+    let (bc, br) = b.as_chunks::<W>();
+    let mut acc = [0f64; W];
+    for (x, y) in ac.iter().zip(bc) {
+        for i in 0..W {
+            let d = (x[i] - y[i]) as f64;
+            acc[i] += d * d;
+        }
+    }
+    let rest: f64 = ar
+        .iter()
+        .zip(br)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum();
+    acc.iter().sum::<f64>() + rest
+}
+
+/// Σ aᵢ² accumulated in f64, as [`sq_dist_f64`].
+#[inline]
+pub fn sq_norm_f64(a: &[f32]) -> f64 {
+    const W: usize = 8;
+    let (ac, ar) = a.as_chunks::<W>();
+    let mut acc = [0f64; W];
+    for x in ac {
+        for i in 0..W {
+            acc[i] += x[i] as f64 * x[i] as f64;
+        }
+    }
+    acc.iter().sum::<f64>() + ar.iter().map(|&x| x as f64 * x as f64).sum::<f64>()
 }
 
 /// Squared Euclidean distance, computed directly (not by the GEMM expansion), so it is exact

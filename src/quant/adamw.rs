@@ -86,7 +86,7 @@ pub fn clip_scale(grads: &GradStore, vars: &[Var], max: f64) -> Result<f64> {
         if let Some(g) = grads.get(v.as_tensor()) {
             let parts: Vec<f64> = with_data(g, |s| {
                 s.par_chunks(CHUNK)
-                    .map(|c| c.iter().map(|&x| x as f64 * x as f64).sum::<f64>())
+                    .map(crate::matrix::sq_norm_f64)
                     .collect()
             })?;
             sq += parts.iter().sum::<f64>();

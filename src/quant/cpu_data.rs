@@ -1,5 +1,5 @@
-//! Borrowing the f32 data of CPU tensors inside sidtool's custom candle ops (dense layers, the
-//! reconstruction loss, AdamW): copying multi-MiB activations each step cost measurable time.
+//! Borrowing the f32 data of CPU tensors inside sidtool's custom candle ops (the MLPs with
+//! their reconstruction loss, AdamW): copying multi-MiB activations each step cost measurable time.
 
 use candle_core::{CpuStorage, Layout, Storage, Tensor};
 

@@ -3,11 +3,10 @@
 
 pub mod adamw;
 pub mod cpu_data;
-pub mod dense;
 pub mod distance;
 pub mod gensar;
 pub mod kmeans;
-pub mod loss;
+pub mod mlp;
 pub mod rq_kmeans;
 pub mod rqvae;
 pub mod store;

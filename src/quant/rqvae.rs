@@ -21,11 +21,10 @@ use crate::ids::kind::IdKind;
 use crate::matrix::Matrix;
 use crate::progress::Progress;
 use crate::quant::adamw::{FusedAdamW, clip_scale};
-use crate::quant::dense::DenseOp;
 use crate::quant::distance::Codebook;
 use crate::quant::gensar::DualSpec;
 use crate::quant::kmeans::{self, KMeansConfig};
-use crate::quant::loss::MseOp;
+use crate::quant::mlp::{self, MlpLossOp, MlpOp};
 use crate::quant::{Quantizer, store};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::seq::SliceRandom;
@@ -519,7 +518,11 @@ impl Quantizer for RqVae {
     }
 }
 
-type Mlp = Vec<(Var, Var)>;
+/// One MLP's parameters, all layers in one variable (see `quant/mlp.rs`).
+struct Mlp {
+    params: Var,
+    widths: Vec<usize>,
+}
 
 /// Training state: candle variables, optimiser, RNG.
 struct Trainer<'a> {
@@ -536,34 +539,26 @@ struct Trainer<'a> {
     pairs: Vec<(u32, u32)>,
 }
 
-/// He-uniform init from our own RNG (candle's random init is not seedable on the CPU).
-fn dense_var(rng: &mut ChaCha8Rng, inp: usize, out: usize) -> Result<(Var, Var)> {
-    let bound = (6.0 / inp as f64).sqrt() as f32;
-    let w: Vec<f32> = (0..inp * out)
-        .map(|_| rng.random_range(-bound..bound))
-        .collect();
-    let w = Var::from_tensor(&Tensor::from_vec(w, (out, inp), &Device::Cpu)?)?;
-    let b = Var::from_tensor(&Tensor::zeros(out, DType::F32, &Device::Cpu)?)?;
-    Ok((w, b))
-}
-
-fn mlp_vars(rng: &mut ChaCha8Rng, w: &[usize]) -> Result<Mlp> {
-    (0..w.len() - 1)
-        .map(|i| dense_var(rng, w[i], w[i + 1]))
-        .collect()
-}
-
-/// `input_grad`: whether the first layer's input needs a gradient (not for raw data).
-fn forward_mlp(layers: &[(Var, Var)], x: &Tensor, input_grad: bool) -> Result<Tensor> {
-    let mut h = x.clone();
-    for (i, (w, b)) in layers.iter().enumerate() {
-        let op = DenseOp {
-            relu: i + 1 < layers.len(),
-            input_grad: input_grad || i > 0,
-        };
-        h = h.apply_op3(w.as_tensor(), b.as_tensor(), op)?;
+/// He-uniform weights and zero biases, layer by layer, from our own RNG (candle's random init
+/// is not seedable on the CPU).
+fn mlp_vars(rng: &mut ChaCha8Rng, widths: &[usize]) -> Result<Mlp> {
+    let mut p = Vec::with_capacity(mlp::param_count(widths));
+    for io in widths.windows(2) {
+        let (inp, out) = (io[0], io[1]);
+        let bound = (6.0 / inp as f64).sqrt() as f32;
+        p.extend((0..inp * out).map(|_| rng.random_range(-bound..bound)));
+        p.extend(std::iter::repeat_n(0f32, out));
     }
-    Ok(h)
+    let n = p.len();
+    Ok(Mlp {
+        params: Var::from_tensor(&Tensor::from_vec(p, n, &Device::Cpu)?)?,
+        widths: widths.to_vec(),
+    })
+}
+
+/// `input_grad`: whether the input needs a gradient (not for raw data).
+fn forward_mlp(m: &Mlp, x: &Tensor, input_grad: bool) -> Result<Tensor> {
+    Ok(x.apply_op2(m.params.as_tensor(), MlpOp::new(&m.widths, input_grad))?)
 }
 
 fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -579,16 +574,15 @@ fn narrow(t: &Tensor, span: Span, width: usize) -> Result<Tensor> {
     }
 }
 
-fn to_dense(layers: &[(Var, Var)]) -> Result<Vec<Dense>> {
-    layers
-        .iter()
-        .map(|(w, b)| {
-            Ok(Dense {
-                w: Matrix::from_tensor(w.as_tensor())?,
-                b: b.as_tensor().to_vec1()?,
-            })
+fn to_dense(m: &Mlp) -> Result<Vec<Dense>> {
+    let p = m.params.as_tensor().to_vec1::<f32>()?;
+    Ok(mlp::layers(&m.widths, &p)
+        .into_iter()
+        .map(|(w, b)| Dense {
+            w: Matrix::new(w.to_vec(), b.len(), w.len() / b.len().max(1)),
+            b: b.to_vec(),
         })
-        .collect()
+        .collect())
 }
 
 impl<'a> Trainer<'a> {
@@ -750,10 +744,7 @@ impl<'a> Trainer<'a> {
         order.shuffle(&mut self.rng);
         self.init_codebooks(&order)?;
         let mut vars: Vec<Var> = Vec::new();
-        for (w, b) in self.enc.iter().chain(&self.dec).flatten() {
-            vars.push(w.clone());
-            vars.push(b.clone());
-        }
+        vars.extend(self.enc.iter().chain(&self.dec).map(|m| m.params.clone()));
         vars.extend(self.codebooks.iter().cloned());
         let mut opt = FusedAdamW::new(vars.clone(), self.cfg.lr, self.cfg.weight_decay);
         let steps_per_epoch = n.div_ceil(bs);
@@ -956,8 +947,12 @@ impl<'a> Trainer<'a> {
             let zk = narrow(&z, k.latent, width)?;
             let z_st = (&zk + (zq - &zk)?.detach())?;
             let target = narrow(x, k.input, self.x.cols)?.contiguous()?;
-            let xh = forward_mlp(&self.dec[kind], &z_st.contiguous()?, true)?;
-            let r = xh.apply_op2(&target, MseOp)?;
+            let dec = &self.dec[kind];
+            let r = z_st.contiguous()?.apply_op3(
+                dec.params.as_tensor(),
+                &target,
+                MlpLossOp::new(&dec.widths, true),
+            )?;
             recon = Some(match recon {
                 None => r,
                 Some(acc) => (acc + r)?,
