@@ -721,12 +721,12 @@ impl<'a> Trainer<'a> {
             enc: self
                 .enc
                 .iter()
-                .map(|m| to_dense(m))
+                .map(to_dense)
                 .collect::<Result<_>>()?,
             dec: self
                 .dec
                 .iter()
-                .map(|m| to_dense(m))
+                .map(to_dense)
                 .collect::<Result<_>>()?,
             codebooks: self
                 .codebooks
