@@ -143,7 +143,9 @@ pub fn check_gemm_backend() {
 
 /// The pure-Rust path: candle-core's kernel, for f32 and f64. Its k loop runs in one fixed
 /// order whatever the thread count (threads split the output's rows and columns), so results
-/// are bit-identical under any rayon pool size.
+/// are bit-identical under any rayon pool size. The kernel itself (AVX-512 with the crate's
+/// `x86-v4` feature, else AVX2/FMA) is picked at run time from the CPU, so two kinds of CPU may
+/// round differently.
 #[allow(clippy::too_many_arguments)]
 fn gemm_crate<T: Copy + 'static>(
     a: &[T],

@@ -133,10 +133,11 @@ pub fn sq_norm(v: &[f32]) -> f32 {
     dot(v, v)
 }
 
-/// Σ (aᵢ − bᵢ)² accumulated in f64, in lanes (for losses and gradient norms, which sum
-/// millions of terms). Deterministic: a fixed order for a given length.
+/// Σ (aᵢ − bᵢ)², each difference in f32, squares and sums in f64, in lanes (for losses and
+/// gradient norms, which sum millions of terms). Deterministic: a fixed order for a length.
 #[inline]
 pub fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
     const W: usize = 8;
     let (ac, ar) = a.as_chunks::<W>();
     let (bc, br) = b.as_chunks::<W>();

@@ -1,5 +1,7 @@
-//! A whole MLP `x → ReLU(x W₁ᵀ + b₁) → … → x W_Lᵀ + b_L` as one candle custom op, for RQ-VAE
-//! and GenSAR training. All weights and biases live in one flat parameter tensor.
+//! A whole MLP `h₀ = x, h_l = ReLU(h_{l−1} W_lᵀ + b_l), y = h_{L−1} W_Lᵀ + b_L` as one candle
+//! custom op, for RQ-VAE and GenSAR training. All weights and biases live in one flat
+//! parameter tensor. The forward pass keeps its hidden activations in the op until the op
+//! (with the graph) is dropped, so a graph may be differentiated more than once.
 //!
 //! Composed from candle ops, a layer is a matmul on a transposed view, a broadcast add and a
 //! ReLU, each single-threaded outside the matmul. One custom op per layer fixed that, but
@@ -50,10 +52,10 @@ pub fn layers<'a>(widths: &[usize], params: &'a [f32]) -> Vec<(&'a [f32], &'a [f
 }
 
 /// The op: ReLU after every layer but the last.
-#[derive(Debug)]
 pub struct MlpOp {
     widths: Vec<usize>,
-    /// Compute dL/dx (false for an MLP fed straight from data).
+    /// Compute dL/dx (false for an MLP fed straight from data: no gradient reaches x even if
+    /// it is a variable).
     input_grad: bool,
     /// The hidden activations of the forward pass, for the backward.
     saved: Mutex<Vec<Vec<f32>>>,
@@ -193,18 +195,18 @@ fn check(widths: &[usize], x: &Layout, p: &Layout) -> candle_core::Result<usize>
 fn op_backward(
     widths: &[usize],
     input_grad: bool,
-    acts: Vec<Vec<f32>>,
+    acts: &[Vec<f32>],
     x: &Tensor,
     params: &Tensor,
     g_out: &[f32],
 ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
     if acts.len() + 2 != widths.len() {
-        candle_core::bail!("mlp op: backward without its forward pass");
+        candle_core::bail!("mlp op: backward before the forward pass ran on the CPU");
     }
     let rows = x.dim(0)?;
     let (gx, gp) = with_data(x, |xs| {
         with_data(params, |p| {
-            backward(xs, rows, widths, p, &acts, g_out, input_grad)
+            backward(xs, rows, widths, p, acts, g_out, input_grad)
         })
     })??;
     let gx = gx
@@ -242,9 +244,9 @@ impl CustomOp2 for MlpOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let acts = std::mem::take(&mut *self.saved.lock().expect("not poisoned"));
+        let acts = self.saved.lock().expect("not poisoned");
         with_data(grad, |g| {
-            op_backward(&self.widths, self.input_grad, acts, x, params, g)
+            op_backward(&self.widths, self.input_grad, &acts, x, params, g)
         })?
     }
 }
@@ -256,7 +258,6 @@ const LOSS_BLOCK: usize = 16 * 1024;
 /// the (rows × D) prediction and its gradient never become candle tensors. The gradient flows
 /// to the input and the parameters, not to the target (data). The sum runs over fixed blocks
 /// added in order, so the loss does not depend on the thread count.
-#[derive(Debug)]
 pub struct MlpLossOp {
     mlp: MlpOp,
     /// The prediction of the forward pass, for the backward.
@@ -316,20 +317,21 @@ impl CustomOp3 for MlpLossOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let acts = std::mem::take(&mut *self.mlp.saved.lock().expect("not poisoned"));
-        // d mean((y − t)²)/dy = 2 (y − t) / n, written over the prediction.
-        let mut g = std::mem::take(&mut *self.prediction.lock().expect("not poisoned"));
-        let scale = 2.0 * grad.to_scalar::<f32>()? / g.len().max(1) as f32;
-        with_data(target, |t| {
-            if t.len() != g.len() {
-                candle_core::bail!("mlp loss op: backward without its forward pass");
+        let acts = self.mlp.saved.lock().expect("not poisoned");
+        let y = self.prediction.lock().expect("not poisoned");
+        // d mean((y − t)²)/dy = 2 (y − t) / n.
+        let scale = 2.0 * grad.to_scalar::<f32>()? / y.len().max(1) as f32;
+        let g: Vec<f32> = with_data(target, |t| {
+            if t.len() != y.len() {
+                candle_core::bail!("mlp loss op: backward before the forward pass ran on the CPU");
             }
-            g.par_chunks_mut(LOSS_BLOCK)
-                .zip(t.par_chunks(LOSS_BLOCK))
-                .for_each(|(g, t)| g.iter_mut().zip(t).for_each(|(y, t)| *y = scale * (*y - t)));
-            Ok(())
+            Ok(y.par_iter()
+                .zip(t)
+                .with_min_len(LOSS_BLOCK)
+                .map(|(y, t)| scale * (y - t))
+                .collect())
         })??;
-        let (gx, gp) = op_backward(&self.mlp.widths, self.mlp.input_grad, acts, x, params, &g)?;
+        let (gx, gp) = op_backward(&self.mlp.widths, self.mlp.input_grad, &acts, x, params, &g)?;
         Ok((gx, gp, None))
     }
 }
@@ -450,6 +452,19 @@ mod tests {
             })
             .collect();
         close(&fused_p, &theirs_p, "parameter gradient through the loss");
+        // The graph can be differentiated again: the op keeps what its backward needs.
+        let again = fused.backward().unwrap();
+        close(
+            &flat(again.get(params.as_tensor()).unwrap()),
+            &fused_p,
+            "second backward",
+        );
+        let again = loss(&ours).backward().unwrap();
+        close(
+            &flat(again.get(params.as_tensor()).unwrap()),
+            &ours_p,
+            "second backward of the plain op",
+        );
     }
 
     /// The loss is a block-ordered sum: the same bits on one thread and on several.

@@ -12,7 +12,9 @@
 //! plain matrices through the same GEMM seam and exact nearest-codeword search as RQ-KMeans, so
 //! `assign` is fast, multi-threaded and bit-identical however rows are batched.
 //! Every random choice (weight init, shuffling, masks, dead-code resets) comes from one seeded
-//! ChaCha8 stream: the same data, config and seed give the same model and codes on CPU.
+//! ChaCha8 stream: the same data, config and seed give the same model and codes on CPU, for
+//! any thread count. Across CPUs that get different GEMM kernels (AVX-512 or AVX2, picked at
+//! run time) the weights may round differently.
 
 use crate::config::{Method, PrefixMasking, QuantizerConfig, RqVaeConfig};
 use crate::error::{Error, Result};
@@ -578,8 +580,9 @@ fn to_dense(m: &Mlp) -> Result<Vec<Dense>> {
     let p = m.params.as_tensor().to_vec1::<f32>()?;
     Ok(mlp::layers(&m.widths, &p)
         .into_iter()
-        .map(|(w, b)| Dense {
-            w: Matrix::new(w.to_vec(), b.len(), w.len() / b.len().max(1)),
+        .zip(m.widths.windows(2))
+        .map(|((w, b), io)| Dense {
+            w: Matrix::new(w.to_vec(), io[1], io[0]),
             b: b.to_vec(),
         })
         .collect())
@@ -718,16 +721,8 @@ impl<'a> Trainer<'a> {
                 epoch_seconds: Vec::new(),
             },
             arch: self.arch.clone(),
-            enc: self
-                .enc
-                .iter()
-                .map(to_dense)
-                .collect::<Result<_>>()?,
-            dec: self
-                .dec
-                .iter()
-                .map(to_dense)
-                .collect::<Result<_>>()?,
+            enc: self.enc.iter().map(to_dense).collect::<Result<_>>()?,
+            dec: self.dec.iter().map(to_dense).collect::<Result<_>>()?,
             codebooks: self
                 .codebooks
                 .iter()

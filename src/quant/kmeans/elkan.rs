@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 /// Rows per GEMM search in phase B (8 MiB of gathered rows at D = 1024).
 const SEARCH_ROWS: usize = 2048;
-/// Independent running minima in the scan of a distance row.
+/// Independent running minima or counters in the per-point passes over the K centres.
 const MIN_LANES: usize = 16;
 
 /// Lloyd with Elkan's bounds (Elkan, "Using the triangle inequality to accelerate k-means",
@@ -20,7 +20,8 @@ const MIN_LANES: usize = 16;
 /// high-dimensional data each point sits among a few near-equidistant centres (Hamerly's
 /// single bound is then useless) while hundreds of others are far; per-centre bounds rule the
 /// far ones out for good, so later iterations compute a few exact distances per point instead
-/// of a full GEMM row. Distances here are direct (not the GEMM expansion), so they are exact.
+/// of a full GEMM row. Single distances are computed directly (exact); GEMM searches re-check
+/// every centre within the expansion's rounding slack of the best with an exact distance.
 pub(super) fn lloyd_elkan(
     x: &Matrix,
     init: Matrix,
@@ -64,13 +65,13 @@ pub(super) fn lloyd_elkan(
         }
         // Centre-to-centre distances: a centre farther than 2u from a point's own centre
         // cannot be closer to the point.
-        let (cc, half_sep) = separation(&cb)?;
-        let half_cc: Vec<f32> = cc.iter().map(|v| 0.5 * v).collect();
+        let (mut half_cc, half_sep) = separation(&cb)?;
+        half_cc.iter_mut().for_each(|v| *v *= 0.5);
         let cents = &cb.centroids;
         let gemm_after = gemm_after.unwrap_or(k / ELKAN_GEMM_FRACTION);
         let t1 = std::time::Instant::now();
         // Phase A: bounds for every point; few candidates → exact distances one by one,
-        // many → left for one batched GEMM search (phase B).
+        // many → left for the batched GEMM searches of phase B.
         let outcome: Vec<(u64, bool, bool)> = (
             assign.par_iter_mut(),
             upper.par_iter_mut(),
@@ -227,7 +228,8 @@ fn loosen(l: &mut [f32], shift: &[f32], half_cc: &[f32], u: f32, cur: usize) -> 
     open - (u > l[cur].max(half_cc[cur])) as usize
 }
 
-/// How many centres the upper bound `u` leaves open, counted in lanes as in [`loosen`].
+/// How many centres the upper bound `u` leaves open, counted in lanes as in [`loosen`]. The
+/// point's own centre counts unless its bound is at least `u` (callers set l[cur] = u).
 fn count_open(l: &[f32], half_cc: &[f32], u: f32) -> usize {
     let mut lanes = [0u32; MIN_LANES];
     let (lc, lr) = l.as_chunks::<MIN_LANES>();
