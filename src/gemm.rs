@@ -62,6 +62,68 @@ pub fn sgemm_ex(
     if degenerate(m, n, k, out, accumulate) {
         return;
     }
+    // SAFETY: `out` holds at least m × n initialised values, checked above.
+    unsafe {
+        sgemm_raw(
+            a,
+            m,
+            k,
+            a_is_km,
+            b,
+            n,
+            b_is_nk,
+            out.as_mut_ptr(),
+            accumulate,
+        )
+    }
+}
+
+/// A new (m × n) product `A · B`, as [`sgemm_ex`] without `accumulate`, in a buffer that is
+/// not zero-filled first: with β = 0 both backends write every element and read none, and
+/// training allocates several MiB of such products per step (the fill showed as 3% of a
+/// profile).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_new(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    a_is_km: bool,
+    b: &[f32],
+    n: usize,
+    b_is_nk: bool,
+) -> Vec<f32> {
+    assert!(a.len() >= m * k && b.len() >= k * n);
+    if m == 0 || n == 0 || k == 0 {
+        return vec![0.0; m * n];
+    }
+    let mut out = Vec::with_capacity(m * n);
+    // SAFETY: the capacity is m × n; with `accumulate` false the GEMM writes all m × n
+    // elements without reading them (BLAS: C need not be set when β = 0; `gemm`: read_dst
+    // false), so every element is initialised before `set_len`.
+    unsafe {
+        sgemm_raw(a, m, k, a_is_km, b, n, b_is_nk, out.as_mut_ptr(), false);
+        out.set_len(m * n);
+    }
+    out
+}
+
+/// The backend call behind [`sgemm_ex`] and [`sgemm_new`].
+///
+/// # Safety
+/// `out` must be valid for writes of m × n values (and reads, when `accumulate`); A and B must
+/// hold m × k and k × n values; m, n, k > 0.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_raw(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    a_is_km: bool,
+    b: &[f32],
+    n: usize,
+    b_is_nk: bool,
+    out: *mut f32,
+    accumulate: bool,
+) {
     #[cfg(feature = "openblas")]
     {
         use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE, cblas_sgemm};
@@ -76,7 +138,7 @@ pub fn sgemm_ex(
             (CBLAS_TRANSPOSE::CblasNoTrans, k)
         };
         // SAFETY: row-major A (m × k, ld k), B as described by (tb, ldb), out (m × n, ld n),
-        // all checked against the buffer lengths above.
+        // as the caller guarantees.
         unsafe {
             cblas_sgemm(
                 CBLAS_LAYOUT::CblasRowMajor,
@@ -91,7 +153,7 @@ pub fn sgemm_ex(
                 b.as_ptr(),
                 ldb as i32,
                 if accumulate { 1.0 } else { 0.0 },
-                out.as_mut_ptr(),
+                out,
                 n as i32,
             );
         }
@@ -99,7 +161,10 @@ pub fn sgemm_ex(
         return;
     }
     #[cfg(not(feature = "openblas"))]
-    gemm_crate(a, m, k, a_is_km, b, n, b_is_nk, out, accumulate, 1.0);
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        gemm_crate(a, m, k, a_is_km, b, n, b_is_nk, out, accumulate, 1.0)
+    };
 }
 
 // The system OpenBLAS (Debian/Ubuntu: libopenblas-dev). Linked by name: openblas-src's
@@ -146,8 +211,11 @@ pub fn check_gemm_backend() {
 /// are bit-identical under any rayon pool size. The kernel itself (AVX-512 with the crate's
 /// `x86-v4` feature, else AVX2/FMA) is picked at run time from the CPU, so two kinds of CPU may
 /// round differently.
+///
+/// # Safety
+/// As [`sgemm_raw`]: `out` valid for m × n writes (and reads when `accumulate`).
 #[allow(clippy::too_many_arguments)]
-fn gemm_crate<T: Copy + 'static>(
+unsafe fn gemm_crate<T: Copy + 'static>(
     a: &[T],
     m: usize,
     k: usize,
@@ -155,7 +223,7 @@ fn gemm_crate<T: Copy + 'static>(
     b: &[T],
     n: usize,
     b_is_nk: bool,
-    out: &mut [T],
+    out: *mut T,
     accumulate: bool,
     one: T,
 ) {
@@ -184,7 +252,7 @@ fn gemm_crate<T: Copy + 'static>(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out,
             1,
             n as isize,
             accumulate,
@@ -225,5 +293,80 @@ pub fn dgemm_ex(
     if degenerate(m, n, k, out, accumulate) {
         return;
     }
-    gemm_crate(a, m, k, a_is_km, b, n, b_is_nk, out, accumulate, 1.0);
+    // SAFETY: `out` holds at least m × n initialised values, checked above.
+    unsafe {
+        gemm_crate(
+            a,
+            m,
+            k,
+            a_is_km,
+            b,
+            n,
+            b_is_nk,
+            out.as_mut_ptr(),
+            accumulate,
+            1.0,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every layout of [`sgemm_ex`] and [`sgemm_new`] against a naive triple loop, on shapes
+    /// that are not multiples of any kernel's tile.
+    #[test]
+    fn products_match_a_naive_reference() {
+        let (m, k, n) = (37, 53, 29);
+        let val = |i: usize, p: usize| ((i * 31 + p * 17) % 23) as f32 / 7.0 - 1.5;
+        for a_is_km in [false, true] {
+            for b_is_nk in [false, true] {
+                // A[i][p] and B[p][j] stored as asked.
+                let a: Vec<f32> = (0..m * k)
+                    .map(|t| {
+                        let (r, c) = if a_is_km {
+                            (t % m, t / m)
+                        } else {
+                            (t / k, t % k)
+                        };
+                        val(r, c)
+                    })
+                    .collect();
+                let b: Vec<f32> = (0..k * n)
+                    .map(|t| {
+                        let (p, j) = if b_is_nk {
+                            (t % k, t / k)
+                        } else {
+                            (t / n, t % n)
+                        };
+                        val(p + 3, j + 5)
+                    })
+                    .collect();
+                let want: Vec<f64> = (0..m * n)
+                    .map(|t| {
+                        let (i, j) = (t / n, t % n);
+                        (0..k)
+                            .map(|p| val(i, p) as f64 * val(p + 3, j + 5) as f64)
+                            .sum()
+                    })
+                    .collect();
+                let fresh = sgemm_new(&a, m, k, a_is_km, &b, n, b_is_nk);
+                let mut acc = vec![1f32; m * n];
+                sgemm_ex(&a, m, k, a_is_km, &b, n, b_is_nk, &mut acc, true);
+                for t in 0..m * n {
+                    let tol = 1e-4 * (1.0 + want[t].abs());
+                    assert!(
+                        (fresh[t] as f64 - want[t]).abs() < tol,
+                        "{a_is_km} {b_is_nk} {t}"
+                    );
+                    assert!(
+                        (acc[t] as f64 - 1.0 - want[t]).abs() < tol,
+                        "accumulate {t}"
+                    );
+                }
+            }
+        }
+        assert_eq!(sgemm_new(&[], 3, 0, false, &[], 4, false), vec![0.0; 12]);
+    }
 }

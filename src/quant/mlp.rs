@@ -12,7 +12,7 @@
 //! through [`sgemm_ex`] (all cores); the input gradient is skipped when nothing needs it (a
 //! layer fed straight from data).
 
-use crate::gemm::sgemm_ex;
+use crate::gemm::{sgemm_ex, sgemm_new};
 use crate::quant::cpu_data::{slice, with_data};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -75,8 +75,7 @@ impl MlpOp {
 /// `y = h Wᵀ + b`, then ReLU when asked.
 fn layer_forward(h: &[f32], rows: usize, inp: usize, w: &[f32], b: &[f32], relu: bool) -> Vec<f32> {
     let out = b.len();
-    let mut y = vec![0f32; rows * out];
-    sgemm_ex(h, rows, inp, false, w, out, true, &mut y, false);
+    let mut y = sgemm_new(h, rows, inp, false, w, out, true);
     y.par_chunks_mut(out.max(1)).for_each(|row| {
         for (v, b) in row.iter_mut().zip(b) {
             *v += b;
@@ -162,8 +161,7 @@ fn backward(
             return (None, gp);
         }
         // dH = G W: (rows × out)·(out × in), then the ReLU mask of the layer that produced H.
-        let mut gh = vec![0f32; rows * inp];
-        sgemm_ex(g, rows, out, false, layers[l].0, inp, false, &mut gh, false);
+        let mut gh = sgemm_new(g, rows, out, false, layers[l].0, inp, false);
         if l > 0 {
             gh.par_chunks_mut(MASK_CHUNK)
                 .zip(acts[l - 1].par_chunks(MASK_CHUNK))
