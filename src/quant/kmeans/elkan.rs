@@ -15,6 +15,44 @@ const SEARCH_ROWS: usize = 2048;
 /// Independent running minima or counters in the per-point passes over the K centres.
 const MIN_LANES: usize = 16;
 
+/// `fn $name(args) -> ret` calling `$portable` (an `#[inline(always)]` function), compiled
+/// once more for AVX-512 and picked at run time, as `matrix::sq_dist` is: the portable build
+/// may only assume SSE2, so the lane loops would run 4 wide instead of 16. Both versions do
+/// the same operations in the same order, so they give the same results.
+macro_rules! with_avx512 {
+    ($name:ident = $portable:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn fast($($arg: $ty),*) -> $ret {
+                    $portable($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F, checked just above.
+                    return unsafe { fast($($arg),*) };
+                }
+            }
+            $portable($($arg),*)
+        }
+    };
+}
+
+with_avx512!(loosen = loosen_portable(
+    l: &mut [f32],
+    shift: &[f32],
+    half_cc: &[f32],
+    u: f32,
+    cur: usize
+) -> usize);
+with_avx512!(count_open = count_open_portable(l: &[f32], half_cc: &[f32], u: f32) -> usize);
+with_avx512!(bounds_from_dots = bounds_from_dots_portable(
+    xi: &[f32],
+    xn: f32,
+    cb: &Codebook,
+    row: &mut [f32]
+) -> (u32, f32));
+
 /// Lloyd with Elkan's bounds (Elkan, "Using the triangle inequality to accelerate k-means",
 /// ICML 2003): a lower bound on the distance from every point to every centre. In
 /// high-dimensional data each point sits among a few near-equidistant centres (Hamerly's
@@ -209,7 +247,8 @@ pub(super) fn lloyd_elkan(
 /// Moves a point's lower bounds `l` back by the centres' shifts and counts the centres other
 /// than `cur` that the upper bound `u` leaves open (`half_cc`: half the distances from `cur`).
 /// Counted in lanes, so the pass compiles to vector code.
-fn loosen(l: &mut [f32], shift: &[f32], half_cc: &[f32], u: f32, cur: usize) -> usize {
+#[inline(always)]
+fn loosen_portable(l: &mut [f32], shift: &[f32], half_cc: &[f32], u: f32, cur: usize) -> usize {
     let mut lanes = [0u32; MIN_LANES];
     let (lc, lr) = l.as_chunks_mut::<MIN_LANES>();
     let (sc, sr) = shift.as_chunks::<MIN_LANES>();
@@ -230,7 +269,8 @@ fn loosen(l: &mut [f32], shift: &[f32], half_cc: &[f32], u: f32, cur: usize) -> 
 
 /// How many centres the upper bound `u` leaves open, counted in lanes as in [`loosen`]. The
 /// point's own centre counts unless its bound is at least `u` (callers set l[cur] = u).
-fn count_open(l: &[f32], half_cc: &[f32], u: f32) -> usize {
+#[inline(always)]
+fn count_open_portable(l: &[f32], half_cc: &[f32], u: f32) -> usize {
     let mut lanes = [0u32; MIN_LANES];
     let (lc, lr) = l.as_chunks::<MIN_LANES>();
     let (hc, hr) = half_cc.as_chunks::<MIN_LANES>();
@@ -282,7 +322,8 @@ fn init_bounds(
 /// can round a little either way, so bounds are lowered by a safety slack and every centre
 /// within twice that slack of the best is re-checked with an exact distance (ties → lowest
 /// index, as plain Lloyd).
-fn bounds_from_dots(xi: &[f32], xn: f32, cb: &Codebook, row: &mut [f32]) -> (u32, f32) {
+#[inline(always)]
+fn bounds_from_dots_portable(xi: &[f32], xn: f32, cb: &Codebook, row: &mut [f32]) -> (u32, f32) {
     let (dim, c_norms) = (xi.len(), cb.sq_norms());
     // Squared distances, and the smallest upper end, with one running minimum per lane: a
     // single one is a chain of dependent `min`s the compiler may not reorder (8% of a fit).
