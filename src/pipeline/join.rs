@@ -60,20 +60,26 @@ impl CollabVectors {
         }
     }
 
+    /// An error naming the file's columns unless `path` has the vector column `column`.
+    pub fn check_column(path: &Path, column: &str) -> Result<()> {
+        if embeddings::has_column(path, column)? {
+            return Ok(());
+        }
+        Err(Error::input(
+            path,
+            Some(column),
+            None,
+            format!(
+                "no such column (the collaborative vectors, named with --collab-column or \
+                 [collab] column); the file has: {}",
+                embeddings::column_names(path)?.join(", ")
+            ),
+        ))
+    }
+
     /// Read the id column and vector column `column` of `path`.
     pub fn read(path: &Path, input: &InputConfig, column: &str) -> Result<Self> {
-        if !embeddings::has_column(path, column)? {
-            return Err(Error::input(
-                path,
-                Some(column),
-                None,
-                format!(
-                    "no such column (the collaborative vectors, named with --collab-column or \
-                     [collab] column); the file has: {}",
-                    embeddings::column_names(path)?.join(", ")
-                ),
-            ));
-        }
+        Self::check_column(path, column)?;
         let cfg = InputConfig {
             embedding_column: column.to_string(),
             ..input.clone()

@@ -1324,19 +1324,7 @@ fn check_side_inputs(items: &Path, cfg: &Config) -> Result<()> {
     }
     let column = &cfg.collab.column;
     if let Some(c) = &cfg.input.collab {
-        if !embeddings::has_column(c, column)? {
-            return Err(Error::input(
-                c,
-                Some(column),
-                None,
-                format!(
-                    "no such column (the collaborative vectors, named with --collab-column or \
-                     [collab] column); the file has: {}",
-                    embeddings::column_names(c)?.join(", ")
-                ),
-            ));
-        }
-        return Ok(());
+        return CollabVectors::check_column(c, column);
     }
     if cfg.input.interactions.is_some() || embeddings::has_column(items, column)? {
         return Ok(());

@@ -400,16 +400,18 @@ mod tests {
             &flat(g2.get(x.as_tensor()).unwrap()),
             "input gradient",
         );
+        // The per-layer variables' gradients in the flat layout: W₁, b₁, W₂, b₂, …
+        let layer_grads = |g: &candle_core::backprop::GradStore| -> Vec<f32> {
+            vars.iter()
+                .flat_map(|(w, b)| {
+                    let mut v = flat(g.get(w.as_tensor()).unwrap());
+                    v.extend(flat(g.get(b.as_tensor()).unwrap()));
+                    v
+                })
+                .collect()
+        };
         let ours_p = flat(g1.get(params.as_tensor()).unwrap());
-        let theirs_p: Vec<f32> = vars
-            .iter()
-            .flat_map(|(w, b)| {
-                let mut v = flat(g2.get(w.as_tensor()).unwrap());
-                v.extend(flat(g2.get(b.as_tensor()).unwrap()));
-                v
-            })
-            .collect();
-        close(&ours_p, &theirs_p, "parameter gradient");
+        close(&ours_p, &layer_grads(&g2), "parameter gradient");
         // Without the input gradient, the parameters' gradient is unchanged.
         let no_input = x
             .as_tensor()
@@ -441,15 +443,11 @@ mod tests {
             "input gradient through the loss",
         );
         let fused_p = flat(g4.get(params.as_tensor()).unwrap());
-        let theirs_p: Vec<f32> = vars
-            .iter()
-            .flat_map(|(w, b)| {
-                let mut v = flat(g5.get(w.as_tensor()).unwrap());
-                v.extend(flat(g5.get(b.as_tensor()).unwrap()));
-                v
-            })
-            .collect();
-        close(&fused_p, &theirs_p, "parameter gradient through the loss");
+        close(
+            &fused_p,
+            &layer_grads(&g5),
+            "parameter gradient through the loss",
+        );
         // The graph can be differentiated again: the op keeps what its backward needs.
         let again = fused.backward().unwrap();
         close(
