@@ -428,7 +428,7 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
-    /// RQ-KMeans train/encode figures on a file made by `rq_anchor.py gen`.
+    /// RQ-KMeans train/encode figures on a file made by `bench/rq_anchor.py gen`.
     Kmeans {
         #[arg(long)]
         data: PathBuf,
@@ -755,8 +755,10 @@ fn run(cli: &Cli) -> Result<()> {
             embed,
         } => {
             let cfg = cli.config(Some(input), None, None, Some(embed), None, None)?;
-            let r = sidtool::embed::job::embed_file(items, out, &cfg, *resume, &reporter)
-                .with_context(|| format!("embedding {} failed", items.display()))?;
+            let r = sidtool::embed::job::embed_file(
+                items, out, &cfg.embed, &cfg.input, *resume, &reporter,
+            )
+            .with_context(|| format!("embedding {} failed", items.display()))?;
             if !cli.quiet {
                 let padding = if r.tokens > 0 {
                     format!(
@@ -835,21 +837,12 @@ fn run(cli: &Cli) -> Result<()> {
                 Some(&collab.as_collab()),
             )?;
             let previous = match existing {
-                Some(p) => Some(sidtool::io::sid_table::read(p)?),
+                Some(p) => Some(sidtool::ids::sid_table::read(p)?),
                 None => None,
             };
-            // An existing table fixes how IDs look: follow it unless told otherwise.
             if let Some(meta) = previous.as_ref().and_then(|t| t.meta.as_ref()) {
-                if ids.dedup.is_none() {
-                    cfg.ids.dedup = meta.dedup.parse().map_err(anyhow::Error::msg)?;
-                }
-                if ids.token_format.is_none() {
-                    cfg.ids.token_format = meta.token_format.clone();
-                }
-                if let Some(d) = &meta.dual {
-                    cfg.ids.sid_prefix = d.sid_prefix.clone();
-                    cfg.ids.cid_prefix = d.cid_prefix.clone();
-                }
+                cfg.ids
+                    .follow_existing(meta, ids.dedup.is_some(), ids.token_format.is_some())?;
             }
             let q = sidtool::quant::load(quantizer)?;
             let collab = gensar_collab(q.as_ref(), embeddings, &cfg)?;
@@ -908,17 +901,12 @@ fn run(cli: &Cli) -> Result<()> {
             let Some(tokenizer) = &v.tokenizer else {
                 anyhow::bail!("--tokenizer is required: the LLM's tokenizer.json to extend");
             };
-            let table = sidtool::io::sid_table::read(sids)?;
+            let table = sidtool::ids::sid_table::read(sids)?;
             let r = sidtool::vocab::write_all(
                 &table,
                 tokenizer,
                 out,
-                &sidtool::vocab::extend::Options {
-                    tokens: v.tokens,
-                    special: v.special,
-                    markers: &v.markers,
-                    pad_to_multiple: v.pad_to_multiple,
-                },
+                &sidtool::vocab::extend::Options::from(v),
             )
             .with_context(|| format!("vocabulary for {} failed", sids.display()))?;
             if !cli.quiet {
@@ -969,21 +957,20 @@ fn run(cli: &Cli) -> Result<()> {
                 &cfg.input.id_column,
                 cfg.input.batch_rows,
             )?;
-            let c = sidtool::collab::compute(interactions, &ids, &cfg.collab, cfg.seed, &reporter)
-                .with_context(|| {
-                    format!(
-                        "collaborative embeddings from {} failed",
-                        interactions.display()
-                    )
-                })?;
-            let summary = c.summary(start.elapsed().as_secs_f64());
-            sidtool::collab::write_with_meta(
-                out,
+            let (_, summary) = sidtool::collab::compute_to_file(
+                interactions,
                 &ids,
-                &c.vectors,
-                &cfg.collab.column,
-                sidtool::collab::provenance(&cfg.collab, cfg.seed, &summary),
-            )?;
+                &cfg.collab,
+                cfg.seed,
+                out,
+                &reporter,
+            )
+            .with_context(|| {
+                format!(
+                    "collaborative embeddings from {} failed",
+                    interactions.display()
+                )
+            })?;
             if !cli.quiet {
                 let s = &summary;
                 eprintln!(

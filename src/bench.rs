@@ -1,5 +1,5 @@
 //! `sidtool bench`: the figures docs/benchmarks.md quotes, measured the same way as
-//! `shared/bench/rq_anchor.py faiss` so the two can be put side by side.
+//! `bench/rq_anchor.py faiss` so the two can be put side by side.
 
 use crate::config::QuantizerConfig;
 use crate::error::Result;
@@ -261,7 +261,7 @@ pub fn embed(
     // Parquet: the same vectors written as an embeddings table.
     let dim = vectors.first().map_or(0, Vec::len);
     let m = Matrix::new(vectors.concat(), n, dim);
-    let ids = crate::io::item_ids::ItemIds::Int((0..n as i64).collect());
+    let ids = crate::item_id::ItemIds::Int((0..n as i64).collect());
     let dir = std::env::temp_dir().join(format!("sidtool-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| crate::error::Error::io(&dir, e))?;
     let clock = Instant::now();

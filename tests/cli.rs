@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use sidtool::ids::dedup::duplicate_ids;
-use sidtool::io::sid_table;
+use sidtool::ids::sid_table;
 use std::path::Path;
 
 fn p(path: &Path) -> &str {
@@ -328,7 +328,7 @@ fn accepts_int_ids_list_f64_vectors_and_other_column_names() {
         "-q",
     ]);
     let t = sid_table::read(&out.join("sids.parquet")).unwrap();
-    assert!(matches!(t.ids, sidtool::io::item_ids::ItemIds::Int(ref v) if v[0] == 1000));
+    assert!(matches!(t.ids, sidtool::item_id::ItemIds::Int(ref v) if v[0] == 1000));
     let s =
         std::fs::read_to_string(out.join("sids.parquet").with_file_name("manifest.json")).unwrap();
     assert!(s.contains("\"id_column\": \"movie\""));

@@ -685,7 +685,8 @@ fn item_text_from_awkward_columns() {
         sidtool::embed::template::Template::parse("{movie.title} ({year}). Genres: {genres}")
             .unwrap();
     let reader =
-        sidtool::io::items::ItemTextReader::open(&path, "item_id", &template, true, 1024).unwrap();
+        sidtool::embed::items::ItemTextReader::open(&path, "item_id", &template, true, 1024)
+            .unwrap();
     let texts: Vec<String> = reader.flat_map(|b| b.unwrap().texts).collect();
     assert_eq!(
         texts,

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use sidtool::io::sid_table::{self, SidTable};
+use sidtool::ids::sid_table::{self, SidTable};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -111,8 +111,8 @@ fn build_assign_stats_and_vocab_with_supplied_collab_vectors() {
         ("s", "u")
     );
     // Token strings: shared letters, then s- or u-prefixed letters.
-    let fmt_sid = meta.format(sidtool::ids::kind::IdKind::Sid).unwrap();
-    let fmt_cid = meta.format(sidtool::ids::kind::IdKind::Cid).unwrap();
+    let fmt_sid = meta.format(sidtool::quant::kind::IdKind::Sid).unwrap();
+    let fmt_cid = meta.format(sidtool::quant::kind::IdKind::Cid).unwrap();
     let row0 = &table.codes[..table.width];
     let sid0 = fmt_sid.sid(row0);
     assert!(sid0.starts_with(&format!(

@@ -13,7 +13,7 @@ use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use common::*;
 use rand::{Rng, SeedableRng};
-use sidtool::io::item_ids::ItemIds;
+use sidtool::item_id::ItemIds;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -149,7 +149,7 @@ fn gensar_on_movielens_1m() {
         &s(&out),
         "-q",
     ]);
-    let table = sidtool::io::sid_table::read(&out.join("sids.parquet")).unwrap();
+    let table = sidtool::ids::sid_table::read(&out.join("sids.parquet")).unwrap();
     let cid = table.cid.as_ref().unwrap();
     let unique = |codes: &[u16], w: usize| codes.chunks(w).collect::<HashSet<_>>().len();
     let n = table.ids.len();

@@ -191,7 +191,7 @@ fn imports_the_tiny_dataset_with_exact_values_and_types() {
         sidtool::io::id_column::read_ids(&out.join("items.parquet"), "item_id", 1024).unwrap();
     let inter = sidtool::io::interactions::read(
         &out.join("interactions.parquet"),
-        &sidtool::io::item_ids::IdIndex::new(&items),
+        &sidtool::item_id::IdIndex::new(&items),
     )
     .unwrap();
     assert_eq!((inter.rows, inter.users), (6, 3));
@@ -337,7 +337,7 @@ fn imports_movielens_1m() {
         sidtool::io::id_column::read_ids(&out.join("items.parquet"), "item_id", 8192).unwrap();
     let inter = sidtool::io::interactions::read(
         &out.join("interactions.parquet"),
-        &sidtool::io::item_ids::IdIndex::new(&items),
+        &sidtool::item_id::IdIndex::new(&items),
     )
     .unwrap();
     assert_eq!(

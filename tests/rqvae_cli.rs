@@ -41,7 +41,7 @@ fn build_train_and_assign_with_rq_vae() {
     assert_eq!(manifest["config"]["quantizer"]["rqvae"]["epochs"], 15);
 
     // Unique final IDs.
-    let table = sidtool::io::sid_table::read(&out.join("sids.parquet")).unwrap();
+    let table = sidtool::ids::sid_table::read(&out.join("sids.parquet")).unwrap();
     let ids: HashSet<&[u16]> = table.codes.chunks(table.width).collect();
     assert_eq!(ids.len(), 400);
 
@@ -55,7 +55,7 @@ fn build_train_and_assign_with_rq_vae() {
         "--out",
         &s(&again),
     ]);
-    let b = sidtool::io::sid_table::read(&again).unwrap();
+    let b = sidtool::ids::sid_table::read(&again).unwrap();
     assert_eq!(b.codes, table.codes);
 
     // train alone, same seed and settings, one thread instead of all: the same model.

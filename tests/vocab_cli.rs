@@ -31,7 +31,7 @@ fn built(t: &Path) -> std::path::PathBuf {
 
 /// Every final ID → its token ids, from sids.parquet and sid_tokens.json.
 fn expected_ids(out: &Path) -> HashMap<Vec<u32>, String> {
-    let table = sidtool::io::sid_table::read(&out.join("sids.parquet")).unwrap();
+    let table = sidtool::ids::sid_table::read(&out.join("sids.parquet")).unwrap();
     let tokens = read_json(&out.join("sid_tokens.json"));
     let mut id_of = HashMap::new();
     for t in tokens["tokens"].as_array().unwrap() {
@@ -50,8 +50,8 @@ fn expected_ids(out: &Path) -> HashMap<Vec<u32>, String> {
         .map(|(i, r)| {
             let ids = r.iter().enumerate().map(|(l, &c)| id_of[&(l, c)]).collect();
             let name = match &table.ids {
-                sidtool::io::item_ids::ItemIds::Str(v) => v[i].clone(),
-                sidtool::io::item_ids::ItemIds::Int(v) => v[i].to_string(),
+                sidtool::item_id::ItemIds::Str(v) => v[i].clone(),
+                sidtool::item_id::ItemIds::Int(v) => v[i].to_string(),
             };
             (ids, name)
         })
@@ -100,7 +100,7 @@ fn build_extends_the_model_tokenizer_and_every_sid_round_trips() {
     let hello =
         |t: &tokenizers::Tokenizer| t.encode("Hello world", false).unwrap().get_ids().to_vec();
     assert_eq!(hello(&tok), hello(&base));
-    let table = sidtool::io::sid_table::read(&out.join("sids.parquet")).unwrap();
+    let table = sidtool::ids::sid_table::read(&out.join("sids.parquet")).unwrap();
     let fmt = sidtool::ids::tokens::TokenFormat::new("<{level}_{code}>").unwrap();
     let expected = expected_ids(&out);
     let mut seen = BTreeSet::new();
@@ -210,7 +210,7 @@ fn clashing_or_invalid_tokenizers_are_refused() {
         "used",
     ]);
     let r = read_json(&v.join("sid_tokens.json"));
-    let table = sidtool::io::sid_table::read(&sids).unwrap();
+    let table = sidtool::ids::sid_table::read(&sids).unwrap();
     let used: BTreeSet<(usize, u16)> = table
         .codes
         .chunks(table.width)
@@ -244,7 +244,7 @@ fn real_qwen3_tokenizer_round_trips() {
     let r = read_json(&out.join("sid_tokens.json"));
     assert_eq!(r["base_vocab_size"], 151669);
     let ext = tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
-    let table = sidtool::io::sid_table::read(&out.join("sids.parquet")).unwrap();
+    let table = sidtool::ids::sid_table::read(&out.join("sids.parquet")).unwrap();
     let fmt = sidtool::ids::tokens::TokenFormat::new("<{level}_{code}>").unwrap();
     for row in table.codes.chunks(table.width) {
         let ids = ext

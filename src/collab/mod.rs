@@ -1,18 +1,20 @@
-//! Collaborative signal from interactions (METHODS.md §6): co-occurrence pairs for PLUM's
+//! Collaborative signal from interactions (docs/methods.md §6): co-occurrence pairs for PLUM's
 //! contrastive loss ([`cooccur`]), and collaborative item embeddings built into sidtool:
 //! windowed co-occurrence counts → PPMI ([`ppmi`]) → truncated randomized SVD ([`rsvd`]) →
 //! U_k·Σ_k^{1/2}, L2-normalised per item.
 
+pub mod config;
 pub mod cooccur;
 pub mod ppmi;
 pub mod rsvd;
 pub mod sparse;
 
-use crate::config::{CollabConfig, ROW_GROUP_ROWS};
+use crate::collab::config::CollabConfig;
 use crate::error::{Error, Result};
 use crate::io::embeddings::EmbeddingWriter;
 use crate::io::interactions::{self, ITEM_COLUMN};
-use crate::io::item_ids::{IdIndex, ItemIds};
+use crate::io::parquet_out::ROW_GROUP_ROWS;
+use crate::item_id::{IdIndex, ItemIds};
 use crate::matrix::Matrix;
 use crate::progress::Progress;
 use serde::Serialize;
@@ -194,6 +196,29 @@ fn item_vectors(svd: &rsvd::TruncatedSvd, dim: usize) -> Matrix {
         }
     }
     m
+}
+
+/// [`compute`], then write the vectors to `dest` with their provenance in the footer: what
+/// `sidtool collab` and a GenSAR `build` both do.
+pub fn compute_to_file(
+    interactions: &Path,
+    items: &ItemIds,
+    cfg: &CollabConfig,
+    seed: u64,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<(Collab, CollabSummary)> {
+    let start = std::time::Instant::now();
+    let c = compute(interactions, items, cfg, seed, progress)?;
+    let summary = c.summary(start.elapsed().as_secs_f64());
+    write_with_meta(
+        dest,
+        items,
+        &c.vectors,
+        &cfg.column,
+        provenance(cfg, seed, &summary),
+    )?;
+    Ok((c, summary))
 }
 
 /// Write `collab.parquet`: `item_id` and the vectors as `column`

@@ -1,7 +1,7 @@
 //! A loaded text encoder: tokenizer + model + pooling, from a hub id or a directory.
 
-use crate::config::EmbedConfig;
 use crate::embed::bert::Bert;
+use crate::embed::config::EmbedConfig;
 use crate::embed::device::{self, EmbedDType};
 use crate::embed::hub::{self, ModelFiles};
 use crate::embed::pooling::{self, Pooling};

@@ -7,15 +7,16 @@
 //! into the output (atomic rename) and the directory is removed. A killed run leaves its
 //! finished parts behind, and `--resume` skips the windows they cover.
 
-use crate::config::Config;
 use crate::embed::batching;
+use crate::embed::config::EmbedConfig;
 use crate::embed::encoder::{Encoder, EncoderInfo};
+use crate::embed::items::ItemTextReader;
 use crate::embed::qwen3::ForwardTimes;
 use crate::embed::template::{DEFAULT_TEMPLATE, Template};
 use crate::error::{Error, Result};
 use crate::io::embeddings::{EmbeddingWriter, open_parquet};
-use crate::io::item_ids::{IdKey, ItemIds};
-use crate::io::items::ItemTextReader;
+use crate::io::input::InputConfig;
+use crate::item_id::{IdKey, ItemIds};
 use crate::matrix::Matrix;
 use crate::progress::Progress;
 use serde::Serialize;
@@ -86,37 +87,39 @@ impl SeenIds {
     }
 }
 
-/// Embed `items` into `out` (an `embeddings.parquet`).
+/// Embed `items` into `out` (an `embeddings.parquet`). Only the two sections this stage reads
+/// are validated, so an unrelated bad section (say `[quantizer]`) does not block embedding.
 pub fn embed_file(
     items: &Path,
     out: &Path,
-    cfg: &Config,
+    e: &EmbedConfig,
+    input: &InputConfig,
     resume: bool,
     progress: &dyn Progress,
 ) -> Result<EmbedReport> {
-    cfg.validate()?;
+    e.validate()?;
+    input.validate()?;
     let start = Instant::now();
-    let e = &cfg.embed;
     let template = Template::parse(e.template.as_deref().unwrap_or(DEFAULT_TEMPLATE))?;
     let mut reader = ItemTextReader::open(
         items,
-        &cfg.input.id_column,
+        &input.id_column,
         &template,
         e.template.is_some(),
-        cfg.input.batch_rows,
+        input.batch_rows,
     )?;
     if reader.num_rows == 0 {
         return Err(Error::input(items, None, None, "has no rows"));
     }
     check_output(items, out)?;
     // Null and duplicate ids are found before the model loads, not hours into a run.
-    let id_type = check_ids(items, &cfg.input.id_column)?;
+    let id_type = check_ids(items, &input.id_column)?;
     let encoder = Encoder::load(e)?;
     let info = encoder.info.clone();
     let meta = serde_json::json!({ "encoder": &info, "template": template.source() });
 
     let dir = partial_dir(out);
-    let key = run_key(items, cfg, &template, &info)?;
+    let key = run_key(items, e, input, &template, &info)?;
     let key_json = serde_json::to_string_pretty(&key).expect("serialisable");
     let done_parts = prepare_partial(&dir, &key_json, resume)?;
     let run = Run {
@@ -329,7 +332,13 @@ fn embed_window(
     Ok(out)
 }
 
-fn run_key(items: &Path, cfg: &Config, template: &Template, info: &EncoderInfo) -> Result<RunKey> {
+fn run_key(
+    items: &Path,
+    e: &EmbedConfig,
+    input: &InputConfig,
+    template: &Template,
+    info: &EncoderInfo,
+) -> Result<RunKey> {
     let meta = std::fs::metadata(items).map_err(|e| Error::io(items, e))?;
     let modified = meta
         .modified()
@@ -342,9 +351,9 @@ fn run_key(items: &Path, cfg: &Config, template: &Template, info: &EncoderInfo) 
         input: std::fs::canonicalize(items).unwrap_or_else(|_| items.to_path_buf()),
         input_bytes: meta.len(),
         input_modified_ns: modified,
-        id_column: cfg.input.id_column.clone(),
+        id_column: input.id_column.clone(),
         template: template.source().into(),
-        window_rows: cfg.embed.window_rows,
+        window_rows: e.window_rows,
         encoder: serde_json::to_string(info).expect("serialisable"),
     })
 }
@@ -378,7 +387,7 @@ fn prepare_partial(dir: &Path, key_json: &str, resume: bool) -> Result<usize> {
         tracing::info!("--resume: no unfinished run found; starting from the beginning");
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    crate::io::atomic::write_file(&key_path, key_json.as_bytes())?;
+    crate::fs::atomic::write_file(&key_path, key_json.as_bytes())?;
     Ok(0)
 }
 

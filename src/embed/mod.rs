@@ -1,5 +1,5 @@
 //! The embedding stage: item text → vectors with a Qwen3-Embedding (or BERT-family) model
-//! through candle. METHODS.md §1 is the spec.
+//! through candle. docs/methods.md §1 is the spec.
 //!
 //! [`hub`] finds the model's files, [`encoder::Encoder`] tokenizes and runs the forward
 //! ([`qwen3`] is our own stateless encoder; [`bert`] wraps candle-transformers), [`batching`]
@@ -8,10 +8,12 @@
 
 pub mod batching;
 pub mod bert;
+pub mod config;
 pub mod cpu_kernels;
 pub mod device;
 pub mod encoder;
 pub mod hub;
+pub mod items;
 pub mod job;
 pub mod linear;
 pub mod pooling;

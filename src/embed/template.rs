@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 
-/// The METHODS.md §1 default.
+/// The docs/methods.md §1 default.
 pub const DEFAULT_TEMPLATE: &str =
     "Title: {title}; Category: {category}; Description: {description}";
 

@@ -1,8 +1,8 @@
-//! Collision resolution: give every item a distinct final ID (METHODS.md §7).
+//! Collision resolution: give every item a distinct final ID (docs/methods.md §7).
 
-use crate::config::Dedup;
 use crate::error::{Error, Result};
-use crate::io::item_ids::ItemIds;
+use crate::ids::config::Dedup;
+use crate::item_id::ItemIds;
 use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::collections::HashMap;

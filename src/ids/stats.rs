@@ -1,8 +1,8 @@
-//! Collision and codebook statistics (METHODS.md §7), as JSON and as a table for humans.
+//! Collision and codebook statistics (docs/methods.md §7), as JSON and as a table for humans.
 
 use crate::ids::dedup::sorted_groups;
 use crate::ids::tokens::TokenFormat;
-use crate::io::item_ids::ItemIds;
+use crate::item_id::ItemIds;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! SID token strings such as `<a_12><b_7><c_201>` (METHODS.md §8).
+//! SID token strings such as `<a_12><b_7><c_201>` (docs/methods.md §8).
 
 use crate::error::{Error, Result};
 

@@ -2,9 +2,9 @@
 //! writing `embeddings.parquet`.
 
 use crate::error::{Error, Result};
-use crate::io::item_ids::ItemIds;
-pub use crate::io::item_ids::first_null;
 use crate::io::parquet_out::ParquetOut;
+use crate::item_id::ItemIds;
+pub use crate::item_id::first_null;
 use crate::matrix::Matrix;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type};
@@ -70,7 +70,7 @@ pub struct EmbeddingReader {
 
 impl EmbeddingReader {
     /// Open with the column names and batch size of an `[input]` config section.
-    pub fn with_config(path: &Path, input: &crate::config::InputConfig) -> Result<Self> {
+    pub fn with_config(path: &Path, input: &crate::io::input::InputConfig) -> Result<Self> {
         Self::open(
             path,
             &input.id_column,

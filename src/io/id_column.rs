@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::io::embeddings::{check_unique, open_parquet};
-use crate::io::item_ids::{ItemIds, id_column_index};
+use crate::item_id::{ItemIds, id_column_index};
 use parquet::arrow::ProjectionMask;
 use std::path::Path;
 

@@ -1,11 +1,11 @@
-//! Reading `interactions.parquet`: who interacted with what, and when (DESIGN.md: `user_id`,
+//! Reading `interactions.parquet`: who interacted with what, and when (schemas/interactions.md: `user_id`,
 //! `item_id`, optional `timestamp`). Streamed by record batch; item ids are mapped to rows of a
 //! catalogue as they are read, so a file of 100 M interactions holds 16 bytes per kept event
 //! and no string per event.
 
 use crate::error::{Error, Result};
 use crate::io::embeddings::{first_null, open_parquet};
-use crate::io::item_ids::{IdColumn, IdIndex, IdKey, ItemIds};
+use crate::item_id::{IdColumn, IdIndex, IdKey, ItemIds};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_schema::DataType;

@@ -1,8 +1,7 @@
 //! Parquet writing shared by every output table: zstd, ~64k-row row groups, atomic rename.
 
-use crate::config::ROW_GROUP_ROWS;
 use crate::error::{Error, Result};
-use crate::io::atomic::AtomicFile;
+use crate::fs::atomic::AtomicFile;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
@@ -10,6 +9,9 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use std::path::{Path, PathBuf};
+
+/// Rows per Parquet row group in outputs.
+pub const ROW_GROUP_ROWS: usize = 65_536;
 
 /// zstd's own default level: most of the size gain of higher levels at a fraction of the time.
 const ZSTD_LEVEL: i32 = 3;

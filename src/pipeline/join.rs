@@ -5,7 +5,7 @@
 use crate::config::InputConfig;
 use crate::error::{Error, Result};
 use crate::io::embeddings::{self, EmbeddingReader};
-use crate::io::item_ids::{IdKey, ItemIds};
+use crate::item_id::{IdKey, ItemIds};
 use crate::matrix::Matrix;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Staging of `build` outputs: written into a hidden directory, moved into place at the end.
 
 use crate::error::{Error, Result};
-use crate::io::atomic::remove_stale;
+use crate::fs::atomic::remove_stale;
 use std::path::{Path, PathBuf};
 
 /// A hidden directory inside the output directory that receives a build's files; removed

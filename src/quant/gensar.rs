@@ -1,4 +1,4 @@
-//! GenSAR's dual quantization (METHODS.md §5): one model gives every item a semantic ID (SID,
+//! GenSAR's dual quantization (docs/methods.md §5): one model gives every item a semantic ID (SID,
 //! for search) and a collaborative ID (CID, for recommendation) that share a prefix.
 //!
 //! The input row is the item's semantic embedding s followed by its collaborative embedding u.
@@ -10,11 +10,11 @@
 //! it); this module holds what is specific to dual IDs: the level split and how codes become
 //! SIDs and CIDs.
 
-use crate::config::GensarConfig;
 use crate::error::{Error, Result};
+use crate::quant::config::GensarConfig;
 use serde::{Deserialize, Serialize};
 
-pub use crate::ids::kind::IdKind;
+pub use crate::quant::kind::IdKind;
 
 /// How a GenSAR model's levels and input columns split; saved in the quantizer's config.json.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,11 +175,11 @@ mod tests {
 
     #[test]
     fn semantic_codes_follow_s_and_collaborative_codes_follow_u() {
-        use crate::config::QuantizerConfig;
         use crate::progress::Silent;
+        use crate::quant::config::QuantizerConfig;
         let (x, gs, gc) = crossed(1600);
         let mut cfg = QuantizerConfig {
-            method: crate::config::Method::Gensar,
+            method: crate::quant::config::Method::Gensar,
             codebook_sizes: vec![8, 8, 8],
             ..QuantizerConfig::default()
         };
@@ -194,7 +194,7 @@ mod tests {
         v.eval_every = 5;
         v.warmup_steps = 10;
         let q = crate::quant::train_dual(&x, 12, &cfg, 1, &[], &Silent).unwrap();
-        assert_eq!(q.method(), crate::config::Method::Gensar);
+        assert_eq!(q.method(), crate::quant::config::Method::Gensar);
         let codes = q.encode(&x).unwrap();
         // The SID (shared + semantic level) tells the semantic groups apart, the CID (shared +
         // collaborative level) the collaborative ones.
@@ -240,7 +240,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         q.save(dir.path()).unwrap();
         let back = crate::quant::load(dir.path()).unwrap();
-        assert_eq!(back.method(), crate::config::Method::Gensar);
+        assert_eq!(back.method(), crate::quant::config::Method::Gensar);
         assert_eq!(back.encode(&x).unwrap(), codes);
         assert_eq!(back.fingerprint(), q.fingerprint());
         assert_eq!(back.dual(), q.dual());

@@ -2,19 +2,21 @@
 //! `assign` and `stats` work the same whichever method trained the model.
 
 pub mod adamw;
+pub mod config;
 pub mod cpu_data;
 pub mod distance;
 pub mod gensar;
+pub mod kind;
 pub mod kmeans;
 pub mod mlp;
 pub mod rq_kmeans;
 pub mod rqvae;
 pub mod store;
 
-use crate::config::{Method, QuantizerConfig};
 use crate::error::{Error, Result};
 use crate::matrix::{Matrix, sq_dist};
 use crate::progress::Progress;
+use crate::quant::config::{Method, QuantizerConfig};
 use std::path::Path;
 
 /// A trained model mapping D-dimensional vectors to L codes (one per level).

@@ -1,11 +1,11 @@
-//! Residual k-means (OneRec, MiniOneRec; METHODS.md §2): k-means on the vectors, then on what
+//! Residual k-means (OneRec, MiniOneRec; docs/methods.md §2): k-means on the vectors, then on what
 //! each level leaves over. No neural network, so it trains in seconds and is exactly
 //! reproducible.
 
-use crate::config::{Method, QuantizerConfig};
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
 use crate::progress::Progress;
+use crate::quant::config::{Method, QuantizerConfig};
 use crate::quant::distance::Codebook;
 use crate::quant::kmeans::{self, KMeansConfig};
 use crate::quant::{Quantizer, store};

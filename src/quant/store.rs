@@ -1,9 +1,9 @@
 //! On-disk form of a quantizer: `config.json` (method-tagged, human-readable) next to
 //! `model.safetensors` (the tensors, named so the file is self-describing).
 
-use crate::config::Method;
 use crate::error::{Error, Result};
-use crate::io::atomic::AtomicDir;
+use crate::fs::atomic::AtomicDir;
+use crate::quant::config::Method;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -1,10 +1,10 @@
 //! Adding SID tokens to a `tokenizer.json` without moving any existing token.
 
-pub use crate::config::TokenSet;
 use crate::error::{Error, Result};
-use crate::ids::kind::IdKind;
+use crate::ids::sid_table::SidTable;
 use crate::ids::tokens::TokenFormat;
-use crate::io::sid_table::SidTable;
+use crate::quant::kind::IdKind;
+pub use crate::vocab::config::TokenSet;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -155,6 +155,17 @@ pub struct Options<'a> {
     pub special: bool,
     pub markers: &'a [String],
     pub pad_to_multiple: usize,
+}
+
+impl<'a> From<&'a crate::vocab::config::VocabConfig> for Options<'a> {
+    fn from(v: &'a crate::vocab::config::VocabConfig) -> Self {
+        Options {
+            tokens: v.tokens,
+            special: v.special,
+            markers: &v.markers,
+            pad_to_multiple: v.pad_to_multiple,
+        }
+    }
 }
 
 /// Codes per level of one ID: the quantizer's K_l, then the suffix level's observed range.

@@ -1,12 +1,13 @@
-//! LLM vocabulary artefacts (METHODS.md §8): SID tokens added to a Hugging Face
+//! LLM vocabulary artefacts (docs/methods.md §8): SID tokens added to a Hugging Face
 //! `tokenizer.json`, and the constrained-decoding trie over the final IDs.
 
+pub mod config;
 pub mod extend;
 pub mod trie;
 
 use crate::error::{Error, Result};
-use crate::ids::kind::IdKind;
-use crate::io::sid_table::SidTable;
+use crate::ids::sid_table::SidTable;
+use crate::quant::kind::IdKind;
 use std::path::Path;
 
 /// What `sidtool vocab` writes into its output directory (GenSAR tables also get
@@ -62,9 +63,9 @@ pub fn write_all(
     let json = tok
         .to_string(false)
         .map_err(|e| Error::artifact(tokenizer, format!("cannot serialise the tokenizer: {e}")))?;
-    crate::io::atomic::write_file(&out.join("tokenizer.json"), json.as_bytes())?;
+    crate::fs::atomic::write_file(&out.join("tokenizer.json"), json.as_bytes())?;
     let text = serde_json::to_string_pretty(&report).expect("serialisable") + "\n";
-    crate::io::atomic::write_file(&out.join("sid_tokens.json"), text.as_bytes())?;
+    crate::fs::atomic::write_file(&out.join("sid_tokens.json"), text.as_bytes())?;
     for v in extend::views(table)? {
         let stem = match v.kind {
             IdKind::Sid => "trie",
@@ -73,7 +74,7 @@ pub fn write_all(
         let nodes = trie::build(&v, Some(&report));
         trie::write_parquet(&nodes, &table.ids, &out.join(format!("{stem}.parquet")))?;
         let tj = trie::to_json(&nodes, &table.ids, &report, v.kind)?;
-        crate::io::atomic::write_file(
+        crate::fs::atomic::write_file(
             &out.join(format!("{stem}.json")),
             tj.to_string().as_bytes(),
         )?;

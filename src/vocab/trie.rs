@@ -2,7 +2,7 @@
 //! token ids) may come next; at full length, which item the ID names.
 
 use crate::error::Result;
-use crate::io::item_ids::ItemIds;
+use crate::item_id::ItemIds;
 use crate::vocab::extend::{IdView, VocabReport};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -72,7 +72,7 @@ pub fn to_json(
     nodes: &[Node],
     ids: &ItemIds,
     vocab: &VocabReport,
-    kind: crate::ids::kind::IdKind,
+    kind: crate::quant::kind::IdKind,
 ) -> Result<serde_json::Value> {
     let lookup = vocab.lookup();
     let key = |n: &Node| -> String {
@@ -126,7 +126,7 @@ pub fn write_parquet(nodes: &[Node], ids: &ItemIds, dest: &std::path::Path) -> R
         Field::new("item_id", ids.data_type(), true),
     ]));
     let mut out = crate::io::parquet_out::ParquetOut::create(dest, schema.clone(), Vec::new())?;
-    for chunk in nodes.chunks(crate::config::ROW_GROUP_ROWS) {
+    for chunk in nodes.chunks(crate::io::parquet_out::ROW_GROUP_ROWS) {
         let depth = UInt16Array::from_iter_values(chunk.iter().map(|n| n.depth as u16));
         let mut prefix = ListBuilder::new(UInt16Builder::new());
         let mut next = ListBuilder::new(UInt16Builder::new());

@@ -2,10 +2,10 @@
 
 use super::scan::*;
 use super::{FieldType, META_KEY};
-use crate::config::ROW_GROUP_ROWS;
 use crate::error::{Error, Result};
-use crate::io::atomic::AtomicFile;
+use crate::fs::atomic::AtomicFile;
 use crate::io::parquet_out::ParquetOut;
+use crate::io::parquet_out::ROW_GROUP_ROWS;
 use arrow_array::ArrayRef;
 use arrow_array::RecordBatch;
 use arrow_array::builder::{Float64Builder, Int64Builder, ListBuilder, StringBuilder};

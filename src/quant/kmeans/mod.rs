@@ -32,7 +32,7 @@ pub const ELKAN_BOUNDS_BYTES: usize = 1 << 30;
 /// distances are bound by memory traffic, and K / 32 measured fastest (11.5–12.7 s vs
 /// 12.4–14.2 s at K / 6 on the 100k × 1024 benchmark).
 const ELKAN_GEMM_FRACTION: usize = 32;
-/// METHODS.md §2 defaults.
+/// docs/methods.md §2 defaults.
 pub const DEFAULT_MAX_ITER: usize = 50;
 pub const DEFAULT_TOL: f64 = 1e-4;
 

@@ -1,13 +1,13 @@
 //! `sids.parquet`: one row per item with its final codes, SID string and collision group size.
 
-use crate::config::ROW_GROUP_ROWS;
 use crate::error::{Error, Result};
 use crate::ids::dedup::Resolution;
-use crate::ids::kind::IdKind;
 use crate::ids::tokens::TokenFormat;
 use crate::io::embeddings::open_parquet;
-use crate::io::item_ids::ItemIds;
 use crate::io::parquet_out::ParquetOut;
+use crate::io::parquet_out::ROW_GROUP_ROWS;
+use crate::item_id::ItemIds;
+use crate::quant::kind::IdKind;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt16Type, UInt32Type};
 use arrow_array::{

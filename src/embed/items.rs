@@ -4,7 +4,7 @@
 use crate::embed::template::Template;
 use crate::error::{Error, Result};
 use crate::io::embeddings::open_parquet;
-use crate::io::item_ids::ItemIds;
+use crate::item_id::ItemIds;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
@@ -59,7 +59,7 @@ impl ItemTextReader {
         let builder = open_parquet(path)?;
         let schema = builder.schema().clone();
         let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let id_idx = crate::io::item_ids::id_column_index(&schema, path, id_col)?;
+        let id_idx = crate::item_id::id_column_index(&schema, path, id_col)?;
         let mut present = Vec::new();
         let mut roots = vec![id_idx];
         for f in template.fields() {

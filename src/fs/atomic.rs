@@ -155,3 +155,9 @@ impl Drop for AtomicDir {
         }
     }
 }
+
+/// Write `v` as pretty JSON (with a final newline), atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(v).expect("serialisable") + "\n";
+    write_file(path, text.as_bytes())
+}

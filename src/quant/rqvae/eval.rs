@@ -1,0 +1,72 @@
+//! Evaluation during training: reconstruction error, collision rate, utilisation, entropy.
+
+use super::model::*;
+use super::store::*;
+use crate::error::Result;
+use crate::matrix::Matrix;
+use crate::quant::Quantizer;
+use std::collections::HashMap;
+
+/// Share of rows whose code tuple over `levels` another row also has.
+pub(super) fn collision_rate(codes: &[u16], l: usize, levels: &[usize]) -> f64 {
+    let rows = codes.len() / l.max(1);
+    let mut groups: HashMap<Vec<u16>, usize> = HashMap::new();
+    for row in codes.chunks(l) {
+        *groups
+            .entry(levels.iter().map(|&j| row[j]).collect())
+            .or_default() += 1;
+    }
+    let colliding: usize = groups.values().filter(|&&c| c > 1).sum();
+    colliding as f64 / rows.max(1) as f64
+}
+
+/// Reconstruction error, pre-dedup collision rate, utilisation and entropy over all rows.
+pub(super) fn evaluate(m: &RqVae, x: &Matrix, epoch: usize, loss: f64) -> Result<Evaluation> {
+    let codes = m.encode(x)?;
+    let l = m.levels();
+    let mut recon_mse = 0.0;
+    for (kind, k) in m.arch.kinds.iter().enumerate() {
+        let xh = m.decode_kind(&codes, kind, k.levels.len())?;
+        let xs = x.columns(k.input.0, k.input.1);
+        recon_mse += xs
+            .data
+            .iter()
+            .zip(&xh.data)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+            / xs.data.len().max(1) as f64;
+    }
+    let rates: Vec<f64> = m
+        .arch
+        .kinds
+        .iter()
+        .map(|k| collision_rate(&codes, l, &k.levels))
+        .collect();
+    let mut utilisation = Vec::new();
+    let mut entropy_bits = Vec::new();
+    for (level, &k) in m.codebook_sizes().iter().enumerate() {
+        let mut counts = vec![0usize; k];
+        codes.chunks(l).for_each(|r| counts[r[level] as usize] += 1);
+        utilisation.push(counts.iter().filter(|&&c| c > 0).count() as f64 / k as f64);
+        let n = x.rows as f64;
+        entropy_bits.push(
+            counts
+                .iter()
+                .filter(|&&c| c > 0)
+                .map(|&c| {
+                    let p = c as f64 / n;
+                    -p * p.log2()
+                })
+                .sum(),
+        );
+    }
+    Ok(Evaluation {
+        epoch,
+        loss,
+        recon_mse,
+        collision_rate: rates[0],
+        cid_collision_rate: rates.get(1).copied(),
+        utilisation,
+        entropy_bits,
+    })
+}
