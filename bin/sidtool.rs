@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sidtool::config::{Config, Dedup, Method, PrefixMasking};
 use sidtool::embed::Pooling;
-use sidtool::embed::device::{DeviceKind, EmbedDType};
+use sidtool::embed::loading::device::{DeviceKind, EmbedDType};
 use sidtool::ids::stats::render;
 use sidtool::pipeline::{self, Source};
 use sidtool::progress::Progress;

@@ -156,7 +156,7 @@ pub fn gemm(rows: usize, k: usize, d: usize) -> Result<f64> {
 pub struct EmbedBenchReport {
     pub tool: &'static str,
     pub model: String,
-    pub dtype: crate::embed::device::EmbedDType,
+    pub dtype: crate::embed::loading::device::EmbedDType,
     pub threads: usize,
     pub items: usize,
     pub tokens_per_item: usize,
@@ -192,7 +192,7 @@ pub fn embed(
     seed: u64,
 ) -> Result<EmbedBenchReport> {
     use crate::embed::Encoder;
-    use crate::embed::qwen3::ForwardTimes;
+    use crate::embed::models::qwen3::ForwardTimes;
     use rand::Rng;
     let mut cfg = cfg.clone();
     cfg.max_length = cfg.max_length.max(t);
@@ -235,10 +235,10 @@ pub fn embed(
     }
     let seconds = clock.elapsed().as_secs_f64();
     let flops = enc.flops(n * t, t);
-    let min_cosine_vs_f32 = if enc.info.dtype != crate::embed::device::EmbedDType::F32 {
+    let min_cosine_vs_f32 = if enc.info.dtype != crate::embed::loading::device::EmbedDType::F32 {
         drop(enc);
         let f32cfg = crate::config::EmbedConfig {
-            dtype: Some(crate::embed::device::EmbedDType::F32),
+            dtype: Some(crate::embed::loading::device::EmbedDType::F32),
             ..cfg.clone()
         };
         let reference = Encoder::load(&f32cfg)?;
@@ -279,7 +279,9 @@ pub fn embed(
         model: cfg.model.clone(),
         dtype: cfg
             .dtype
-            .unwrap_or(crate::embed::device::EmbedDType::default_for(cfg.device)),
+            .unwrap_or(crate::embed::loading::device::EmbedDType::default_for(
+                cfg.device,
+            )),
         threads: rayon::current_num_threads(),
         items: n,
         tokens_per_item: t,

@@ -75,6 +75,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// A model's weights that could not be loaded: candle's errors (including our own checks,
+    /// which reach candle's `VarBuilder` as messages) become a plain message naming the tensor.
+    pub fn weights(e: Error) -> Error {
+        match e {
+            Error::Tensor(c) => Error::Model(c.to_string()),
+            other => other,
+        }
+    }
+
     pub fn input(
         file: &Path,
         column: Option<&str>,

@@ -1,12 +1,12 @@
 //! A loaded text encoder: tokenizer + model + pooling, from a hub id or a directory.
 
-use crate::embed::bert::Bert;
 use crate::embed::config::EmbedConfig;
-use crate::embed::device::{self, EmbedDType};
-use crate::embed::hub::{self, ModelFiles};
-use crate::embed::pooling::{self, Pooling};
-use crate::embed::qwen3::{self, ForwardTimes, Qwen3, Qwen3Config};
-use crate::embed::weights::Weights;
+use crate::embed::layers::pooling::{self, Pooling};
+use crate::embed::loading::device::{self, EmbedDType};
+use crate::embed::loading::hub::{self, ModelFiles};
+use crate::embed::loading::weights::Weights;
+use crate::embed::models::bert::Bert;
+use crate::embed::models::qwen3::{self, ForwardTimes, Qwen3, Qwen3Config};
 use crate::error::{Error, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -94,8 +94,9 @@ impl Encoder {
             "qwen3" => {
                 let c: Qwen3Config = serde_json::from_value(config).map_err(parse_err)?;
                 c.check(&files.config)?;
-                let w = Weights::open(&files.weights, "embed_tokens.weight")?;
-                let m = Qwen3::load(c, &w, &dev, dtype.candle())?;
+                let vb = Weights::open(&files.weights, Some("embed_tokens.weight"))?
+                    .into_var_builder(dtype.candle(), &dev);
+                let m = Qwen3::load(c, vb, &dev, dtype.candle()).map_err(Error::weights)?;
                 let h = m.hidden_size();
                 (Arch::Qwen3(m), Pooling::Last, h)
             }

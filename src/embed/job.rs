@@ -11,7 +11,7 @@ use crate::embed::batching;
 use crate::embed::config::EmbedConfig;
 use crate::embed::encoder::{Encoder, EncoderInfo};
 use crate::embed::items::ItemTextReader;
-use crate::embed::qwen3::ForwardTimes;
+use crate::embed::models::qwen3::ForwardTimes;
 use crate::embed::template::{DEFAULT_TEMPLATE, Template};
 use crate::error::{Error, Result};
 use crate::io::embeddings::{EmbeddingWriter, open_parquet};

@@ -1,28 +1,27 @@
 //! The embedding stage: item text → vectors with a Qwen3-Embedding (or BERT-family) model
 //! through candle. docs/methods.md §1 is the spec.
 //!
-//! [`hub`] finds the model's files, [`encoder::Encoder`] tokenizes and runs the forward
-//! ([`qwen3`] is our own stateless encoder; [`bert`] wraps candle-transformers), [`batching`]
-//! plans length-bucketed batches and [`job`] streams a catalogue through it into
+//! Laid out like text-embeddings-inference: [`loading`] finds the model's files (hub cache or
+//! a local folder) and opens its weights, [`models`] holds the architectures (our stateless
+//! Qwen3 encoder, candle-transformers' BERT), [`layers`] the blocks they share (linear,
+//! pooling, the fused CPU kernels). [`encoder::Encoder`] tokenizes and runs a model,
+//! [`batching`] plans length-bucketed batches, [`items`] renders each item's text from the
+//! [`template`], and [`job`] streams a catalogue through all of it into
 //! `embeddings.parquet`, resumably.
 
 pub mod batching;
-pub mod bert;
 pub mod config;
-pub mod cpu_kernels;
-pub mod device;
 pub mod encoder;
-pub mod hub;
 pub mod items;
 pub mod job;
-pub mod linear;
-pub mod pooling;
-pub mod qwen3;
+pub mod layers;
+pub mod loading;
+pub mod models;
 pub mod template;
-pub mod weights;
 
 pub use encoder::Encoder;
-pub use pooling::Pooling;
+pub use layers::pooling::Pooling;
+pub use loading::device::{DeviceKind, EmbedDType};
 
 pub const DEFAULT_MODEL: &str = "Qwen/Qwen3-Embedding-0.6B";
 pub const DEFAULT_MAX_LENGTH: usize = 512;

@@ -127,9 +127,9 @@ pub fn build(
     // LLM vocabulary artefacts: with the configured tokenizer, or the embedding model's own.
     let tokenizer = match (&cfg.vocab.tokenizer, &embedded) {
         (Some(t), _) => Some(t.clone()),
-        (None, Some(_)) => {
-            Some(crate::embed::hub::resolve(&cfg.embed.model, &cfg.embed.revision)?.tokenizer)
-        }
+        (None, Some(_)) => Some(
+            crate::embed::loading::hub::resolve(&cfg.embed.model, &cfg.embed.revision)?.tokenizer,
+        ),
         (None, None) => None,
     };
     let vocab = match &tokenizer {

@@ -1,10 +1,10 @@
 //! BERT-family sentence encoders (BGE, all-MiniLM, GTE) through candle-transformers' BERT,
 //! which, unlike its Qwen3, is already a stateless encoder with a padding mask.
 
-use crate::embed::pooling::Pooling;
+use crate::embed::layers::pooling::Pooling;
+use crate::embed::loading::weights::Weights;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use std::path::{Path, PathBuf};
 
@@ -22,9 +22,8 @@ impl Bert {
         device: &Device,
         dtype: DType,
     ) -> Result<Self> {
-        // SAFETY: read-only mapping of files sidtool does not modify (see weights.rs).
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device) }
-            .map_err(|e| Error::artifact(&weights[0], format!("cannot read safetensors: {e}")))?;
+        // candle's BERT finds its own name prefix (`bert.`, …), so names are served as they are.
+        let vb = Weights::open(weights, None)?.into_var_builder(dtype, device);
         let model = BertModel::load(vb, &cfg).map_err(|e| {
             Error::artifact(
                 config_path,
@@ -67,7 +66,7 @@ impl Bert {
                 states.broadcast_mul(&m)?.sum(1)?.broadcast_div(&lens)?
             }
             Pooling::Last => {
-                let idx = crate::embed::pooling::last_token_rows(seqs, t);
+                let idx = crate::embed::layers::pooling::last_token_rows(seqs, t);
                 let idx = Tensor::from_vec(idx, b, &self.device)?;
                 states
                     .reshape((b * t, self.config.hidden_size))?

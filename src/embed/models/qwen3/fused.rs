@@ -1,8 +1,8 @@
 //! The CPU f32 forward of [`Qwen3`]: plain buffers, shared GEMM, fused kernels.
 
 use super::{Output, Qwen3, Timer};
-use crate::embed::cpu_kernels;
-use crate::embed::qwen3::ForwardTimes;
+use crate::embed::layers::cpu_kernels;
+use crate::embed::models::qwen3::ForwardTimes;
 use crate::error::Result;
 use candle_core::Tensor;
 
@@ -78,15 +78,15 @@ impl Qwen3 {
         for layer in &self.layers {
             let (gn, gq, go, gp, ggu, gd) = (
                 host(&layer.input_norm)?,
-                host(layer.qkv.weight())?,
-                host(layer.o.weight())?,
+                host(layer.attn.qkv.weight())?,
+                host(layer.attn.o.weight())?,
                 host(&layer.post_norm)?,
-                host(layer.gate_up.weight())?,
-                host(layer.down.weight())?,
+                host(layer.mlp.gate_up.weight())?,
+                host(layer.mlp.down.weight())?,
             );
             cpu_kernels::rms_norm_rows(&x, f32s(&gn)?, self.eps, &mut hs);
             sgemm(&hs, rows, h, f32s(&gq)?, width, true, &mut qkv, false);
-            if let Some(bias) = &layer.qkv_bias {
+            if let Some(bias) = &layer.attn.qkv_bias {
                 let gb = host(bias)?;
                 cpu_kernels::add_bias_rows(&mut qkv, f32s(&gb)?);
             }
@@ -94,8 +94,8 @@ impl Qwen3 {
             cpu_kernels::attention(
                 shape,
                 &mut qkv,
-                &layer.q_norm_f32,
-                &layer.k_norm_f32,
+                &layer.attn.q_norm_f32,
+                &layer.attn.k_norm_f32,
                 &cos,
                 &sin,
                 &mut attn,

@@ -7,32 +7,19 @@
 //! token's state and every row keeps positions 0..len, exactly as when embedded alone.
 //! Pad positions compute throw-away values that pooling ignores.
 
-use crate::embed::linear::Linear;
-use crate::embed::weights::Weights;
 use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
 
+mod attention;
 mod config;
 mod fused;
+mod layer;
+mod mlp;
 
+use attention::Positions;
 pub use config::{Qwen3Config, RopeParameters};
-
-struct Layer {
-    input_norm: Tensor,
-    /// q, k and v projections stacked into one matrix: one GEMM instead of three.
-    qkv: Linear,
-    qkv_bias: Option<Tensor>,
-    q_norm: Tensor,
-    k_norm: Tensor,
-    /// The same two norms as plain f32, for the fused CPU kernel.
-    q_norm_f32: Vec<f32>,
-    k_norm_f32: Vec<f32>,
-    o: Linear,
-    post_norm: Tensor,
-    /// gate and up projections stacked: one GEMM instead of two.
-    gate_up: Linear,
-    down: Linear,
-}
+use layer::Layer;
 
 /// A loaded Qwen3 encoder.
 pub struct Qwen3 {
@@ -68,60 +55,22 @@ pub struct ForwardTimes {
 }
 
 impl Qwen3 {
-    pub fn load(cfg: Qwen3Config, w: &Weights, device: &Device, dtype: DType) -> Result<Self> {
+    /// Load the weights by their Hugging Face names (`vb` at the model root: `embed_tokens`,
+    /// `layers.{i}`, `norm`), block by block.
+    pub fn load(cfg: Qwen3Config, vb: VarBuilder, device: &Device, dtype: DType) -> Result<Self> {
         let h = cfg.hidden_size;
         let hd = cfg.head_dim();
-        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let get = |name: &str, shape: &[usize]| w.get(name, shape, device, dtype);
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for i in 0..cfg.num_hidden_layers {
-            let p = format!("layers.{i}");
-            let q = get(&format!("{p}.self_attn.q_proj.weight"), &[nh * hd, h])?;
-            let k = get(&format!("{p}.self_attn.k_proj.weight"), &[nkv * hd, h])?;
-            let v = get(&format!("{p}.self_attn.v_proj.weight"), &[nkv * hd, h])?;
-            let qkv_bias = if cfg.attention_bias {
-                let qb = get(&format!("{p}.self_attn.q_proj.bias"), &[nh * hd])?;
-                let kb = get(&format!("{p}.self_attn.k_proj.bias"), &[nkv * hd])?;
-                let vb = get(&format!("{p}.self_attn.v_proj.bias"), &[nkv * hd])?;
-                Some(Tensor::cat(&[qb, kb, vb], 0)?)
-            } else {
-                None
-            };
-            let gate = get(
-                &format!("{p}.mlp.gate_proj.weight"),
-                &[cfg.intermediate_size, h],
-            )?;
-            let up = get(
-                &format!("{p}.mlp.up_proj.weight"),
-                &[cfg.intermediate_size, h],
-            )?;
-            let q_norm = get(&format!("{p}.self_attn.q_norm.weight"), &[hd])?;
-            let k_norm = get(&format!("{p}.self_attn.k_norm.weight"), &[hd])?;
-            layers.push(Layer {
-                q_norm_f32: q_norm.to_dtype(DType::F32)?.to_vec1()?,
-                k_norm_f32: k_norm.to_dtype(DType::F32)?.to_vec1()?,
-                q_norm,
-                k_norm,
-                input_norm: get(&format!("{p}.input_layernorm.weight"), &[h])?,
-                qkv: Linear::new(Tensor::cat(&[q, k, v], 0)?)?,
-                qkv_bias,
-                o: Linear::new(get(&format!("{p}.self_attn.o_proj.weight"), &[h, nh * hd])?)?,
-                post_norm: get(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
-                gate_up: Linear::new(Tensor::cat(&[gate, up], 0)?)?,
-                down: Linear::new(get(
-                    &format!("{p}.mlp.down_proj.weight"),
-                    &[h, cfg.intermediate_size],
-                )?)?,
-            });
-        }
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Layer::load(vb.pp("layers").pp(i), &cfg))
+            .collect::<Result<Vec<_>>>()?;
         // transformers computes the RoPE angles in f32 whatever the model dtype; so do we.
         let inv_freq = (0..hd)
             .step_by(2)
             .map(|i| (1.0 / cfg.rope_theta().powf(i as f64 / hd as f64)) as f32)
             .collect();
         Ok(Qwen3 {
-            embed: get("embed_tokens.weight", &[cfg.vocab_size, h])?,
-            norm: get("norm.weight", &[h])?,
+            embed: vb.get((cfg.vocab_size, h), "embed_tokens.weight")?,
+            norm: vb.get(h, "norm.weight")?,
             eps: cfg.rms_norm_eps as f32,
             layers,
             inv_freq,
@@ -207,29 +156,18 @@ impl Qwen3 {
         let ids = Tensor::from_vec(ids, b * t, &self.device)?;
         let mut x = self.embed.index_select(&ids, 0)?; // (b·t, h)
         let (cos, sin) = self.rope_tables(t)?;
-        let mask = causal_mask(t, &self.device, self.dtype)?;
+        let pos = Positions {
+            cos,
+            sin,
+            mask: causal_mask(t, &self.device, self.dtype)?,
+        };
         times.other += clock.lap()?;
         for layer in &self.layers {
-            let hs = candle_nn::ops::rms_norm(&x, &layer.input_norm, self.eps)?;
-            let mut qkv = layer.qkv.forward(&hs)?;
-            if let Some(bias) = &layer.qkv_bias {
-                qkv = qkv.broadcast_add(bias)?;
-            }
-            times.projections += clock.lap()?;
-            let attn = self.attend(&qkv, layer, b, t, &cos, &sin, &mask)?;
-            times.attention += clock.lap()?;
-            x = (x + layer.o.forward(&attn)?)?;
-            times.projections += clock.lap()?;
-            let hs = candle_nn::ops::rms_norm(&x, &layer.post_norm, self.eps)?;
-            let gu = layer.gate_up.forward(&hs)?;
-            let i = c.intermediate_size;
-            let act = (candle_nn::ops::silu(&gu.narrow(1, 0, i)?)? * gu.narrow(1, i, i)?)?;
-            x = (x + layer.down.forward(&act)?)?;
-            times.mlp += clock.lap()?;
+            x = layer.forward(x, (b, t), &pos, &mut clock, times)?;
         }
         let pooled = match output {
             Output::Last => {
-                let idx = crate::embed::pooling::last_token_rows(seqs, t);
+                let idx = crate::embed::layers::pooling::last_token_rows(seqs, t);
                 let idx = Tensor::from_vec(idx, b, &self.device)?;
                 candle_nn::ops::rms_norm(&x.index_select(&idx, 0)?, &self.norm, self.eps)?
                     .to_dtype(DType::F32)?
@@ -253,51 +191,6 @@ impl Qwen3 {
     }
 }
 
-impl Qwen3 {
-    /// Attention as candle ops: any device and dtype.
-    #[allow(clippy::too_many_arguments)]
-    fn attend(
-        &self,
-        qkv: &Tensor,
-        layer: &Layer,
-        b: usize,
-        t: usize,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: &Tensor,
-    ) -> Result<Tensor> {
-        let c = &self.cfg;
-        let hd = c.head_dim();
-        let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
-        let g = nh / nkv;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let heads = |start: usize, n: usize| -> Result<Tensor> {
-            Ok(qkv.narrow(1, start * hd, n * hd)?.reshape((b, t, n, hd))?)
-        };
-        let q = candle_nn::ops::rms_norm(&heads(0, nh)?, &layer.q_norm, self.eps)?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let k = candle_nn::ops::rms_norm(&heads(nh, nkv)?, &layer.k_norm, self.eps)?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let v = heads(nh + nkv, nkv)?.transpose(1, 2)?.contiguous()?;
-        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
-        // Grouped-query attention without copying K and V: query heads that share a KV
-        // head are stacked along the row axis, (b, nkv, g·t, hd).
-        let q = q.reshape((b, nkv, g * t, hd))?;
-        let scores = (q.matmul(&k.t()?)? * scale)?
-            .reshape((b, nkv, g, t, t))?
-            .broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, nkv, g * t, t))?;
-        Ok(probs
-            .matmul(&v)?
-            .reshape((b, nh, t, hd))?
-            .transpose(1, 2)?
-            .reshape((b * t, nh * hd))?)
-    }
-}
-
 /// (1, 1, 1, t, t) additive mask: 0 on and below the diagonal, the dtype's most negative
 /// finite value above it (finite, so a row can never turn into NaN).
 fn causal_mask(t: usize, device: &Device, dtype: DType) -> Result<Tensor> {
@@ -313,20 +206,20 @@ fn causal_mask(t: usize, device: &Device, dtype: DType) -> Result<Tensor> {
 }
 
 /// Wall-clock laps; on an accelerator it synchronises first so a lap covers the work done.
-struct Timer {
+pub(super) struct Timer {
     device: Device,
     last: std::time::Instant,
 }
 
 impl Timer {
-    fn new(device: &Device) -> Self {
+    pub(super) fn new(device: &Device) -> Self {
         Timer {
             device: device.clone(),
             last: std::time::Instant::now(),
         }
     }
 
-    fn lap(&mut self) -> Result<f64> {
+    pub(super) fn lap(&mut self) -> Result<f64> {
         self.device.synchronize()?;
         let now = std::time::Instant::now();
         let s = (now - self.last).as_secs_f64();

@@ -1,9 +1,14 @@
 //! Memory-mapped safetensors weights (one file or a sharded set), with the checks that turn
 //! a wrong checkpoint into a message naming the tensor instead of a shape error deep in a GEMM.
+//!
+//! The one weight loader of every model: [`Weights::into_var_builder`] serves them to
+//! candle's [`VarBuilder`], so Qwen3's blocks (`Layer::load(vb, cfg)`) and candle-transformers'
+//! BERT read their tensors by their Hugging Face names through the same checks.
 
 use crate::error::{Error, Result};
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::VarBuilder;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -18,8 +23,9 @@ pub struct Weights {
 
 impl Weights {
     /// Map `files`; `probe` is a tensor every checkpoint of the architecture has, used to tell
-    /// whether names carry a `model.` prefix.
-    pub fn open(files: &[PathBuf], probe: &str) -> Result<Self> {
+    /// whether names carry a `model.` prefix (`None`: names are used as they are, for models
+    /// such as candle's BERT that find their own prefix).
+    pub fn open(files: &[PathBuf], probe: Option<&str>) -> Result<Self> {
         let origin = files
             .first()
             .cloned()
@@ -29,18 +35,10 @@ impl Weights {
         let st = unsafe { MmapedSafetensors::multi(files) }
             .map_err(|e| Error::artifact(&origin, format!("cannot read safetensors: {e}")))?;
         let names: HashSet<String> = st.tensors().into_iter().map(|(n, _)| n).collect();
-        let prefix = if names.contains(probe) {
-            String::new()
-        } else if names.contains(&format!("model.{probe}")) {
-            "model.".to_string()
+        let prefix = if let Some(probe) = probe {
+            Self::prefix(&names, probe, &origin)?
         } else {
-            return Err(Error::artifact(
-                &origin,
-                format!(
-                    "tensor `{probe}` (or `model.{probe}`) not found: these weights do not \
-                     belong to the architecture config.json names"
-                ),
-            ));
+            String::new()
         };
         Ok(Weights {
             st,
@@ -48,6 +46,27 @@ impl Weights {
             prefix,
             origin,
         })
+    }
+
+    fn prefix(names: &HashSet<String>, probe: &str, origin: &Path) -> Result<String> {
+        Ok(if names.contains(probe) {
+            String::new()
+        } else if names.contains(&format!("model.{probe}")) {
+            "model.".to_string()
+        } else {
+            return Err(Error::artifact(
+                origin,
+                format!(
+                    "tensor `{probe}` (or `model.{probe}`) not found: these weights do not \
+                     belong to the architecture config.json names"
+                ),
+            ));
+        })
+    }
+
+    /// A [`VarBuilder`] over these weights, converting every tensor to `dtype` on `device`.
+    pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self), dtype, device.clone())
     }
 
     pub fn origin(&self) -> &Path {
@@ -80,5 +99,31 @@ impl Weights {
             ));
         }
         Ok(self.st.load(&full, device)?.to_dtype(dtype)?)
+    }
+}
+
+/// Every lookup goes through [`Weights::get`], so a missing tensor or a wrong shape names the
+/// tensor and the file, not just a shape mismatch.
+impl candle_nn::var_builder::SimpleBackend for Weights {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        // As a plain message (no backtrace wrapper): it already names the tensor and the file.
+        Weights::get(self, name, s.dims(), dev, dtype)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let full = format!("{}{name}", self.prefix);
+        self.st.load(&full, dev)?.to_dtype(dtype)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.names.contains(&format!("{}{name}", self.prefix))
     }
 }
