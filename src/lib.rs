@@ -9,6 +9,7 @@ pub mod collab;
 pub mod config;
 pub mod embed;
 pub mod error;
+pub mod eval;
 pub mod fs;
 pub mod gemm;
 pub mod ids;

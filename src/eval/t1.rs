@@ -1,0 +1,308 @@
+//! Tier 1: next-item prediction with no neural training (minutes on a CPU).
+//!
+//! Leave-one-out by time: each user's last item is the test target, the one before it the
+//! item the prediction starts from; every earlier consecutive pair (the one into the
+//! second-last item included) is a training transition. The model generates the next ID token
+//! by token from transition counts: the probability of code x after prefix g, given the
+//! previous item p, interpolates the counts conditioned on p's ID prefix of length m, from the
+//! full ID down to no conditioning (m = 0, popularity), and finally a uniform choice among g's
+//! children in the trie:
+//!
+//!   P_m(x | p, g) = (N(p[..m] → g·x) + α·P_{m−1}(x | p, g)) / (N(p[..m] → g) + α)
+//!
+//! Only real items can come out (every step is a trie edge), and the score is computed exactly
+//! for every item. A hit is the right *item*: items that share an ID share its probability, and
+//! their order is decided by popularity, so collisions cannot inflate the figures. The same
+//! engine over each item's own row as a one-level ID gives the item-id Markov baseline
+//! (m ≤ 1) and the popularity baseline (m = 0).
+
+use super::table::CodeTable;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Smoothing weight α of every back-off step.
+pub const ALPHA: f64 = 1.0;
+/// Cut-offs of the ranking metrics.
+pub const CUTOFFS: [usize; 2] = [5, 10];
+
+/// Recall and NDCG at each cut-off, averaged over test users.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ranking {
+    #[serde(rename = "recall@5")]
+    pub recall_5: f64,
+    #[serde(rename = "recall@10")]
+    pub recall_10: f64,
+    #[serde(rename = "ndcg@5")]
+    pub ndcg_5: f64,
+    #[serde(rename = "ndcg@10")]
+    pub ndcg_10: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct T1 {
+    /// Users with at least 3 interactions (the others cannot be split).
+    pub users: usize,
+    pub train_transitions: usize,
+    /// The prefix-backoff model over the table's IDs.
+    pub sid: Ranking,
+    /// Baselines on raw item ids.
+    pub item_markov: Ranking,
+    pub popularity: Ranking,
+}
+
+/// A leave-one-out split: per user, (the item before the last, the last).
+struct Split {
+    transitions: Vec<(u32, u32)>,
+    tests: Vec<(u32, u32)>,
+}
+
+fn split(histories: &[Vec<u32>]) -> Split {
+    let mut transitions = Vec::new();
+    let mut tests = Vec::new();
+    for h in histories.iter().filter(|h| h.len() >= 3) {
+        let n = h.len();
+        transitions.extend(h[..n - 1].windows(2).map(|w| (w[0], w[1])));
+        tests.push((h[n - 2], h[n - 1]));
+    }
+    Split { transitions, tests }
+}
+
+/// The trie of a table's IDs: node 0 is the root; `node[l][i]` is item i's prefix of length l.
+struct Trie {
+    node: Vec<Vec<u32>>,
+    children: Vec<Vec<u32>>,
+    /// Items at each leaf (full ID).
+    items_at: HashMap<u32, Vec<u32>>,
+    levels: usize,
+}
+
+impl Trie {
+    fn new(codes: &[u32], width: usize, n: usize) -> Trie {
+        let mut node = vec![vec![0u32; n]];
+        let mut children: Vec<Vec<u32>> = vec![Vec::new()];
+        for l in 1..=width {
+            let mut index: HashMap<(u32, u32), u32> = HashMap::new();
+            let mut here = Vec::with_capacity(n);
+            for i in 0..n {
+                let parent = node[l - 1][i];
+                let key = (parent, codes[i * width + l - 1]);
+                let id = *index.entry(key).or_insert_with(|| {
+                    let id = children.len() as u32;
+                    children.push(Vec::new());
+                    children[parent as usize].push(id);
+                    id
+                });
+                here.push(id);
+            }
+            node.push(here);
+        }
+        let mut items_at: HashMap<u32, Vec<u32>> = HashMap::new();
+        for i in 0..n {
+            items_at.entry(node[width][i]).or_default().push(i as u32);
+        }
+        Trie {
+            node,
+            children,
+            items_at,
+            levels: width,
+        }
+    }
+}
+
+/// Transition counts out of one context (a previous item's ID prefix of some length): into
+/// each target node, and into each target's parent node (their sum over the children).
+#[derive(Default)]
+struct Context {
+    next: HashMap<u32, u32>,
+    ctx: HashMap<u32, u32>,
+}
+
+/// The counts of every context, by (context length m, context node); m = 0 (no conditioning)
+/// is the same for every previous item, so its step probabilities are computed once.
+struct Counts {
+    max_context: usize,
+    contexts: HashMap<(u8, u32), Context>,
+    /// P_0(node | parent) for every non-root node.
+    base: Vec<f64>,
+}
+
+impl Counts {
+    fn new(trie: &Trie, transitions: &[(u32, u32)], max_context: usize) -> Counts {
+        let mut contexts: HashMap<(u8, u32), Context> = HashMap::new();
+        for &(p, q) in transitions {
+            for m in 0..=max_context {
+                let c = contexts
+                    .entry((m as u8, trie.node[m][p as usize]))
+                    .or_default();
+                for j in 0..trie.levels {
+                    *c.ctx.entry(trie.node[j][q as usize]).or_insert(0) += 1;
+                    *c.next.entry(trie.node[j + 1][q as usize]).or_insert(0) += 1;
+                }
+            }
+        }
+        let mut base = vec![0f64; trie.children.len()];
+        let root = contexts.get(&(0, 0));
+        for (parent, kids) in trie.children.iter().enumerate() {
+            for &c in kids {
+                base[c as usize] = backoff(root, parent as u32, c, 1.0 / kids.len() as f64);
+            }
+        }
+        Counts {
+            max_context,
+            contexts,
+            base,
+        }
+    }
+
+    /// Probability of every full ID after item p, as (leaf, probability).
+    fn leaves(&self, trie: &Trie, p: usize) -> Vec<(u32, f64)> {
+        // The contexts of p's prefixes that saw any transition; the others leave P unchanged.
+        let ctxs: Vec<&Context> = (1..=self.max_context)
+            .filter_map(|m| self.contexts.get(&(m as u8, trie.node[m][p])))
+            .collect();
+        let mut out = Vec::new();
+        let mut stack = vec![(0u32, 0usize, 1.0f64)];
+        while let Some((node, depth, prob)) = stack.pop() {
+            if depth == trie.levels {
+                out.push((node, prob));
+                continue;
+            }
+            for &c in &trie.children[node as usize] {
+                let step = ctxs.iter().fold(self.base[c as usize], |pr, ctx| {
+                    backoff(Some(ctx), node, c, pr)
+                });
+                stack.push((c, depth + 1, prob * step));
+            }
+        }
+        out
+    }
+}
+
+/// One back-off step: (N(ctx → child) + α·lower) / (N(ctx → parent) + α); a context that
+/// never reached `parent` leaves `lower` as it is.
+fn backoff(ctx: Option<&Context>, parent: u32, child: u32, lower: f64) -> f64 {
+    let Some(ctx) = ctx else { return lower };
+    let Some(&c) = ctx.ctx.get(&parent) else {
+        return lower;
+    };
+    let n = ctx.next.get(&child).copied().unwrap_or(0) as f64;
+    (n + ALPHA * lower) / (c as f64 + ALPHA)
+}
+
+/// 1-based rank of `target` when items are ordered by score (desc), then popularity (desc),
+/// then row.
+fn rank(scores: &[f64], popularity: &[u32], target: usize) -> usize {
+    let key = |i: usize| (scores[i], popularity[i], std::cmp::Reverse(i));
+    let t = key(target);
+    1 + (0..scores.len())
+        .filter(|&i| {
+            let k = key(i);
+            k.0 > t.0 || (k.0 == t.0 && (k.1, k.2) > (t.1, t.2))
+        })
+        .count()
+}
+
+fn ranking(ranks: &[usize]) -> Ranking {
+    let n = ranks.len().max(1) as f64;
+    let recall = |k: usize| ranks.iter().filter(|&&r| r <= k).count() as f64 / n;
+    let ndcg = |k: usize| {
+        ranks
+            .iter()
+            .filter(|&&r| r <= k)
+            .map(|&r| 1.0 / ((r + 1) as f64).log2())
+            .sum::<f64>()
+            / n
+    };
+    Ranking {
+        recall_5: recall(CUTOFFS[0]),
+        recall_10: recall(CUTOFFS[1]),
+        ndcg_5: ndcg(CUTOFFS[0]),
+        ndcg_10: ndcg(CUTOFFS[1]),
+    }
+}
+
+/// Ranks of every test target under the back-off model over `codes` (width per item).
+fn ranks(
+    codes: &[u32],
+    width: usize,
+    n: usize,
+    max_context: usize,
+    s: &Split,
+    popularity: &[u32],
+) -> Vec<usize> {
+    let trie = Trie::new(codes, width, n);
+    let counts = Counts::new(&trie, &s.transitions, max_context.min(width));
+    s.tests
+        .par_iter()
+        .map(|&(p, target)| {
+            let mut scores = vec![0f64; n];
+            for (leaf, prob) in counts.leaves(&trie, p as usize) {
+                for &i in &trie.items_at[&leaf] {
+                    scores[i as usize] = prob;
+                }
+            }
+            rank(&scores, popularity, target as usize)
+        })
+        .collect()
+}
+
+/// T1 for `t`, with per-user histories of table rows in time order.
+pub fn evaluate(t: &CodeTable, histories: &[Vec<u32>]) -> T1 {
+    let n = t.len();
+    let s = split(histories);
+    let mut popularity = vec![0u32; n];
+    for h in histories.iter().filter(|h| h.len() >= 3) {
+        for &i in &h[..h.len() - 1] {
+            popularity[i as usize] += 1;
+        }
+    }
+    let own: Vec<u32> = (0..n as u32).collect();
+    T1 {
+        users: s.tests.len(),
+        train_transitions: s.transitions.len(),
+        sid: ranking(&ranks(&t.codes, t.width, n, t.width, &s, &popularity)),
+        item_markov: ranking(&ranks(&own, 1, n, 1, &s, &popularity)),
+        popularity: ranking(&ranks(&own, 1, n, 0, &s, &popularity)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_probabilities_sum_to_one_and_follow_counts() {
+        let codes = [0, 0, 0, 1, 1, 0, 1, 1, 2, 0];
+        let trie = Trie::new(&codes, 2, 5);
+        let counts = Counts::new(&trie, &[(0, 3), (0, 3), (1, 2), (4, 3)], 2);
+        for p in 0..5 {
+            let total: f64 = counts.leaves(&trie, p).iter().map(|x| x.1).sum();
+            assert!((total - 1.0).abs() < 1e-12, "from item {p}: {total}");
+        }
+        let best = |p: usize| {
+            let l = counts.leaves(&trie, p);
+            let leaf = l.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+            trie.items_at[&leaf].clone()
+        };
+        assert_eq!(best(0), vec![3], "0 was followed by 3 twice");
+        assert_eq!(best(1), vec![2]);
+    }
+
+    #[test]
+    fn a_hit_is_the_right_item_even_when_ids_collide() {
+        // Items 1 and 2 share an ID: whichever the model points at, only popularity can order
+        // them, so the less popular one ranks second.
+        let histories = vec![vec![0, 1, 0, 2], vec![0, 1, 0, 1], vec![3, 0, 1]];
+        let s = split(&histories);
+        assert_eq!(s.tests, vec![(0, 2), (0, 1), (0, 1)]);
+        let pop = [3, 2, 0, 1];
+        let codes = [0, 0, 1, 1, 1, 1, 2, 0];
+        let r = ranks(&codes, 2, 4, 2, &s, &pop);
+        assert_eq!(r, vec![2, 1, 1]);
+        let m = ranking(&r);
+        assert!((m.recall_5 - 1.0).abs() < 1e-12);
+        let want = (1.0 / 3f64.log2() + 2.0) / 3.0;
+        assert!((m.ndcg_5 - want).abs() < 1e-12);
+    }
+}
