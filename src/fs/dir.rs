@@ -40,6 +40,16 @@ impl AtomicDir {
     /// Lock `dest`, recover from earlier killed writers, and create the staging directory.
     /// Refuses a `dest` that is a file, or is, contains or lies inside an input.
     pub fn create(dest: &Path) -> Result<Self> {
+        // A symlink to a directory: the directory it points to is the output (swapping the
+        // link itself would turn it into a plain directory and leave the target stale).
+        let resolved;
+        let dest = match std::fs::symlink_metadata(dest) {
+            Ok(m) if m.file_type().is_symlink() && dest.is_dir() => {
+                resolved = std::fs::canonicalize(dest).map_err(|e| Error::io(dest, e))?;
+                resolved.as_path()
+            }
+            _ => dest,
+        };
         if let Ok(m) = std::fs::metadata(dest)
             && !m.is_dir()
         {
@@ -159,7 +169,11 @@ fn recover(dest: &Path) -> Result<()> {
         );
     }
     for (p, _) in leftovers(dest) {
-        std::fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+        // One that cannot be removed is only clutter (`dest` itself is complete): say so, and
+        // go on.
+        if let Err(e) = std::fs::remove_dir_all(&p) {
+            tracing::warn!("{}: cannot remove: {e}", p.display());
+        }
     }
     Ok(())
 }
@@ -275,8 +289,12 @@ fn sync_file(path: &Path) -> Result<()> {
     f.and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
 }
 
-/// Whether `name` is an entry a sidtool writer of an older version left inside an output
-/// directory while staging (never part of an output).
+/// Prefix of the staging directories that `build` of earlier sidtool versions made inside the
+/// output directory (never part of an output; a killed build left them behind).
+pub const LEGACY_STAGING_PREFIX: &str = ".sidtool-build-";
+
+/// Whether `name` is such a staging directory. (Earlier versions' `.sidtool-old-PID` backups
+/// are kept: one may hold the only copy of an output.)
 pub fn is_legacy_scratch(name: &str) -> bool {
-    name.starts_with(".sidtool-build-") || name.starts_with(".sidtool-old-")
+    name.starts_with(LEGACY_STAGING_PREFIX)
 }

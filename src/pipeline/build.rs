@@ -46,6 +46,8 @@ pub fn build(
     // Everything is written into a staging directory beside `out` and swapped in only once
     // the whole build succeeded (fs::dir): `out` is always a complete old or new build.
     let stage = AtomicDir::create(out)?;
+    // Staging directories that killed builds of earlier versions left inside `out`.
+    crate::fs::atomic::remove_stale(out, crate::fs::dir::LEGACY_STAGING_PREFIX);
     let dir = stage.path().to_path_buf();
     let mut run = Run::new();
     let emb_path = dir.join("embeddings.parquet");
