@@ -72,6 +72,36 @@ pub enum Error {
         path: PathBuf,
         cause: serde_json::Error,
     },
+    /// Another process holds the output's lock: two writers would mix their files.
+    #[error(
+        "{}: is being written by {}; wait for it or stop it",
+        path.display(),
+        holder(*pid)
+    )]
+    Locked { path: PathBuf, pid: Option<u32> },
+    /// An output path that is, contains or lies inside one of the command's inputs: writing it
+    /// would destroy the input.
+    #[error(
+        "--out {}: {} {}; write the output somewhere else",
+        out.display(),
+        relation,
+        input.display()
+    )]
+    OutputIsInput {
+        out: PathBuf,
+        input: PathBuf,
+        /// "is the input", "contains the input" or "is inside the input".
+        relation: &'static str,
+    },
+}
+
+/// Who holds a lock, for [`Error::Locked`]: the pid is missing only in the instant between
+/// the holder taking the lock and writing its pid.
+fn holder(pid: Option<u32>) -> String {
+    match pid {
+        Some(p) => format!("sidtool process {p}"),
+        None => "another sidtool process".to_string(),
+    }
 }
 
 impl Error {

@@ -719,7 +719,7 @@ fn outputs_that_cannot_work_are_refused_before_embedding() {
     let err = fails(&["embed", s(&items), "--out", s(t.path()), "--model", &tiny()]);
     assert!(err.contains("is a directory"), "{err}");
     let err = fails(&["embed", s(&items), "--out", s(&items), "--model", &tiny()]);
-    assert!(err.contains("is the input catalogue"), "{err}");
+    assert!(err.contains("is the input"), "{err}");
     assert_eq!(entries(t.path()), vec!["items.parquet".to_string()]);
     // A typo in an explicit --embedding-column is an error, not a silent text-embedding run.
     let out = t.path().join("out");

@@ -208,6 +208,9 @@ pub fn compute_to_file(
     dest: &Path,
     progress: &dyn Progress,
 ) -> Result<(Collab, CollabSummary)> {
+    // Refused before the work: `dest` must be neither the interactions nor the catalogue the
+    // ids came from (noted by their reader).
+    crate::fs::inputs::check_output(dest, crate::fs::inputs::OutputKind::File, &[interactions])?;
     let start = std::time::Instant::now();
     let c = compute(interactions, items, cfg, seed, progress)?;
     let summary = c.summary(start.elapsed().as_secs_f64());

@@ -112,6 +112,9 @@ pub fn embed_file(
         return Err(Error::input(items, None, None, "has no rows"));
     }
     check_output(items, out)?;
+    // One run per output for the whole job: two runs would share the `.NAME.partial/` parts.
+    crate::fs::atomic::ensure_parent(out)?;
+    let _lock = crate::fs::lock::OutputLock::acquire(out)?;
     // Null and duplicate ids are found before the model loads, not hours into a run.
     let id_type = check_ids(items, &input.id_column)?;
     let encoder = Encoder::load(e)?;
@@ -166,15 +169,7 @@ fn check_output(items: &Path, out: &Path) -> Result<()> {
             out.display()
         )));
     }
-    if let (Ok(a), Ok(b)) = (std::fs::canonicalize(items), std::fs::canonicalize(out))
-        && a == b
-    {
-        return Err(Error::Config(format!(
-            "--out {} is the input catalogue; write the embeddings to another file",
-            out.display()
-        )));
-    }
-    Ok(())
+    crate::fs::inputs::check_output(out, crate::fs::inputs::OutputKind::File, &[items])
 }
 
 /// One pass over the id column: nulls and duplicates, with their rows. Returns the id type.

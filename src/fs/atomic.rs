@@ -1,20 +1,22 @@
-//! Atomic outputs: write beside the destination under a temporary name, rename on success,
-//! delete on failure or drop, so a crash or bad input never leaves a half-written file.
+//! Atomic file outputs: written beside the destination under a temporary name, flushed to
+//! disk, renamed on success and deleted on failure or drop, so a crash or bad input never
+//! leaves a half-written file. Directory outputs are in [`crate::fs::dir`].
 
 use crate::error::{Error, Result};
+use crate::fs::inputs::{self, OutputKind};
+use crate::fs::lock::OutputLock;
+use crate::fs::{fault, parent_dir, sync_dir};
 use std::path::{Path, PathBuf};
 
-/// Temporary sibling name for `dest`: hidden, unique per process.
+/// Temporary sibling name for `dest`: hidden, unique per process. Leftovers of killed
+/// processes are removed first, so interrupted runs do not pile up files.
 fn temp_name(dest: &Path) -> PathBuf {
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    remove_stale(
-        dest.parent().unwrap_or(Path::new(".")),
-        &format!(".{name}.tmp-"),
-    );
-    dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    remove_stale(parent_dir(dest), &format!(".{name}.tmp-"));
+    parent_dir(dest).join(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 /// Remove entries of `dir` named `{prefix}{pid}` (optionally with an extension) whose process
@@ -52,40 +54,51 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-fn ensure_parent(dest: &Path) -> Result<()> {
-    if let Some(p) = dest.parent()
-        && !p.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
-    }
-    Ok(())
+pub(crate) fn ensure_parent(dest: &Path) -> Result<()> {
+    let p = parent_dir(dest);
+    std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))
 }
 
-/// A file being written; becomes `dest` on [`AtomicFile::commit`], vanishes otherwise.
+/// A file being written; becomes `dest` on [`AtomicFile::commit`], vanishes otherwise. It
+/// holds `dest`'s lock from creation to commit, and refuses a `dest` that is an input.
 pub struct AtomicFile {
     tmp: PathBuf,
     dest: PathBuf,
+    /// A second handle on the temporary file, to flush its data before the rename.
+    sync: Option<std::fs::File>,
     done: bool,
+    _lock: OutputLock,
 }
 
 impl AtomicFile {
     pub fn create(dest: &Path) -> Result<(Self, std::fs::File)> {
         ensure_parent(dest)?;
+        inputs::check_output(dest, OutputKind::File, &[])?;
+        let lock = OutputLock::acquire(dest)?;
         let tmp = temp_name(dest);
         let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         Ok((
             AtomicFile {
+                sync: f.try_clone().ok(),
                 tmp,
                 dest: dest.to_path_buf(),
                 done: false,
+                _lock: lock,
             },
             f,
         ))
     }
 
+    /// Flush the data, rename it into place, flush the directory entry: after a power loss
+    /// `dest` is the old file or the complete new one, never an empty or truncated one.
     pub fn commit(mut self) -> Result<()> {
+        if let Some(f) = self.sync.take() {
+            f.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+        }
         std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
         self.done = true;
+        fault::step();
+        sync_dir(parent_dir(&self.dest));
         Ok(())
     }
 }
@@ -105,55 +118,6 @@ pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).map_err(|e| Error::io(dest, e))?;
     drop(f);
     guard.commit()
-}
-
-/// A directory being filled; replaces `dest` on [`AtomicDir::commit`].
-pub struct AtomicDir {
-    tmp: PathBuf,
-    dest: PathBuf,
-    done: bool,
-}
-
-impl AtomicDir {
-    pub fn create(dest: &Path) -> Result<Self> {
-        ensure_parent(dest)?;
-        let tmp = temp_name(dest);
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        Ok(AtomicDir {
-            tmp,
-            dest: dest.to_path_buf(),
-            done: false,
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.tmp
-    }
-
-    pub fn commit(mut self) -> Result<()> {
-        if self.dest.exists() {
-            let old = temp_name(&self.dest).with_extension("old");
-            std::fs::rename(&self.dest, &old).map_err(|e| Error::io(&self.dest, e))?;
-            if let Err(e) = std::fs::rename(&self.tmp, &self.dest) {
-                let _ = std::fs::rename(&old, &self.dest); // put the previous version back
-                return Err(Error::io(&self.dest, e));
-            }
-            let _ = std::fs::remove_dir_all(&old);
-        } else {
-            std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
-        }
-        self.done = true;
-        Ok(())
-    }
-}
-
-impl Drop for AtomicDir {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_dir_all(&self.tmp);
-        }
-    }
 }
 
 /// Write `v` as pretty JSON (with a final newline), atomically.

@@ -210,6 +210,7 @@ pub fn write(
 
 /// Read a sids.parquet written by sidtool (or any table with `item_id` and `codes`).
 pub fn read(path: &Path) -> Result<SidTable> {
+    crate::fs::inputs::note(path);
     let builder = open_parquet(path)?;
     let meta = builder
         .metadata()

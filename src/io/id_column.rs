@@ -11,6 +11,7 @@ use std::path::Path;
 /// record batch; nulls, unsupported types and duplicate ids are errors naming file, column and
 /// row.
 pub fn read_ids(path: &Path, id_col: &str, batch_rows: usize) -> Result<ItemIds> {
+    crate::fs::inputs::note(path);
     let builder = open_parquet(path)?;
     let schema = builder.schema().clone();
     let idx = id_column_index(&schema, path, id_col)?;

@@ -49,6 +49,11 @@ pub fn assign(
     existing: Option<&SidTable>,
     progress: &dyn Progress,
 ) -> Result<Assigned> {
+    // Noted so that writing the SIDs over one of them is refused.
+    crate::fs::inputs::note(source.path());
+    if let Some(c) = &cfg.input.collab {
+        crate::fs::inputs::note(c);
+    }
     let levels = q.levels();
     let sizes = q.codebook_sizes().to_vec();
     let kinds = kinds(q);
@@ -268,6 +273,10 @@ pub(super) fn extend(acc: &mut Option<ItemIds>, more: ItemIds) {
 
 /// Write sids.parquet (and stats.json when `stats_path` is given).
 pub fn write_assigned(a: &Assigned, sids_path: &Path, stats_path: Option<&Path>) -> Result<()> {
+    // Both checked before either is written: a refused --stats must not leave new SIDs.
+    for p in std::iter::once(sids_path).chain(stats_path) {
+        crate::fs::inputs::check_output(p, crate::fs::inputs::OutputKind::File, &[])?;
+    }
     let cid = a.cid.as_ref().map(|c| CidPart {
         resolution: &c.resolution,
         raw: &c.raw,

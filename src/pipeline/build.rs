@@ -6,11 +6,12 @@ use super::join::{CollabVectors, collab_vectors};
 use super::manifest::{InputFile, Manifest, Timing, VocabSummary, sha256_file};
 use super::scan::scan;
 use super::source::Source;
-use super::staging::Staging;
 use super::train::{max_k, train_gensar, training_pairs};
 use crate::config::{Config, InputConfig, Method};
 use crate::error::{Error, Result};
 use crate::fs::atomic::write_json;
+use crate::fs::dir::{AtomicDir, is_legacy_scratch};
+use crate::fs::inputs::{self, OutputKind};
 use crate::ids::stats::Stats;
 use crate::io::embeddings;
 use crate::item_id::ItemIds;
@@ -28,10 +29,25 @@ pub fn build(
 ) -> Result<(Manifest, Stats)> {
     cfg.validate()?;
     check_side_inputs(items, cfg)?;
+    // The output directory must not be, contain or lie inside an input: the swap at the end
+    // would remove it.
+    let side: Vec<&Path> = [
+        &cfg.input.interactions,
+        &cfg.input.collab,
+        &cfg.vocab.tokenizer,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|p| p.as_path())
+    .chain([items])
+    .collect();
+    inputs::check_output(out, OutputKind::Dir, &side)?;
     let (sha, bytes) = sha256_file(items)?;
-    // Everything is written into a staging directory and moved into `out` only once the
-    // whole build succeeded: a failure never leaves a mix of old and new files behind.
-    let stage = Staging::create(out)?;
+    // Everything is written into a staging directory beside `out` and swapped in only once
+    // the whole build succeeded (fs::dir): `out` is always a complete old or new build.
+    let stage = AtomicDir::create(out)?;
+    // Staging directories that killed builds of earlier versions left inside `out`.
+    crate::fs::atomic::remove_stale(out, crate::fs::dir::LEGACY_STAGING_PREFIX);
     let dir = stage.path().to_path_buf();
     let mut run = Run::new();
     let emb_path = dir.join("embeddings.parquet");
@@ -137,7 +153,7 @@ pub fn build(
             let table = crate::ids::sid_table::read(&dir.join("sids.parquet"))?;
             let v = &cfg.vocab;
             let r =
-                crate::vocab::write_all(&table, t, &dir, &crate::vocab::extend::Options::from(v))?;
+                crate::vocab::write_into(&table, t, &dir, &crate::vocab::extend::Options::from(v))?;
             run.outputs.extend(crate::vocab::outputs(&table));
             run.lap("vocab");
             Some(r)
@@ -185,7 +201,10 @@ pub fn build(
         timings: run.timings,
     };
     write_json(&dir.join("manifest.json"), &manifest)?;
-    stage.commit(&run.outputs, &all_outputs())?;
+    // The user's own files in `out` are kept; every file a build can write comes from this
+    // build or not at all, so nothing of an earlier, differently configured build survives.
+    let known = all_outputs();
+    stage.commit_keeping(|name| !known.contains(&name) && !is_legacy_scratch(name))?;
     Ok((manifest, a.stats))
 }
 
@@ -245,7 +264,7 @@ pub(super) fn check_side_inputs(items: &Path, cfg: &Config) -> Result<()> {
 }
 
 /// What a build has done so far: the time of each stage and the files it wrote (the
-/// manifest lists both; the commit moves exactly those files into place).
+/// manifest lists both).
 struct Run {
     clock: Instant,
     timings: Vec<Timing>,

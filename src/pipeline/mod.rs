@@ -9,7 +9,6 @@ mod kinds;
 mod manifest;
 mod scan;
 mod source;
-mod staging;
 mod stats;
 mod train;
 

@@ -13,6 +13,17 @@ use std::path::Path;
 /// Train a quantizer on (a sample of) an embeddings file.
 pub fn train(path: &Path, cfg: &Config, progress: &dyn Progress) -> Result<Box<dyn Quantizer>> {
     cfg.validate()?;
+    // Noted so that saving the quantizer over (or around) one of them is refused.
+    for p in [
+        Some(path),
+        cfg.input.collab.as_deref(),
+        cfg.input.interactions.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        crate::fs::inputs::note(p);
+    }
     let s = scan(
         path,
         &cfg.input,

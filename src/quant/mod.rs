@@ -150,6 +150,7 @@ pub fn train_dual(
 
 /// Load whichever quantizer `dir/config.json` describes.
 pub fn load(dir: &Path) -> Result<Box<dyn Quantizer>> {
+    crate::fs::inputs::note(dir);
     let header = store::read_header(dir)?;
     match header.method {
         Method::RqKmeans => Ok(Box::new(rq_kmeans::RqKMeans::load(dir)?)),

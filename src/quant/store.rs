@@ -2,7 +2,7 @@
 //! `model.safetensors` (the tensors, named so the file is self-describing).
 
 use crate::error::{Error, Result};
-use crate::fs::atomic::AtomicDir;
+use crate::fs::dir::AtomicDir;
 use crate::quant::config::Method;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -67,7 +67,7 @@ pub fn save<T: Serialize>(dir: &Path, config: &T, tensors: &HashMap<String, Tens
     let tmp = AtomicDir::create(dir)?;
     let cfg_path = tmp.path().join(CONFIG_FILE);
     let text = serde_json::to_string_pretty(config).expect("quantizer config serialises");
-    std::fs::write(&cfg_path, text + "\n").map_err(|e| Error::io(&cfg_path, e))?;
+    crate::fs::atomic::write_file(&cfg_path, (text + "\n").as_bytes())?;
     let weights = tmp.path().join(WEIGHTS_FILE);
     candle_core::safetensors::save(tensors, &weights)?;
     // The safetensors writer creates a private (0600) file; a model is meant to be shared.

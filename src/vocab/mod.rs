@@ -31,10 +31,30 @@ pub fn outputs(table: &SidTable) -> Vec<&'static str> {
     v
 }
 
+/// [`write_into`] the output directory `out`, atomically: the files are staged beside it and
+/// swapped in together (`fs::dir`). Other files in `out` are kept; vocabulary files this run
+/// does not write (the CID trie of an earlier GenSAR table) are removed.
+pub fn write_all(
+    table: &SidTable,
+    tokenizer: &Path,
+    out: &Path,
+    opts: &extend::Options,
+) -> Result<extend::VocabReport> {
+    crate::fs::inputs::check_output(out, crate::fs::inputs::OutputKind::Dir, &[tokenizer])?;
+    let dir = crate::fs::dir::AtomicDir::create(out)?;
+    let report = write_into(table, tokenizer, dir.path(), opts)?;
+    dir.commit_keeping(|name| {
+        !VOCAB_OUTPUTS.contains(&name)
+            && !CID_TRIE_OUTPUTS.contains(&name)
+            && !crate::fs::dir::is_legacy_scratch(name)
+    })?;
+    Ok(report)
+}
+
 /// Extend `tokenizer` with the SID tokens of `table` (and CID tokens for GenSAR tables), check
 /// the round trip on every item, and write the tokenizer, `sid_tokens.json` and the tries
-/// (`trie.parquet`, `trie.json`; `cid_trie.*` for CIDs) into `out`.
-pub fn write_all(
+/// (`trie.parquet`, `trie.json`; `cid_trie.*` for CIDs) into the existing directory `out`.
+pub fn write_into(
     table: &SidTable,
     tokenizer: &Path,
     out: &Path,
@@ -59,7 +79,6 @@ pub fn write_all(
             ),
         ));
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let json = tok
         .to_string(false)
         .map_err(|e| Error::artifact(tokenizer, format!("cannot serialise the tokenizer: {e}")))?;

@@ -193,25 +193,31 @@ pub fn import(ds: &Dataset, out_dir: &Path) -> Result<Report> {
             inter_types[b] = DataType::Utf8;
         }
     }
-    // Both written under temporary names first: a failure in either leaves neither behind.
-    let items_out = match (&items, &item_types) {
+    // Both written into a staged copy of the output directory, swapped in together
+    // (fs::dir): a failure or a kill leaves neither behind, and never one without the other.
+    let inputs: Vec<&Path> = ds
+        .item
+        .iter()
+        .map(|p| p.as_path())
+        .chain([ds.inter.as_path()])
+        .collect();
+    crate::fs::inputs::check_output(out_dir, crate::fs::inputs::OutputKind::Dir, &inputs)?;
+    let dir = crate::fs::dir::AtomicDir::create(out_dir)?;
+    let mut written = Vec::new();
+    let items = match (&items, &item_types) {
         (Some(s), Some(t)) => {
-            let dest = out_dir.join(ITEMS_FILE);
-            Some((write(s, t, &dest)?, s.report(t, dest)))
+            write(s, t, &dir.path().join(ITEMS_FILE))?.commit()?;
+            written.push(ITEMS_FILE);
+            Some(s.report(t, out_dir.join(ITEMS_FILE)))
         }
         _ => None,
     };
-    let dest = out_dir.join(INTERACTIONS_FILE);
-    let inter_guard = write(&inter, &inter_types, &dest)?;
-    let interactions = inter.report(&inter_types, dest);
-    let items = match items_out {
-        Some((guard, report)) => {
-            guard.commit()?;
-            Some(report)
-        }
-        None => None,
-    };
-    inter_guard.commit()?;
+    write(&inter, &inter_types, &dir.path().join(INTERACTIONS_FILE))?.commit()?;
+    written.push(INTERACTIONS_FILE);
+    let interactions = inter.report(&inter_types, out_dir.join(INTERACTIONS_FILE));
+    // Everything else in the directory is kept, including an items.parquet of an earlier
+    // import when this dataset has no .item file (the CLI warns about it).
+    dir.commit_keeping(|name| !written.contains(&name))?;
     Ok(Report {
         items,
         interactions,
