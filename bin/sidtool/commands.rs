@@ -27,30 +27,17 @@ pub fn run(cli: &Cli) -> Result<()> {
             ids,
             ..
         } => {
-            let mut cfg = cli.config()?;
-            let previous = match existing {
-                Some(p) => Some(sidtool::ids::sid_table::read(p)?),
-                None => None,
-            };
-            if let Some(meta) = previous.as_ref().and_then(|t| t.meta.as_ref()) {
-                cfg.ids
-                    .follow_existing(meta, ids.dedup.is_some(), ids.token_format.is_some())?;
-            }
-            let q = sidtool::quant::load(quantizer)?;
-            let collab = pipeline::collab_for(q.as_ref(), embeddings, &cfg)?;
-            let source = Source::File {
-                path: embeddings,
-                input: &cfg.input,
-                collab: collab.as_ref(),
-            };
-            let a = pipeline::assign(&source, q.as_ref(), &cfg, previous.as_ref(), &reporter)
-                .with_context(|| format!("assign of {} failed", embeddings.display()))?;
-            pipeline::write_assigned(&a, out, stats.as_deref())?;
-            if !cli.quiet {
-                eprint!("{}", render(&a.stats));
-                eprintln!("wrote {}", out.display());
-            }
-            Ok(())
+            // An --existing table fixes dedup and token format unless these flags are given.
+            let user_set = (ids.dedup.is_some(), ids.token_format.is_some());
+            let paths = (embeddings.as_path(), quantizer.as_path(), out.as_path());
+            assign(
+                cli,
+                paths,
+                stats.as_deref(),
+                existing.as_deref(),
+                user_set,
+                &reporter,
+            )
         }
         Cmd::Stats {
             sids,
@@ -58,29 +45,12 @@ pub fn run(cli: &Cli) -> Result<()> {
             embeddings,
             quantizer,
             ..
-        } => {
-            let cfg = cli.config()?;
-            let s = match (embeddings, quantizer) {
-                (Some(e), Some(qdir)) => {
-                    let q = sidtool::quant::load(qdir)?;
-                    let collab = pipeline::collab_for(q.as_ref(), e, &cfg)?;
-                    let source = Source::File {
-                        path: e,
-                        input: &cfg.input,
-                        collab: collab.as_ref(),
-                    };
-                    pipeline::stats_of_table(sids, Some((&source, q.as_ref())))?
-                }
-                _ => pipeline::stats_of_table(sids, None)?,
-            };
-            if let Some(p) = json {
-                pipeline::write_json(p, &s)?;
-            }
-            if !cli.quiet {
-                eprint!("{}", render(&s));
-            }
-            Ok(())
-        }
+        } => stats(
+            cli,
+            sids,
+            json.as_deref(),
+            embeddings.as_deref().zip(quantizer.as_deref()),
+        ),
         Cmd::Vocab { sids, out, .. } => vocab(cli, sids, out),
         Cmd::ImportRecbole { dir, out, name } => import_recbole(cli, dir, out, name.as_deref()),
         Cmd::Collab {
@@ -128,6 +98,69 @@ fn train(cli: &Cli, embeddings: &Path, out: &Path, reporter: &Reporter) -> Resul
             q.levels(),
             q.codebook_sizes()
         );
+    }
+    Ok(())
+}
+
+fn assign(
+    cli: &Cli,
+    (embeddings, quantizer, out): (&Path, &Path, &Path),
+    stats: Option<&Path>,
+    existing: Option<&Path>,
+    (dedup_set, format_set): (bool, bool),
+    reporter: &Reporter,
+) -> Result<()> {
+    let mut cfg = cli.config()?;
+    let previous = match existing {
+        Some(p) => Some(sidtool::ids::sid_table::read(p)?),
+        None => None,
+    };
+    if let Some(meta) = previous.as_ref().and_then(|t| t.meta.as_ref()) {
+        cfg.ids.follow_existing(meta, dedup_set, format_set)?;
+    }
+    let q = sidtool::quant::load(quantizer)?;
+    let collab = pipeline::collab_for(q.as_ref(), embeddings, &cfg)?;
+    let source = Source::File {
+        path: embeddings,
+        input: &cfg.input,
+        collab: collab.as_ref(),
+    };
+    let a = pipeline::assign(&source, q.as_ref(), &cfg, previous.as_ref(), reporter)
+        .with_context(|| format!("assign of {} failed", embeddings.display()))?;
+    pipeline::write_assigned(&a, out, stats)?;
+    if !cli.quiet {
+        eprint!("{}", render(&a.stats));
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// `vectors`: the embeddings and the quantizer, for the reconstruction error per prefix.
+fn stats(
+    cli: &Cli,
+    sids: &Path,
+    json: Option<&Path>,
+    vectors: Option<(&Path, &Path)>,
+) -> Result<()> {
+    let cfg = cli.config()?;
+    let s = match vectors {
+        Some((e, qdir)) => {
+            let q = sidtool::quant::load(qdir)?;
+            let collab = pipeline::collab_for(q.as_ref(), e, &cfg)?;
+            let source = Source::File {
+                path: e,
+                input: &cfg.input,
+                collab: collab.as_ref(),
+            };
+            pipeline::stats_of_table(sids, Some((&source, q.as_ref())))?
+        }
+        None => pipeline::stats_of_table(sids, None)?,
+    };
+    if let Some(p) = json {
+        pipeline::write_json(p, &s)?;
+    }
+    if !cli.quiet {
+        eprint!("{}", render(&s));
     }
     Ok(())
 }
