@@ -16,6 +16,7 @@ pub mod ids;
 pub mod io;
 pub mod item_id;
 pub mod matrix;
+pub mod names;
 pub mod pipeline;
 pub mod progress;
 pub mod quant;

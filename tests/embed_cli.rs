@@ -54,7 +54,9 @@ fn embed_writes_unit_vectors_in_input_order_matching_the_library() {
     let alone = enc.embed_texts(&[text.to_string()]).unwrap();
     assert!(max_abs_diff(&alone, &vecs[..1]) < 1e-5);
     // How the vectors were made is in the footer.
-    let info = sidtool::io::inspect::describe(&out, 0).unwrap();
+    let shown = sidtool(&["inspect", s(&out), "--rows", "0"]);
+    assert!(shown.status.success());
+    let info = String::from_utf8(shown.stdout).unwrap();
     assert!(
         info.contains("sidtool:embed") && info.contains("\"pooling\":\"last\""),
         "{info}"

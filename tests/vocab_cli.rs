@@ -165,7 +165,9 @@ fn walking_the_trie_enumerates_exactly_the_final_ids() {
     )
     .unwrap();
     assert_eq!(ids.len(), 400);
-    let info = sidtool::io::inspect::describe(&out.join("trie.parquet"), 1).unwrap();
+    let shown = sidtool(&["inspect", &s(&out.join("trie.parquet")), "--rows", "1"]);
+    assert!(shown.status.success());
+    let info = String::from_utf8(shown.stdout).unwrap();
     assert!(info.contains("allowed_next_token_ids"), "{info}");
 }
 

@@ -4,8 +4,9 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// How items that received the same code tuple get distinct final IDs (docs/methods.md §7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Dedup {
     /// Append a level holding the item's rank within its collision group (TIGER).
     #[default]
@@ -16,28 +17,10 @@ pub enum Dedup {
     None,
 }
 
-impl std::str::FromStr for Dedup {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "suffix" => Ok(Dedup::Suffix),
-            "reassign" => Ok(Dedup::Reassign),
-            "none" => Ok(Dedup::None),
-            other => Err(format!(
-                "unknown dedup strategy {other:?} (suffix, reassign, none)"
-            )),
-        }
-    }
-}
-
 impl Dedup {
-    pub fn name(self) -> &'static str {
-        match self {
-            Dedup::Suffix => "suffix",
-            Dedup::Reassign => "reassign",
-            Dedup::None => "none",
-        }
+    /// The spelling in config files and `sids.parquet` footers (`suffix`, `reassign`, `none`).
+    pub fn name(self) -> String {
+        crate::names::name(&self)
     }
 }
 
@@ -91,7 +74,12 @@ impl IdsConfig {
         format_set: bool,
     ) -> Result<()> {
         if !dedup_set {
-            self.dedup = meta.dedup.parse().map_err(Error::Config)?;
+            self.dedup = crate::names::parse(&meta.dedup).ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown dedup strategy {:?} (suffix, reassign, none)",
+                    meta.dedup
+                ))
+            })?;
         }
         if !format_set {
             self.token_format = meta.token_format.clone();

@@ -3,7 +3,6 @@
 pub mod embeddings;
 pub mod id_column;
 pub mod input;
-pub mod inspect;
 pub mod interactions;
 pub mod parquet_out;
 pub mod recbole;

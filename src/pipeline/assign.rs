@@ -192,9 +192,9 @@ pub fn assign(
         |kind: IdKind| -> Vec<usize> { kind_levels(q, kind).iter().map(|&l| sizes[l]).collect() };
     let meta = SidMeta {
         sidtool_version: crate::VERSION.into(),
-        method: q.method().name().into(),
+        method: q.method().name(),
         codebook_sizes: kind_sizes(IdKind::Sid),
-        dedup: cfg.ids.dedup.name().into(),
+        dedup: cfg.ids.dedup.name(),
         suffix_level: resolved[0].1.suffix_level,
         token_format: cfg.ids.token_format.clone(),
         quantizer_fingerprint: Some(q.fingerprint()),

@@ -2,11 +2,12 @@
 //! id. Collaborative vectors come from a separate file (what `sidtool collab` writes, or e.g.
 //! SASRec item vectors) or from a column of the embeddings file itself.
 
-use crate::config::InputConfig;
+use crate::config::{Config, InputConfig};
 use crate::error::{Error, Result};
 use crate::io::embeddings::{self, EmbeddingReader};
 use crate::item_id::{IdKey, ItemIds};
 use crate::matrix::Matrix;
+use crate::quant::Quantizer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -125,6 +126,16 @@ impl CollabVectors {
         let (u, missing) = self.lookup(ids);
         (Matrix::hcat(&[s, &u]), missing)
     }
+}
+
+/// What `assign` and `stats` join to the vectors in `path` for quantizer `q`: a GenSAR
+/// quantizer codes [semantic | collaborative] rows, so it needs the collaborative half
+/// ([`collab_vectors`]); single-ID quantizers need none.
+pub fn collab_for(q: &dyn Quantizer, path: &Path, cfg: &Config) -> Result<Option<CollabVectors>> {
+    if q.dual().is_none() {
+        return Ok(None);
+    }
+    collab_vectors(path, &cfg.input, &cfg.collab.column).map(Some)
 }
 
 /// The collaborative vectors for inputs in `path`: `[input] collab` when set, else the file's

@@ -15,7 +15,7 @@ mod train;
 pub use crate::fs::atomic::write_json;
 pub use assign::{Assigned, CidAssigned, assign, write_assigned};
 pub use build::{BUILD_OUTPUTS, COLLAB_OUTPUT, build};
-pub use join::{CollabVectors, collab_vectors};
+pub use join::{CollabVectors, collab_for, collab_vectors};
 pub use manifest::{InputFile, Manifest, Timing, VocabSummary, sha256_file};
 pub use scan::{Scan, scan};
 pub use source::Source;

@@ -65,7 +65,7 @@ pub fn stats_of_table(path: &Path, vectors: Option<(&Source, &dyn Quantizer)>) -
         sidtool_version: "unknown".into(),
         method: "unknown".into(),
         codebook_sizes: vec![],
-        dedup: Dedup::None.name().into(),
+        dedup: Dedup::None.name(),
         suffix_level: false,
         token_format: crate::ids::tokens::DEFAULT_TOKEN_FORMAT.into(),
         quantizer_fingerprint: None,

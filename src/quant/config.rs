@@ -12,7 +12,7 @@ pub const MAX_CODEBOOK_SIZE: usize = 65_535;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
-#[derive(clap::ValueEnum)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Method {
     /// Residual k-means (OneRec / MiniOneRec).
     #[default]
@@ -24,12 +24,9 @@ pub enum Method {
 }
 
 impl Method {
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::RqKmeans => "rq-kmeans",
-            Method::RqVae => "rq-vae",
-            Method::Gensar => "gensar",
-        }
+    /// The spelling in config files and artefacts (`rq-kmeans`, `rq-vae`, `gensar`).
+    pub fn name(self) -> String {
+        crate::names::name(&self)
     }
 }
 
@@ -97,7 +94,7 @@ impl QuantizerConfig {
 /// How training picks the prefix each example reconstructs from (PLUM).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
-#[derive(clap::ValueEnum)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum PrefixMasking {
     /// Always all L levels.
     #[default]

@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Which SID tokens to add.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum TokenSet {
     /// Every code of every level (level-major, code-minor): ids do not depend on which codes
     /// this catalogue used, so later catalogues from the same quantizer fit the same model.

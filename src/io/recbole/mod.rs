@@ -171,6 +171,9 @@ pub struct Report {
     pub interactions: TableReport,
     /// Atomic files of the dataset that were left alone.
     pub not_imported: Vec<PathBuf>,
+    /// Without a `.item` file: an `items.parquet` already in the output directory, left from
+    /// an earlier run and not describing this dataset (a later `build` would pair them).
+    pub stale: Option<PathBuf>,
 }
 
 /// Convert a dataset into `out_dir/items.parquet` and `out_dir/interactions.parquet`. Every
@@ -216,12 +219,17 @@ pub fn import(ds: &Dataset, out_dir: &Path) -> Result<Report> {
     written.push(INTERACTIONS_FILE);
     let interactions = inter.report(&inter_types, out_dir.join(INTERACTIONS_FILE));
     // Everything else in the directory is kept, including an items.parquet of an earlier
-    // import when this dataset has no .item file (the CLI warns about it).
+    // import when this dataset has no .item file (reported as stale).
+    let stale = match items {
+        Some(_) => None,
+        None => Some(out_dir.join(ITEMS_FILE)).filter(|p| p.exists()),
+    };
     dir.commit_keeping(|name| !written.contains(&name))?;
     Ok(Report {
         items,
         interactions,
         not_imported: ds.other.clone(),
+        stale,
     })
 }
 
@@ -283,6 +291,16 @@ mod tests {
     const INTER: &str = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n\
                          u1\t7\t4.5\t1700000000\n\
                          u2\t9\t\t1700000100.0\n";
+
+    #[test]
+    fn an_items_file_from_an_earlier_run_is_reported_stale() {
+        let d = dataset(&[("ds.inter", INTER), ("ds.item", "item_id:token\n7\n9\n")]);
+        assert_eq!(import_dir(d.path()).unwrap().stale, None);
+        std::fs::remove_file(d.path().join("ds.item")).unwrap();
+        let r = import_dir(d.path()).unwrap();
+        assert!(r.items.is_none());
+        assert_eq!(r.stale, Some(d.path().join("out").join(ITEMS_FILE)));
+    }
 
     #[test]
     fn canonical_integers_only() {

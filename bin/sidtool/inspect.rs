@@ -1,11 +1,12 @@
 //! `sidtool inspect`: a quick look at any sidtool input or output.
 
-use crate::error::{Error, Result};
-use crate::io::embeddings::open_parquet;
+use anyhow::Result;
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
+use sidtool::io::embeddings::open_parquet;
+use sidtool::quant::store;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -20,11 +21,12 @@ pub fn describe(path: &Path, rows: usize) -> Result<String> {
         return describe_quantizer(path);
     }
     if path.extension().is_some_and(|e| e == "json") {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            cause: source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| sidtool::Error::io(path, e))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|cause| sidtool::Error::Json {
+                path: path.to_path_buf(),
+                cause,
+            })?;
         return Ok(serde_json::to_string_pretty(&v).unwrap() + "\n");
     }
     let builder = open_parquet(path)?;
@@ -65,9 +67,9 @@ pub fn describe(path: &Path, rows: usize) -> Result<String> {
         let mut reader = builder
             .with_batch_size(rows)
             .build()
-            .map_err(|e| Error::parquet(path, e))?;
+            .map_err(|e| sidtool::Error::parquet(path, e))?;
         if let Some(b) = reader.next() {
-            let b = b.map_err(|e| Error::arrow(path, e))?;
+            let b = b.map_err(|e| sidtool::Error::arrow(path, e))?;
             writeln!(o, "first {} rows:", b.num_rows()).unwrap();
             for r in 0..b.num_rows() {
                 let cells: Vec<String> = schema
@@ -84,10 +86,10 @@ pub fn describe(path: &Path, rows: usize) -> Result<String> {
 }
 
 fn describe_quantizer(dir: &Path) -> Result<String> {
-    let cfg = dir.join(crate::quant::store::CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg).map_err(|e| Error::io(&cfg, e))?;
+    let cfg = dir.join(store::CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg).map_err(|e| sidtool::Error::io(&cfg, e))?;
     let mut o = format!("{} (quantizer)\n{}\n", dir.display(), text.trim_end());
-    let tensors = crate::quant::store::load_tensors(dir)?;
+    let tensors = store::load_tensors(dir)?;
     let mut names: Vec<_> = tensors.keys().collect();
     names.sort();
     for n in names {

@@ -1,0 +1,479 @@
+//! The command line's shape: every subcommand and flag. The flag groups (`*Args`) also derive
+//! `Serialize`, named like the config file's keys, so that `overlay` can lay the flags that were
+//! given over the config (a `None` flag serializes to nothing and leaves the file's value).
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use sidtool::config::{Dedup, Method, PrefixMasking};
+use sidtool::embed::Pooling;
+use sidtool::embed::{DeviceKind, EmbedDType};
+use sidtool::vocab::extend::TokenSet;
+use std::path::PathBuf;
+
+/// Most worker threads `--threads` accepts: far above any machine's cores, and low enough that
+/// a mistyped count fails at once instead of spawning threads until the process hangs.
+const MAX_THREADS: u64 = 1024;
+
+#[derive(Parser)]
+#[command(
+    name = "sidtool",
+    version,
+    about = "Turn an item catalogue into semantic IDs (SIDs)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+    /// TOML config file; command-line flags override its values.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Random seed: the same input, config and seed give identical IDs.
+    #[arg(long, global = true)]
+    pub seed: Option<u64>,
+    /// Print errors only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More detail (-v: per-level training info, -vv: debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_THREADS))]
+    pub threads: Option<usize>,
+}
+
+/// `[input]`.
+#[derive(Args, Default, Serialize)]
+pub struct InputArgs {
+    /// Column with the item identifier [default: item_id].
+    #[arg(long)]
+    id_column: Option<String>,
+    /// Column with precomputed vectors [default: embedding].
+    #[arg(long)]
+    embedding_column: Option<String>,
+}
+
+/// Where a GenSAR model's collaborative vectors come from (`train`, `assign`, `stats`):
+/// `[collab]`, and `--collab` for `[input] collab` (see `overlay`).
+#[derive(Args, Default, Serialize)]
+pub struct CollabInputArgs {
+    /// GenSAR: collaborative vectors, item_id + a vector column (the collab.parquet a GenSAR
+    /// build wrote, `sidtool collab`'s output, or e.g. SASRec item vectors) [default: the
+    /// input's own collab_embedding column].
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub collab: Option<PathBuf>,
+    /// GenSAR: name of the collaborative vector column [default: collab_embedding].
+    #[arg(long, value_name = "NAME")]
+    #[serde(rename = "column")]
+    collab_column: Option<String>,
+}
+
+/// `[quantizer]`, with its `rqvae` and `gensar` subsections as flattened groups.
+#[derive(Args, Default, Serialize)]
+pub struct QuantArgs {
+    /// Quantization method [default: rq-kmeans].
+    #[arg(long, value_enum)]
+    method: Option<Method>,
+    /// Codes per level, comma-separated, e.g. 256,256,256 or 1024,512,256 [default: 256,256,256].
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    codebook_sizes: Option<Vec<usize>>,
+    /// Train on a seeded sample of at most N rows; 0 = all [default: 1000000].
+    #[arg(long, value_name = "N")]
+    train_sample: Option<usize>,
+    /// Maximum Lloyd iterations per level [default: 50].
+    #[arg(long)]
+    max_iter: Option<usize>,
+    /// Stop when inertia changes by less than this fraction [default: 1e-4].
+    #[arg(long)]
+    tol: Option<f64>,
+    /// Balanced k-means: every cluster gets ⌊N/K⌋ or ⌈N/K⌉ training points
+    /// (`--balanced=false` turns off a config file's `balanced = true`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    balanced: Option<bool>,
+    #[command(flatten)]
+    pub rqvae: RqVaeArgs,
+    #[command(flatten)]
+    gensar: GensarArgs,
+}
+
+/// `[quantizer.rqvae]`.
+#[derive(Args, Default, Serialize)]
+pub struct RqVaeArgs {
+    /// RQ-VAE: latent dimension [default: 32].
+    #[arg(long)]
+    latent_dim: Option<usize>,
+    /// RQ-VAE: encoder hidden widths, comma-separated; the decoder mirrors them [default: 512,256,128].
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    hidden: Option<Vec<usize>>,
+    /// RQ-VAE: maximum epochs (training stops earlier on a plateau) [default: 200].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// RQ-VAE: AdamW learning rate [default: 1e-3].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// RQ-VAE: examples per optimiser step [default: 1024].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// RQ-VAE: commitment weight β [default: 0.25].
+    #[arg(long)]
+    beta: Option<f64>,
+    /// RQ-VAE: reconstruct each example from a random prefix of its codes (PLUM) [default: none].
+    #[arg(long, value_enum)]
+    prefix_masking: Option<PrefixMasking>,
+    /// Interactions Parquet (user_id, item_id, optional timestamp). RQ-VAE and GenSAR: items
+    /// that co-occur in a history are pulled together by a contrastive loss (PLUM). `build
+    /// --method gensar`: also the source of the collaborative vectors (PPMI + randomized SVD).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub interactions: Option<PathBuf>,
+    /// RQ-VAE: weight λ of the contrastive loss [default: 0.1].
+    #[arg(long)]
+    contrastive_weight: Option<f64>,
+    /// RQ-VAE: temperature τ of the contrastive loss [default: 0.07].
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// RQ-VAE: items within this many positions in a history form a pair [default: 5].
+    #[arg(long)]
+    window: Option<usize>,
+}
+
+/// `[quantizer.gensar]`.
+#[derive(Args, Default, Serialize)]
+pub struct GensarArgs {
+    /// GenSAR: levels shared by the SID and the CID [default: 2].
+    #[arg(long)]
+    shared_levels: Option<usize>,
+    /// GenSAR: levels of the semantic ID after the shared ones [default: 2].
+    #[arg(long)]
+    semantic_levels: Option<usize>,
+    /// GenSAR: levels of the collaborative ID after the shared ones [default: 2].
+    #[arg(long)]
+    collab_levels: Option<usize>,
+}
+
+/// `[ids]`.
+#[derive(Args, Default, Serialize)]
+pub struct IdArgs {
+    /// Collision resolution [default: suffix; with --existing, that table's].
+    #[arg(long, value_enum)]
+    pub dedup: Option<Dedup>,
+    /// Token pattern with {level} and {code} [default: "<{level}_{code}>"].
+    #[arg(long)]
+    pub token_format: Option<String>,
+}
+
+/// `[embed]`.
+#[derive(Args, Default, Serialize)]
+pub struct EmbedArgs {
+    /// Hub id (via the Hugging Face cache; HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE apply) or
+    /// a local model directory [default: Qwen/Qwen3-Embedding-0.6B].
+    #[arg(long, value_name = "ID_OR_DIR")]
+    model: Option<String>,
+    /// Hub revision: branch, tag or commit [default: main].
+    #[arg(long)]
+    revision: Option<String>,
+    /// last, mean or cls [default: the model's own; last for Qwen3].
+    #[arg(long)]
+    pooling: Option<Pooling>,
+    /// Matryoshka: keep the first D dimensions, then re-normalise [default: all].
+    #[arg(long, value_name = "D")]
+    dim: Option<usize>,
+    /// Item text from columns, e.g. "{title} ({year}). Genres: {genres}"; null fields drop out
+    /// with their label [default: "Title: {title}; Category: {category}; Description: {description}"].
+    #[arg(long)]
+    template: Option<String>,
+    /// Query instruction: text becomes "Instruct: {instruction}\nQuery:{text}".
+    #[arg(long)]
+    instruction: Option<String>,
+    /// Tokens per text, counting the appended end token [default: 512].
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Padded tokens per forward batch [default: 4096].
+    #[arg(long)]
+    batch_tokens: Option<usize>,
+    /// cpu, cuda or metal [default: cpu].
+    #[arg(long)]
+    device: Option<DeviceKind>,
+    /// f32, f16 or bf16 [default: f32 on CPU, bf16 on a GPU].
+    #[arg(long)]
+    dtype: Option<EmbedDType>,
+    /// Items per resumable part [default: 8192].
+    #[arg(long, value_name = "N")]
+    window_rows: Option<usize>,
+}
+
+/// `[vocab]`; `--tokenizer` is set on the typed config (see `overlay`).
+#[derive(Args, Default, Serialize)]
+pub struct VocabArgs {
+    /// The LLM's Hugging Face tokenizer.json to extend (build: default the embedding model's
+    /// own when it embedded text; without either, build writes no vocabulary artefacts).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub tokenizer: Option<PathBuf>,
+    /// all: every code of every level (ids independent of the catalogue); used: only codes in use [default: all].
+    #[arg(long, value_enum)]
+    tokens: Option<TokenSet>,
+    /// Add the SID tokens as special tokens.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    special: Option<bool>,
+    /// Begin/end markers added after the SID tokens, e.g. "<|sid_begin|>,<|sid_end|>".
+    #[arg(long, value_delimiter = ',')]
+    markers: Option<Vec<String>>,
+    /// Report the vocabulary size rounded up to this multiple [default: 64].
+    #[arg(long, value_name = "N")]
+    pad_to_multiple: Option<usize>,
+}
+
+/// `sidtool collab`'s `[collab]`; `--id-column` is `[input] id_column` (see `overlay`).
+#[derive(Args, Default, Serialize)]
+pub struct CollabArgs {
+    /// Dimensions of the collaborative vectors [default: 64].
+    #[arg(long, value_name = "D")]
+    #[serde(rename = "dim")]
+    collab_dim: Option<usize>,
+    /// Items at most this many positions apart in a history co-occur [default: 5].
+    #[arg(long)]
+    window: Option<usize>,
+    /// Randomized SVD: power iterations [default: 2].
+    #[arg(long)]
+    power_iterations: Option<usize>,
+    /// Randomized SVD: extra sketch columns [default: 10].
+    #[arg(long)]
+    oversample: Option<usize>,
+    /// Name of the output's vector column [default: collab_embedding].
+    #[arg(long, value_name = "NAME")]
+    #[serde(rename = "column")]
+    collab_column: Option<String>,
+    /// Item id column of the --items file [default: item_id].
+    #[arg(long)]
+    #[serde(skip)]
+    pub id_column: Option<String>,
+}
+
+/// `build`'s share of the collab stage (GenSAR from interactions); `--window` there is the
+/// contrastive pairs' window, so the co-occurrence window is `--collab-window`. `[collab]`,
+/// and `--collab` for `[input] collab` (see `overlay`).
+#[derive(Args, Default, Serialize)]
+pub struct BuildCollabArgs {
+    /// GenSAR: collaborative vectors, item_id + a vector column (e.g. SASRec item vectors)
+    /// [default: the items' own collab_embedding column, else computed from --interactions].
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub collab: Option<PathBuf>,
+    /// GenSAR from interactions: dimensions of the collaborative vectors [default: 64].
+    #[arg(long, value_name = "D")]
+    #[serde(rename = "dim")]
+    collab_dim: Option<usize>,
+    /// GenSAR from interactions: co-occurrence window of the PPMI counts [default: 5].
+    #[arg(long, value_name = "W")]
+    #[serde(rename = "window")]
+    collab_window: Option<usize>,
+    /// GenSAR from interactions: randomized SVD power iterations [default: 2].
+    #[arg(long)]
+    power_iterations: Option<usize>,
+    /// GenSAR from interactions: randomized SVD extra sketch columns [default: 10].
+    #[arg(long)]
+    oversample: Option<usize>,
+    /// GenSAR: name of the collaborative vector column [default: collab_embedding].
+    #[arg(long, value_name = "NAME")]
+    #[serde(rename = "column")]
+    collab_column: Option<String>,
+}
+
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Catalogue → embeddings (when it has no vector column), quantizer, SIDs, statistics.
+    Build {
+        /// Items Parquet file: an id column and text columns or a vector column (see schemas/items.md).
+        items: PathBuf,
+        /// Output directory (created if needed; sidtool's files in it are replaced).
+        #[arg(long, default_value = "sidtool-out")]
+        out: PathBuf,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        embed: EmbedArgs,
+        #[command(flatten)]
+        quant: QuantArgs,
+        #[command(flatten)]
+        ids: IdArgs,
+        #[command(flatten)]
+        vocab: VocabArgs,
+        #[command(flatten)]
+        collab: BuildCollabArgs,
+    },
+    /// SID tokens into an LLM's tokenizer.json, plus the constrained-decoding trie.
+    Vocab {
+        /// A sids.parquet written by `build` or `assign`.
+        #[arg(long)]
+        sids: PathBuf,
+        /// Output directory: tokenizer.json, sid_tokens.json, trie.parquet, trie.json.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        vocab: VocabArgs,
+    },
+    /// Item text → embeddings.parquet with a Qwen3-Embedding (or BERT-family) model.
+    Embed {
+        /// Items Parquet file: an id column and the text columns the template reads.
+        items: PathBuf,
+        /// Output embeddings.parquet.
+        #[arg(long)]
+        out: PathBuf,
+        /// Continue an interrupted run with the same input and settings, skipping the items
+        /// its finished parts hold.
+        #[arg(long)]
+        resume: bool,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        embed: EmbedArgs,
+    },
+    /// Train a quantizer on an embeddings table.
+    Train {
+        /// Parquet file with an id column and a vector column.
+        embeddings: PathBuf,
+        /// Directory for config.json + model.safetensors.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        quant: QuantArgs,
+        #[command(flatten)]
+        collab: CollabInputArgs,
+    },
+    /// Encode every row with a trained quantizer and write unique SIDs.
+    Assign {
+        /// Parquet file with an id column and a vector column.
+        embeddings: PathBuf,
+        /// Quantizer directory written by `train` (or `quantizer/` in a build's output).
+        #[arg(long)]
+        quantizer: PathBuf,
+        /// Output sids.parquet.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write statistics as JSON here.
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        /// IDs handed out earlier (a sids.parquet from the same quantizer): those items keep
+        /// their IDs, new items get IDs none of them holds; --dedup and --token-format default
+        /// to the ones that table was made with.
+        #[arg(long, value_name = "SIDS")]
+        existing: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        ids: IdArgs,
+        #[command(flatten)]
+        collab: CollabInputArgs,
+    },
+    /// Collision and codebook statistics of a sids.parquet.
+    Stats {
+        /// A sids.parquet written by `build` or `assign`.
+        sids: PathBuf,
+        /// Write the statistics as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The items' vectors: with --quantizer, adds the reconstruction error per prefix length.
+        #[arg(long, requires = "quantizer")]
+        embeddings: Option<PathBuf>,
+        /// The quantizer that made the codes (with --embeddings).
+        #[arg(long, requires = "embeddings")]
+        quantizer: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        collab: CollabInputArgs,
+    },
+    /// RecBole atomic files (<name>.item, <name>.inter) → items.parquet + interactions.parquet.
+    ImportRecbole {
+        /// Directory holding the dataset's atomic files, e.g. test-assets/ml-1m.
+        dir: PathBuf,
+        /// Output directory (created if needed) for items.parquet and interactions.parquet.
+        #[arg(long)]
+        out: PathBuf,
+        /// Dataset name: reads NAME.inter and, when present, NAME.item [default: the stem of
+        /// the directory's only *.inter file].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Collaborative item vectors from interactions: co-occurrence → PPMI → randomized SVD.
+    Collab {
+        /// Interactions Parquet file: user_id, item_id, optional timestamp (see
+        /// schemas/interactions.md).
+        interactions: PathBuf,
+        /// The catalogue: any Parquet file with the item id column (items, embeddings, sids);
+        /// every item gets a row, in this file's order.
+        #[arg(long, value_name = "ITEMS")]
+        items: PathBuf,
+        /// Output collab.parquet (see schemas/collab.md).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        collab: CollabArgs,
+    },
+    /// Schema, row count and sample rows of any sidtool input or output.
+    Inspect {
+        /// A Parquet file, a JSON file, or a quantizer directory.
+        file: PathBuf,
+        /// Sample rows to show.
+        #[arg(long, default_value_t = crate::inspect::SAMPLE_ROWS)]
+        rows: usize,
+    },
+    /// Performance figures (see docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// RQ-KMeans train/encode figures on a file made by `bench/rq_anchor.py gen`.
+    Kmeans {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        levels: usize,
+        #[arg(long, default_value_t = 256)]
+        k: usize,
+        #[arg(long, default_value_t = 20)]
+        niter: usize,
+        /// Training rows per centroid (FAISS's default is 256).
+        #[arg(long, default_value_t = 256)]
+        max_points_per_centroid: usize,
+    },
+    /// Embedding throughput: N synthetic items of T tokens through --model.
+    Embed {
+        /// Number of items.
+        #[arg(long, default_value_t = 32)]
+        n: usize,
+        /// Tokens per item, including the end token.
+        #[arg(long, default_value_t = 64)]
+        tokens: usize,
+        /// Untimed warm-up items.
+        #[arg(long, default_value_t = 4)]
+        warmup: usize,
+        #[command(flatten)]
+        embed: EmbedArgs,
+    },
+    /// Raw assignment-GEMM rate on random data.
+    Gemm {
+        #[arg(long, default_value_t = 65536)]
+        rows: usize,
+        #[arg(long, default_value_t = 256)]
+        k: usize,
+        #[arg(long, default_value_t = 1024)]
+        d: usize,
+    },
+}
+
+/// One entry of `--codebook-sizes 1024,512,256` (spaces after commas allowed).
+fn parse_size(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .map_err(|e| format!("{:?} is not a codebook size: {e}", s.trim()))
+}
