@@ -415,6 +415,42 @@ pub enum Cmd {
         #[command(flatten)]
         collab: CollabArgs,
     },
+    /// How good are these IDs for a generative recommender? Training-free measures of the
+    /// codes and, with --interactions, leave-one-out next-item Recall/NDCG (docs/methods.md §9).
+    Eval {
+        /// Code tables to score side by side: sids.parquet files, or any Parquet table with an
+        /// id column and a list-of-integers codes column (other tools' IDs too).
+        #[arg(required = true, value_name = "SIDS")]
+        tables: Vec<PathBuf>,
+        /// Interactions (user_id, item_id, optional timestamp): co-consumption lift and the
+        /// next-item figures.
+        #[arg(long, value_name = "FILE")]
+        interactions: Option<PathBuf>,
+        /// A catalogue with --category-column: category lift by prefix length.
+        #[arg(long, value_name = "FILE", requires = "category_column")]
+        items: Option<PathBuf>,
+        /// The category column of --items (its whole value is the category).
+        #[arg(long, value_name = "NAME", requires = "items")]
+        category_column: Option<String>,
+        /// Item vectors (embeddings.parquet): how many embedding neighbours share a prefix.
+        #[arg(long, value_name = "FILE")]
+        embeddings: Option<PathBuf>,
+        /// Item id column of every file.
+        #[arg(long, default_value = "item_id")]
+        id_column: String,
+        /// Codes column of the tables.
+        #[arg(long, default_value = "codes")]
+        codes_column: String,
+        /// Vector column of --embeddings.
+        #[arg(long, default_value = "embedding")]
+        embedding_column: String,
+        /// Training-free measures only, even with --interactions.
+        #[arg(long)]
+        no_next_item: bool,
+        /// Also write every table's figures as JSON here (eval.json).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Schema, row count and sample rows of any sidtool input or output.
     Inspect {
         /// A Parquet file, a JSON file, or a quantizer directory.

@@ -60,8 +60,50 @@ pub fn run(cli: &Cli) -> Result<()> {
             ..
         } => collab(cli, interactions, items, out, &reporter),
         Cmd::Inspect { file, rows } => print_out(&crate::inspect::describe(file, *rows)?),
+        Cmd::Eval {
+            tables,
+            interactions,
+            items,
+            category_column,
+            embeddings,
+            id_column,
+            codes_column,
+            embedding_column,
+            no_next_item,
+            out,
+        } => {
+            let o = sidtool::eval::Options {
+                id_column: id_column.clone(),
+                codes_column: codes_column.clone(),
+                interactions: interactions.clone(),
+                items: items.clone(),
+                category_column: category_column.clone(),
+                embeddings: embeddings.clone(),
+                embedding_column: embedding_column.clone(),
+                no_t1: *no_next_item,
+                seed: cli.seed.unwrap_or(sidtool::config::DEFAULT_SEED),
+            };
+            eval(tables, &o, out.as_deref())
+        }
         Cmd::Bench { what } => bench(cli, what),
     }
+}
+
+fn eval(
+    tables: &[std::path::PathBuf],
+    o: &sidtool::eval::Options,
+    out: Option<&Path>,
+) -> Result<()> {
+    let evals = tables
+        .iter()
+        .map(|t| {
+            sidtool::eval::evaluate(t, o).with_context(|| format!("eval of {} failed", t.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(p) = out {
+        sidtool::fs::atomic::write_json(p, &evals)?;
+    }
+    print_out(&report::eval(&evals))
 }
 
 fn build(cli: &Cli, items: &Path, out: &Path, reporter: &Reporter) -> Result<()> {

@@ -56,7 +56,10 @@ impl Cmd {
             Cmd::Bench {
                 what: BenchCmd::Embed { embed, .. },
             } => o.embed(embed),
-            Cmd::ImportRecbole { .. } | Cmd::Inspect { .. } | Cmd::Bench { .. } => Ok(o),
+            Cmd::ImportRecbole { .. }
+            | Cmd::Inspect { .. }
+            | Cmd::Eval { .. }
+            | Cmd::Bench { .. } => Ok(o),
         }
     }
 }

@@ -221,3 +221,124 @@ pub fn recbole(ds: &recbole::Dataset, dir: &Path, r: &recbole::Report, out: &Pat
     }
     eprintln!("wrote {} ({seconds:.2}s)", out.display());
 }
+
+/// `eval`'s figures, one column per table, one row per measure (on stdout).
+pub fn eval(evals: &[sidtool::eval::Evaluation]) -> String {
+    use std::fmt::Write;
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut row = |name: String, f: &dyn Fn(&sidtool::eval::Evaluation) -> Option<String>| {
+        let cells: Vec<String> = evals
+            .iter()
+            .map(|e| f(e).unwrap_or_else(|| "-".into()))
+            .collect();
+        if cells.iter().any(|c| c != "-") {
+            rows.push((name, cells));
+        }
+    };
+    let width = evals.iter().map(|e| e.t0.levels.len()).max().unwrap_or(0);
+    row("items".into(), &|e| Some(e.t0.items.to_string()));
+    for l in 0..width {
+        row(format!("level {} codes used", l + 1), &|e| {
+            e.t0.levels.get(l).map(|v| match v.codebook_size {
+                Some(k) => format!("{}/{k}", v.distinct),
+                None => v.distinct.to_string(),
+            })
+        });
+        row(format!("level {} perplexity", l + 1), &|e| {
+            e.t0.levels.get(l).map(|v| format!("{:.1}", v.perplexity))
+        });
+    }
+    let b = |e: &sidtool::eval::Evaluation| e.t0.buckets.clone();
+    row("distinct IDs".into(), &|e| {
+        Some(b(e).distinct_ids.to_string())
+    });
+    row("unique-item rate".into(), &|e| {
+        Some(format!("{:.4}", b(e).unique_item_rate))
+    });
+    row("max / p99 items per ID".into(), &|e| {
+        Some(format!(
+            "{} / {}",
+            b(e).max_items_per_id,
+            b(e).p99_items_per_id
+        ))
+    });
+    row("Gini of items per ID".into(), &|e| {
+        Some(format!("{:.4}", b(e).gini))
+    });
+    row("entropy ratio".into(), &|e| {
+        Some(format!("{:.4}", b(e).entropy_ratio))
+    });
+    let lift = |v: &Option<Vec<sidtool::eval::t0::ByPrefix>>, l: usize| {
+        v.as_ref()
+            .and_then(|v| v.get(l))
+            .and_then(|p| p.lift)
+            .map(|x| format!("{x:.2}"))
+    };
+    for l in 0..width {
+        row(format!("co-consumption lift, prefix {}", l + 1), &|e| {
+            lift(&e.t0.co_consumption, l)
+        });
+    }
+    for l in 0..width {
+        row(format!("category lift, prefix {}", l + 1), &|e| {
+            lift(&e.t0.category, l)
+        });
+    }
+    for l in 0..width {
+        row(format!("kNN sharing prefix {} (random)", l + 1), &|e| {
+            e.t0.neighbours.as_ref().and_then(|n| {
+                Some(format!(
+                    "{:.4} ({:.4})",
+                    n.share.get(l)?,
+                    n.random_share.get(l)?
+                ))
+            })
+        });
+    }
+    type Pick = fn(&sidtool::eval::t1::Ranking) -> f64;
+    let metrics: [(&str, Pick); 4] = [
+        ("recall@5", |r| r.recall_5),
+        ("recall@10", |r| r.recall_10),
+        ("ndcg@5", |r| r.ndcg_5),
+        ("ndcg@10", |r| r.ndcg_10),
+    ];
+    for (model, pick_model) in [
+        (
+            "next item, IDs",
+            (|t| &t.sid) as fn(&sidtool::eval::t1::T1) -> &sidtool::eval::t1::Ranking,
+        ),
+        ("next item, item Markov", |t| &t.item_markov),
+        ("next item, popularity", |t| &t.popularity),
+    ] {
+        for (m, pick) in metrics {
+            row(format!("{model} {m}"), &|e| {
+                e.t1.as_ref().map(|t| format!("{:.4}", pick(pick_model(t))))
+            });
+        }
+    }
+    let name_w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let cols: Vec<String> = evals.iter().map(|e| e.table.clone()).collect();
+    let col_w: Vec<usize> = (0..evals.len())
+        .map(|j| {
+            rows.iter()
+                .map(|r| r.1[j].chars().count())
+                .chain([cols[j].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let _ = write!(out, "{:name_w$}", "");
+    for (c, w) in cols.iter().zip(&col_w) {
+        let _ = write!(out, "  {c:>w$}");
+    }
+    out.push('\n');
+    for (name, cells) in &rows {
+        let _ = write!(out, "{name:name_w$}");
+        for (c, w) in cells.iter().zip(&col_w) {
+            let _ = write!(out, "  {c:>w$}");
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -391,16 +391,16 @@ mod tests {
                 .count()
         };
         let mut all = (0.0, 0.0);
-        let mut by = vec![(0.0, 0.0); 3];
+        let mut by = [(0.0, 0.0); 3];
         for a in 0..5u32 {
             for b in a + 1..5 {
                 let c = users(a, b) as f64;
                 all.0 += c;
                 all.1 += 1.0;
                 let p = common_prefix(t.row(a as usize), t.row(b as usize));
-                for l in 1..=p {
-                    by[l].0 += c;
-                    by[l].1 += 1.0;
+                for v in &mut by[1..=p] {
+                    v.0 += c;
+                    v.1 += 1.0;
                 }
             }
         }

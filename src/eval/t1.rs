@@ -98,8 +98,8 @@ impl Trie {
             node.push(here);
         }
         let mut items_at: HashMap<u32, Vec<u32>> = HashMap::new();
-        for i in 0..n {
-            items_at.entry(node[width][i]).or_default().push(i as u32);
+        for (i, &leaf) in node[width].iter().enumerate() {
+            items_at.entry(leaf).or_default().push(i as u32);
         }
         Trie {
             node,

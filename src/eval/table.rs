@@ -129,7 +129,7 @@ fn read_lists(
         DataType::FixedSizeList(_, w) => {
             let l = col.as_fixed_size_list();
             let w = *w as usize;
-            let start = l.value_offset_at(0) as usize;
+            let start = l.value_offset_at(0);
             (
                 (0..=l.len()).map(|i| start + i * w).collect(),
                 l.values().clone(),

@@ -1,0 +1,204 @@
+//! `sidtool eval` end to end: a sidtool table and a foreign table of random codes (another
+//! tool's format: a List<Int64> codes column, no footer) scored side by side on the shipped
+//! catalogue, with synthetic interactions in which users stay inside one category.
+
+mod common;
+
+use arrow_array::builder::{Int64Builder, ListBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::{ArrayRef, Int64Array, StringArray};
+use common::*;
+use std::path::Path;
+use std::sync::Arc;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// (item ids, categories) of the shipped catalogue.
+fn catalogue() -> (Vec<String>, Vec<String>) {
+    let f = std::fs::File::open(testdata("items.parquet")).unwrap();
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let (mut ids, mut cats) = (Vec::new(), Vec::new());
+    for b in r {
+        let b = b.unwrap();
+        let col = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+        let (i, c) = (col("item_id"), col("category"));
+        for k in 0..b.num_rows() {
+            ids.push(i.value(k).to_string());
+            cats.push(c.value(k).to_string());
+        }
+    }
+    (ids, cats)
+}
+
+/// A small deterministic generator (no dependency on rand's stream in tests).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+}
+
+#[test]
+fn real_ids_score_above_random_codes_and_foreign_tables_are_read() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    ok(&[
+        "build",
+        s(&testdata("items.parquet")),
+        "--config",
+        s(&testdata("sidtool.toml")),
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    let (ids, cats) = catalogue();
+    let mut rng = Lcg(7);
+    // 300 users, each consuming 12 items of one category in order.
+    let (mut users, mut items, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    let names: Vec<&String> = {
+        let mut v: Vec<&String> = cats.iter().collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    for u in 0..300 {
+        let c = names[u % names.len()];
+        let pool: Vec<usize> = (0..ids.len()).filter(|&i| &cats[i] == c).collect();
+        for k in 0..12 {
+            users.push(format!("u{u}"));
+            items.push(ids[pool[rng.next(pool.len())]].clone());
+            times.push((u * 100 + k) as i64);
+        }
+    }
+    let inter = t.path().join("interactions.parquet");
+    write_batch(
+        &inter,
+        vec![
+            ("user_id", Arc::new(StringArray::from(users)) as ArrayRef),
+            ("item_id", Arc::new(StringArray::from(items)) as ArrayRef),
+            ("timestamp", Arc::new(Int64Array::from(times)) as ArrayRef),
+        ],
+    );
+    // Random codes in the same code space (32, 16, 16), written as another tool would.
+    let mut codes = ListBuilder::new(Int64Builder::new());
+    for _ in 0..ids.len() {
+        for k in [32, 16, 16] {
+            codes.values().append_value(rng.next(k) as i64);
+        }
+        codes.append(true);
+    }
+    let random = t.path().join("random.parquet");
+    write_batch(
+        &random,
+        vec![
+            (
+                "item_id",
+                Arc::new(StringArray::from(ids.clone())) as ArrayRef,
+            ),
+            ("codes", Arc::new(codes.finish()) as ArrayRef),
+        ],
+    );
+    let json = t.path().join("eval.json");
+    let o = sidtool(&[
+        "eval",
+        s(&out.join("sids.parquet")),
+        s(&random),
+        "--interactions",
+        s(&inter),
+        "--items",
+        s(&testdata("items.parquet")),
+        "--category-column",
+        "category",
+        "--embeddings",
+        s(&testdata("items.parquet")),
+        "--out",
+        s(&json),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The side-by-side table goes to stdout, for pipelines.
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        table.contains("next item, item Markov recall@10"),
+        "{table}"
+    );
+    let e = read_json(&json);
+    let (real, rand) = (&e[0], &e[1]);
+    let f = |v: &serde_json::Value| v.as_f64().unwrap();
+    // The shipped data has 8 categories: sharing a first code means sharing a category.
+    let cat = |x: &serde_json::Value| f(&x["t0"]["category"][0]["lift"]);
+    assert!(
+        cat(real) > 5.0 && cat(rand) < 1.5,
+        "{} {}",
+        cat(real),
+        cat(rand)
+    );
+    let co = |x: &serde_json::Value| f(&x["t0"]["co_consumption"][0]["lift"]);
+    assert!(
+        co(real) > 3.0 && co(rand) < 1.5,
+        "{} {}",
+        co(real),
+        co(rand)
+    );
+    let knn = |x: &serde_json::Value| f(&x["t0"]["neighbours"]["share"][0]);
+    assert!(
+        knn(real) > 0.8 && knn(rand) < 0.2,
+        "{} {}",
+        knn(real),
+        knn(rand)
+    );
+    let r10 = |x: &serde_json::Value, m: &str| f(&x["t1"][m]["recall@10"]);
+    assert!(
+        r10(real, "sid") > r10(rand, "sid") + 0.05,
+        "real {} random {}",
+        r10(real, "sid"),
+        r10(rand, "sid")
+    );
+    // The baselines do not depend on the codes.
+    assert_eq!(r10(real, "item_markov"), r10(rand, "item_markov"));
+    assert!(r10(real, "sid") > r10(real, "popularity"));
+    assert_eq!(
+        real["t0"]["levels"][0]["codebook_size"], 32,
+        "sidtool's footer gives K"
+    );
+    assert!(rand["t0"]["levels"][0].get("codebook_size").is_none());
+    assert_eq!(real["t1"]["users"], 300);
+}
+
+#[test]
+fn ragged_or_missing_codes_are_refused_with_the_row() {
+    let t = tempfile::tempdir().unwrap();
+    let mut codes = ListBuilder::new(Int64Builder::new());
+    for (i, n) in [3, 3, 2].into_iter().enumerate() {
+        for k in 0..n {
+            codes.values().append_value((i + k) as i64);
+        }
+        codes.append(true);
+    }
+    let p = t.path().join("ragged.parquet");
+    write_batch(
+        &p,
+        vec![
+            ("item_id", str_ids(3)),
+            ("codes", Arc::new(codes.finish()) as ArrayRef),
+        ],
+    );
+    let err = fails(&["eval", s(&p)]);
+    assert!(
+        err.contains("row 2") && err.contains("2 codes where earlier rows have 3"),
+        "{err}"
+    );
+    let err = fails(&["eval", s(&p), "--codes-column", "sid"]);
+    assert!(
+        err.contains("sid") && err.contains("no such column"),
+        "{err}"
+    );
+}
