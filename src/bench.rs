@@ -125,7 +125,7 @@ pub fn rq_kmeans(
 }
 
 /// GFLOP/s of one full nearest-codeword search of `x` against `cb`.
-pub fn gemm_rate(x: &Matrix, cb: &Codebook) -> Result<f64> {
+pub(crate) fn gemm_rate(x: &Matrix, cb: &Codebook) -> Result<f64> {
     let t = Instant::now();
     let _ = cb.nearest(x, false)?;
     Ok(distance::gemm_flops(x.rows, cb.len(), x.cols) / t.elapsed().as_secs_f64() / 1e9)

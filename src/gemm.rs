@@ -10,7 +10,7 @@
 /// The one place that knows the GEMM backend: candle-core's `gemm` kernel by default, the
 /// system OpenBLAS with `--features openblas`. Both use all of rayon's threads.
 #[allow(clippy::too_many_arguments)]
-pub fn sgemm(
+pub(crate) fn sgemm(
     a: &[f32],
     m: usize,
     k: usize,
@@ -47,7 +47,7 @@ fn degenerate<T: Copy + Default>(
 /// [`sgemm`] where A may also be given as its row-major transpose (k × m) (`a_is_km`), as
 /// weight gradients `Gᵀ·X` need.
 #[allow(clippy::too_many_arguments)]
-pub fn sgemm_ex(
+pub(crate) fn sgemm_ex(
     a: &[f32],
     m: usize,
     k: usize,
@@ -83,7 +83,7 @@ pub fn sgemm_ex(
 /// training allocates several MiB of such products per step (the fill showed as 3% of a
 /// profile).
 #[allow(clippy::too_many_arguments)]
-pub fn sgemm_new(
+pub(crate) fn sgemm_new(
     a: &[f32],
     m: usize,
     k: usize,
@@ -278,7 +278,7 @@ unsafe fn gemm_crate<T: Copy + 'static>(
 /// (k+p) × (k+p) with k+p ≈ 74, a small share of a `collab` run next to the sparse products,
 /// and one kernel keeps collaborative embeddings bit-identical across builds.
 #[allow(clippy::too_many_arguments)]
-pub fn dgemm_ex(
+pub(crate) fn dgemm_ex(
     a: &[f64],
     m: usize,
     k: usize,

@@ -37,7 +37,7 @@ impl ItemIds {
     }
 
     /// Order used to break ties deterministically (numeric for integers, bytewise for strings).
-    pub fn cmp(&self, a: usize, b: usize) -> Ordering {
+    pub(crate) fn cmp(&self, a: usize, b: usize) -> Ordering {
         match self {
             ItemIds::Int(v) => v[a].cmp(&v[b]),
             ItemIds::Str(v) => v[a].cmp(&v[b]),
@@ -51,7 +51,7 @@ impl ItemIds {
         }
     }
 
-    pub fn same_kind(&self, other: &ItemIds) -> bool {
+    pub(crate) fn same_kind(&self, other: &ItemIds) -> bool {
         matches!(
             (self, other),
             (ItemIds::Int(_), ItemIds::Int(_)) | (ItemIds::Str(_), ItemIds::Str(_))
@@ -88,7 +88,7 @@ impl ItemIds {
         }
     }
 
-    pub fn to_arrow(&self, start: usize, end: usize) -> ArrayRef {
+    pub(crate) fn to_arrow(&self, start: usize, end: usize) -> ArrayRef {
         match self {
             ItemIds::Int(v) => Arc::new(Int64Array::from(v[start..end].to_vec())),
             ItemIds::Str(v) => Arc::new(StringArray::from_iter_values(v[start..end].iter())),
@@ -96,7 +96,7 @@ impl ItemIds {
     }
 
     /// Index of the first id that occurs twice, with the index of its first occurrence.
-    pub fn first_duplicate(&self) -> Option<(usize, usize)> {
+    pub(crate) fn first_duplicate(&self) -> Option<(usize, usize)> {
         use std::collections::HashMap;
         fn find<T: std::hash::Hash + Eq>(v: &[T]) -> Option<(usize, usize)> {
             let mut seen: HashMap<&T, usize> = HashMap::with_capacity(v.len());
@@ -116,7 +116,7 @@ impl ItemIds {
 
     /// Convert an Arrow id column; `None` for an unsupported type. Nulls are reported by the
     /// caller, which knows the file and row.
-    pub fn from_arrow(a: &dyn Array) -> Option<ItemIds> {
+    pub(crate) fn from_arrow(a: &dyn Array) -> Option<ItemIds> {
         let n = a.len();
         Some(match a.data_type() {
             DataType::Int64 => ItemIds::Int(a.as_primitive::<Int64Type>().values().to_vec()),
@@ -148,7 +148,7 @@ impl ItemIds {
 
     /// [`ItemIds::from_arrow`] of an id column whose type was already checked, refusing
     /// nulls with the file, column and row (`first_row` is the batch's first file row).
-    pub fn from_column(
+    pub(crate) fn from_column(
         a: &dyn Array,
         path: &std::path::Path,
         column: &str,
@@ -165,7 +165,7 @@ impl ItemIds {
         Ok(ItemIds::from_arrow(a).expect("id column type checked when the file was opened"))
     }
 
-    pub fn supported(t: &DataType) -> bool {
+    pub(crate) fn supported(t: &DataType) -> bool {
         matches!(
             t,
             DataType::Int64
@@ -258,7 +258,7 @@ impl<'a> IdIndex<'a> {
     }
 
     /// Whether ids of Arrow type `t` are of the indexed kind (integers or strings).
-    pub fn same_kind(&self, t: &DataType) -> bool {
+    pub(crate) fn same_kind(&self, t: &DataType) -> bool {
         match self {
             IdIndex::Int(_) => matches!(t, DataType::Int64 | DataType::Int32),
             IdIndex::Str(_) => {
@@ -268,7 +268,7 @@ impl<'a> IdIndex<'a> {
     }
 
     /// "integers" or "strings", for messages.
-    pub fn kind_name(&self) -> &'static str {
+    pub(crate) fn kind_name(&self) -> &'static str {
         match self {
             IdIndex::Int(_) => "integers",
             IdIndex::Str(_) => "strings",
@@ -278,7 +278,7 @@ impl<'a> IdIndex<'a> {
 
 /// Index of column `id_col` in `schema` (of the file `path`), checked to hold a supported id
 /// type; the error names the file, the column and what the file has instead.
-pub fn id_column_index(
+pub(crate) fn id_column_index(
     schema: &arrow_schema::Schema,
     path: &std::path::Path,
     id_col: &str,
@@ -311,7 +311,7 @@ pub fn id_column_index(
 }
 
 /// Index of the first null in `a`, if any.
-pub fn first_null(a: &dyn Array) -> Option<usize> {
+pub(crate) fn first_null(a: &dyn Array) -> Option<usize> {
     a.nulls()
         .filter(|n| n.null_count() > 0)
         .and_then(|n| (0..a.len()).find(|&i| n.is_null(i)))

@@ -28,7 +28,7 @@ impl Matrix {
         &self.data[i * self.cols..(i + 1) * self.cols]
     }
 
-    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+    pub(crate) fn row_mut(&mut self, i: usize) -> &mut [f32] {
         &mut self.data[i * self.cols..(i + 1) * self.cols]
     }
 
@@ -46,7 +46,7 @@ impl Matrix {
     }
 
     /// Squared L2 norm of every row.
-    pub fn row_sq_norms(&self) -> Vec<f32> {
+    pub(crate) fn row_sq_norms(&self) -> Vec<f32> {
         use rayon::prelude::*;
         if self.cols == 0 {
             return vec![0.0; self.rows];
@@ -55,7 +55,7 @@ impl Matrix {
     }
 
     /// A CPU tensor holding a copy of the matrix (candle cannot borrow host memory).
-    pub fn to_tensor(&self) -> Result<Tensor> {
+    pub(crate) fn to_tensor(&self) -> Result<Tensor> {
         Ok(Tensor::from_slice(
             &self.data,
             (self.rows, self.cols),
@@ -63,7 +63,7 @@ impl Matrix {
         )?)
     }
 
-    pub fn from_tensor(t: &Tensor) -> Result<Matrix> {
+    pub(crate) fn from_tensor(t: &Tensor) -> Result<Matrix> {
         let (rows, cols) = t.dims2()?;
         let data = t.flatten_all()?.to_vec1::<f32>()?;
         Ok(Matrix::new(data, rows, cols))
@@ -83,7 +83,7 @@ impl Matrix {
     }
 
     /// The matrices side by side (all must have the same number of rows).
-    pub fn hcat(parts: &[&Matrix]) -> Matrix {
+    pub(crate) fn hcat(parts: &[&Matrix]) -> Matrix {
         if let [one] = parts {
             return (*one).clone();
         }
@@ -129,14 +129,14 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Squared L2 norm.
 #[inline]
-pub fn sq_norm(v: &[f32]) -> f32 {
+pub(crate) fn sq_norm(v: &[f32]) -> f32 {
     dot(v, v)
 }
 
 /// Σ (aᵢ − bᵢ)², each difference in f32, squares and sums in f64, in lanes (for losses and
 /// gradient norms, which sum millions of terms). Deterministic: a fixed order for a length.
 #[inline]
-pub fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
     debug_assert_eq!(a.len(), b.len());
     const W: usize = 8;
     let (ac, ar) = a.as_chunks::<W>();
@@ -158,7 +158,7 @@ pub fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
 
 /// Σ aᵢ² accumulated in f64, as [`sq_dist_f64`].
 #[inline]
-pub fn sq_norm_f64(a: &[f32]) -> f64 {
+pub(crate) fn sq_norm_f64(a: &[f32]) -> f64 {
     const W: usize = 8;
     let (ac, ar) = a.as_chunks::<W>();
     let mut acc = [0f64; W];
@@ -177,7 +177,7 @@ pub fn sq_norm_f64(a: &[f32]) -> f64 {
 /// AVX-512 and AVX2 and the best is picked at run time (the portable build may only assume
 /// SSE2). All builds add in the same order, so they return identical results.
 #[inline]
-pub fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {

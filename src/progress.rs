@@ -12,7 +12,7 @@ pub trait Progress: Sync {
 }
 
 /// Reports nothing (library callers and tests).
-pub struct Silent;
+pub(crate) struct Silent;
 
 impl Progress for Silent {
     fn start(&self, _: &str, _: Option<u64>) {}

@@ -78,7 +78,7 @@ impl Histories {
     /// Calls `f(x, y)` for every two positions at most `window` apart in one history whose
     /// items differ (x earlier than y): the definition of co-occurrence (docs/methods.md §4, §6).
     #[inline]
-    pub fn window_pairs(history: &[u32], window: usize, mut f: impl FnMut(u32, u32)) {
+    pub(crate) fn window_pairs(history: &[u32], window: usize, mut f: impl FnMut(u32, u32)) {
         for a in 0..history.len() {
             for &y in &history[a + 1..history.len().min(a + 1 + window)] {
                 let x = history[a];

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 /// upper triangle `counts` (`(a, b, c_ab)`, a < b, sorted; see
 /// [`crate::collab::cooccur::counts`]): c_i its row sums and C their total. The diagonal is
 /// zero. Only positive entries are stored, so the result stays as sparse as the counts.
-pub fn ppmi(n: usize, counts: &[(u32, u32, u64)]) -> Csr {
+pub(crate) fn ppmi(n: usize, counts: &[(u32, u32, u64)]) -> Csr {
     let mut row_sum = vec![0u64; n];
     for &(a, b, c) in counts {
         row_sum[a as usize] += c;

@@ -34,11 +34,11 @@ const GRAM_ROWS: usize = 2048;
 /// Relative size (of the largest) below which an eigenvalue of a Gram matrix counts as zero:
 /// 1e-12 in squared singular values is 1e-6 in singular values, far above f64 rounding of the
 /// Gram matrix (~1e-16 · l) and far below any direction worth keeping.
-pub const DROP: f64 = 1e-12;
+pub(crate) const DROP: f64 = 1e-12;
 
 /// The leading singular triplets that were found.
 #[derive(Debug, Clone)]
-pub struct TruncatedSvd {
+pub(crate) struct TruncatedSvd {
     pub n: usize,
     /// Left singular vectors, row-major n × `sigma.len()`; each column's largest-magnitude
     /// entry is positive (a fixed sign, so results do not flip between versions of the
@@ -51,7 +51,7 @@ pub struct TruncatedSvd {
 
 /// The k leading singular triplets of the symmetric `a` with `oversample` extra sketch columns
 /// and `power_iterations` power iterations, seeded.
-pub fn truncated_svd(
+pub(crate) fn truncated_svd(
     a: &Csr,
     k: usize,
     oversample: usize,

@@ -9,7 +9,7 @@ const ROWS_PER_TASK: usize = 256;
 
 /// Compressed sparse rows of an n × n matrix, columns sorted within each row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Csr {
+pub(crate) struct Csr {
     pub n: usize,
     /// Row `i` is `cols[offsets[i]..offsets[i + 1]]` with values likewise.
     pub offsets: Vec<usize>,
@@ -20,7 +20,7 @@ pub struct Csr {
 impl Csr {
     /// The symmetric matrix whose upper triangle is `upper` (`(a, b, v)` with a < b, sorted
     /// by (a, b)); the diagonal is zero.
-    pub fn symmetric_from_upper(n: usize, upper: &[(u32, u32, f32)]) -> Self {
+    pub(crate) fn symmetric_from_upper(n: usize, upper: &[(u32, u32, f32)]) -> Self {
         let mut offsets = vec![0usize; n + 1];
         for &(a, b, _) in upper {
             debug_assert!(a < b && (b as usize) < n);
@@ -53,7 +53,7 @@ impl Csr {
     }
 
     /// Stored entries (both triangles).
-    pub fn nnz(&self) -> usize {
+    pub(crate) fn nnz(&self) -> usize {
         self.cols.len()
     }
 
@@ -64,7 +64,7 @@ impl Csr {
 
     /// `y = A · x` for x row-major n × `w`. Rows in parallel; each row sums its entries in
     /// column order, so the result is identical for any number of threads.
-    pub fn mul_dense(&self, x: &[f64], w: usize, y: &mut [f64]) {
+    pub(crate) fn mul_dense(&self, x: &[f64], w: usize, y: &mut [f64]) {
         assert!(x.len() == self.n * w && y.len() == self.n * w);
         if w == 0 {
             return;
@@ -88,7 +88,7 @@ impl Csr {
 
     /// The dense matrix, for tests against references.
     #[cfg(test)]
-    pub fn to_dense(&self) -> Vec<f64> {
+    pub(crate) fn to_dense(&self) -> Vec<f64> {
         let mut d = vec![0.0; self.n * self.n];
         for i in 0..self.n {
             let (cols, vals) = self.row(i);

@@ -5,7 +5,7 @@
 /// first, so a budget that is too large fails at once rather than at the end); ties keep
 /// input order, so the plan is deterministic. A batch holds as many rows as fit in
 /// `budget` padded tokens (rows × longest row), and always at least one.
-pub fn plan(lengths: &[usize], budget: usize) -> Vec<Vec<usize>> {
+pub(crate) fn plan(lengths: &[usize], budget: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
     let mut out: Vec<Vec<usize>> = Vec::new();
@@ -26,19 +26,19 @@ pub fn plan(lengths: &[usize], budget: usize) -> Vec<Vec<usize>> {
     out
 }
 
-/// Padded tokens over real tokens of a plan (1.0 = no padding).
-pub fn padding_ratio(lengths: &[usize], plan: &[Vec<usize>]) -> f64 {
-    let real: usize = lengths.iter().sum();
-    let padded: usize = plan
-        .iter()
-        .map(|b| b.len() * b.iter().map(|&i| lengths[i]).max().unwrap_or(0))
-        .sum();
-    padded as f64 / real.max(1) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Padded tokens over real tokens of a plan (1.0 = no padding).
+    fn padding_ratio(lengths: &[usize], plan: &[Vec<usize>]) -> f64 {
+        let real: usize = lengths.iter().sum();
+        let padded: usize = plan
+            .iter()
+            .map(|b| b.len() * b.iter().map(|&i| lengths[i]).max().unwrap_or(0))
+            .sum();
+        padded as f64 / real.max(1) as f64
+    }
 
     #[test]
     fn every_row_once_within_budget_longest_first() {

@@ -13,7 +13,7 @@ use std::path::Path;
 use tokenizers::{Tokenizer, TruncationParams};
 
 /// Qwen3-Embedding appends this token to every text and pools its state.
-pub const QWEN3_END_TOKEN: &str = "<|endoftext|>";
+pub(crate) const QWEN3_END_TOKEN: &str = "<|endoftext|>";
 
 enum Arch {
     Qwen3(Qwen3),
@@ -74,7 +74,7 @@ impl Encoder {
         Self::from_files(&files, cfg)
     }
 
-    pub fn from_files(files: &ModelFiles, cfg: &EmbedConfig) -> Result<Encoder> {
+    pub(crate) fn from_files(files: &ModelFiles, cfg: &EmbedConfig) -> Result<Encoder> {
         let config = read_json(&files.config)?;
         let model_type = config
             .get("model_type")
@@ -205,7 +205,7 @@ impl Encoder {
     }
 
     /// [`Encoder::tokenize`], and how many texts were cut to `max_length`.
-    pub fn tokenize_counted(&self, texts: &[String]) -> Result<(Vec<Vec<u32>>, usize)> {
+    pub(crate) fn tokenize_counted(&self, texts: &[String]) -> Result<(Vec<Vec<u32>>, usize)> {
         let inputs: Vec<String> = match &self.info.instruction {
             Some(ins) => texts
                 .iter()
@@ -239,7 +239,7 @@ impl Encoder {
     }
 
     /// Final vectors (pooled, L2-normalised, Matryoshka-truncated) of token sequences.
-    pub fn embed_tokens(
+    pub(crate) fn embed_tokens(
         &self,
         seqs: &[&[u32]],
         times: Option<&mut ForwardTimes>,
@@ -275,7 +275,7 @@ impl Encoder {
     }
 
     /// Matmul FLOPs of a forward over `tokens` tokens in rows of `t` (Qwen3 only).
-    pub fn flops(&self, tokens: usize, t: usize) -> Option<f64> {
+    pub(crate) fn flops(&self, tokens: usize, t: usize) -> Option<f64> {
         match &self.arch {
             Arch::Qwen3(m) => Some(m.flops(tokens, t)),
             Arch::Bert(_) => None,

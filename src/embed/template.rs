@@ -10,7 +10,7 @@
 use crate::error::{Error, Result};
 
 /// The docs/methods.md §1 default.
-pub const DEFAULT_TEMPLATE: &str =
+pub(crate) const DEFAULT_TEMPLATE: &str =
     "Title: {title}; Category: {category}; Description: {description}";
 
 #[derive(Debug, Clone, PartialEq)]

@@ -25,7 +25,7 @@ pub struct Evaluation {
 
 /// Per user (dense index), the table rows of the items they consumed, ordered by time (file
 /// order among equal times); interactions with items the table does not list are skipped.
-pub fn histories(interactions: &Path, t: &CodeTable) -> Result<Vec<Vec<u32>>> {
+pub(crate) fn histories(interactions: &Path, t: &CodeTable) -> Result<Vec<Vec<u32>>> {
     let index = IdIndex::new(&t.ids);
     let inter = crate::io::interactions::read(interactions, &index)?;
     let mut by_user: Vec<Vec<(i64, usize, u32)>> = vec![Vec::new(); inter.users as usize];

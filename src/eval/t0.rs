@@ -11,9 +11,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 /// Neighbours per query in the embedding-space check.
-pub const KNN_K: usize = 10;
+pub(crate) const KNN_K: usize = 10;
 /// Queries of the embedding-space check (a seeded sample when there are more items).
-pub const KNN_QUERIES: usize = 1000;
+pub(crate) const KNN_QUERIES: usize = 1000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LevelUsage {

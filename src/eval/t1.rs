@@ -22,9 +22,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 /// Smoothing weight α of every back-off step.
-pub const ALPHA: f64 = 1.0;
+pub(crate) const ALPHA: f64 = 1.0;
 /// Cut-offs of the ranking metrics.
-pub const CUTOFFS: [usize; 2] = [5, 10];
+pub(crate) const CUTOFFS: [usize; 2] = [5, 10];
 
 /// Recall and NDCG at each cut-off, averaged over test users.
 #[derive(Debug, Clone, Serialize)]

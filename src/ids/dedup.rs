@@ -24,7 +24,7 @@ pub struct Resolution {
 }
 
 /// Items sorted by (code tuple, item id), and the [start, end) ranges of equal tuples.
-pub fn sorted_groups(
+pub(crate) fn sorted_groups(
     codes: &[u16],
     width: usize,
     ids: &ItemIds,
@@ -50,7 +50,7 @@ const MAX_SUFFIX: usize = u16::MAX as usize;
 /// IDs handed out earlier (`assign --existing`): they never change, and new items must not
 /// take them.
 #[derive(Debug, Clone, Copy)]
-pub struct Existing<'a> {
+pub(crate) struct Existing<'a> {
     /// Final codes, row-major, `width` per item.
     pub codes: &'a [u16],
     pub width: usize,
@@ -61,7 +61,7 @@ pub struct Existing<'a> {
 /// `last_level_distances(items)` must return, for those items, the squared distance of what
 /// their last level quantizes to each of the `last_k` last-level codes (rows × `last_k`); it is
 /// only called for `reassign`, and only for items that collide.
-pub fn resolve(
+pub(crate) fn resolve(
     codes: &[u16],
     levels: usize,
     ids: &ItemIds,

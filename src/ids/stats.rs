@@ -94,7 +94,7 @@ pub struct ResolutionStats {
 }
 
 /// Compute [`CodeStats`] of `codes` (rows × `width`); `sizes[l]` is K_l where known.
-pub fn code_stats(codes: &[u16], width: usize, ids: &ItemIds, sizes: &[usize]) -> CodeStats {
+pub(crate) fn code_stats(codes: &[u16], width: usize, ids: &ItemIds, sizes: &[usize]) -> CodeStats {
     let n = ids.len();
     let (order, bounds) = sorted_groups(codes, width, ids);
     let mut groups: Vec<u64> = bounds.iter().map(|&(s, e)| (e - s) as u64).collect();

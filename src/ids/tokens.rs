@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 
 /// `{level}` is replaced by the level letter (a, b, c, ...), `{code}` by the code.
-pub const DEFAULT_TOKEN_FORMAT: &str = "<{level}_{code}>";
+pub(crate) const DEFAULT_TOKEN_FORMAT: &str = "<{level}_{code}>";
 const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
 
 /// A parsed token pattern, split once so formatting millions of IDs is cheap.
@@ -53,14 +53,14 @@ impl TokenFormat {
 
     /// The format of one kind of dual ID: levels from `shared` on get `prefix` before their
     /// letter.
-    pub fn with_prefix(mut self, shared: usize, prefix: &str) -> Self {
+    pub(crate) fn with_prefix(mut self, shared: usize, prefix: &str) -> Self {
         self.shared = shared;
         self.prefix = prefix.to_string();
         self
     }
 
     /// The name `{level}` becomes at one level.
-    pub fn level_name(&self, level: usize) -> String {
+    pub(crate) fn level_name(&self, level: usize) -> String {
         let mut s = String::new();
         self.push_level(&mut s, level);
         s
@@ -78,7 +78,7 @@ impl TokenFormat {
     }
 
     /// Fail early if there are more levels than letters.
-    pub fn check_levels(&self, levels: usize) -> Result<()> {
+    pub(crate) fn check_levels(&self, levels: usize) -> Result<()> {
         if levels > LETTERS.len() {
             return Err(Error::Config(format!(
                 "{levels} token levels (including a possible suffix level) exceed the {} level letters",

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::io::parquet_out::ParquetOut;
 use crate::item_id::ItemIds;
-pub use crate::item_id::first_null;
+pub(crate) use crate::item_id::first_null;
 use crate::matrix::Matrix;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type};

@@ -52,7 +52,7 @@ impl RowOf {
 
 impl CollabVectors {
     /// Vectors aligned with `ids` (row i ↔ `ids.key(i)`), e.g. just computed for them.
-    pub fn aligned(ids: &ItemIds, vectors: Matrix, path: &Path, column: &str) -> Self {
+    pub(crate) fn aligned(ids: &ItemIds, vectors: Matrix, path: &Path, column: &str) -> Self {
         CollabVectors {
             path: path.to_path_buf(),
             column: column.to_string(),
@@ -62,7 +62,7 @@ impl CollabVectors {
     }
 
     /// An error naming the file's columns unless `path` has the vector column `column`.
-    pub fn check_column(path: &Path, column: &str) -> Result<()> {
+    pub(crate) fn check_column(path: &Path, column: &str) -> Result<()> {
         if embeddings::has_column(path, column)? {
             return Ok(());
         }
@@ -106,7 +106,7 @@ impl CollabVectors {
 
     /// The collaborative vectors of `ids` (zeros for items without one) and how many are
     /// missing or zero.
-    pub fn lookup(&self, ids: &ItemIds) -> (Matrix, u64) {
+    pub(crate) fn lookup(&self, ids: &ItemIds) -> (Matrix, u64) {
         let d = self.dim();
         let mut out = Matrix::zeros(ids.len(), d);
         let mut missing = 0;

@@ -19,5 +19,5 @@ pub use join::{CollabVectors, collab_for, collab_vectors};
 pub use manifest::{InputFile, Manifest, Timing, VocabSummary, sha256_file};
 pub use scan::{Scan, scan};
 pub use source::Source;
-pub use stats::{make_stats, stats_of_table};
-pub use train::{train, training_pairs};
+pub use stats::stats_of_table;
+pub use train::train;

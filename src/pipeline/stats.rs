@@ -39,7 +39,7 @@ pub(super) fn id_stats(
 }
 
 /// Statistics before and after resolution.
-pub fn make_stats(
+pub(crate) fn make_stats(
     ids: &ItemIds,
     raw: &[u16],
     res: &Resolution,

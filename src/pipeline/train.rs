@@ -70,7 +70,7 @@ pub(super) fn train_gensar(
 }
 
 /// Co-occurrence pairs among the training rows, from `[input] interactions` (none without).
-pub fn training_pairs(cfg: &Config, sample_ids: &ItemIds) -> Result<Vec<(u32, u32)>> {
+pub(crate) fn training_pairs(cfg: &Config, sample_ids: &ItemIds) -> Result<Vec<(u32, u32)>> {
     let Some(path) = &cfg.input.interactions else {
         return Ok(Vec::new());
     };

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 /// Elements per parallel task.
 const CHUNK: usize = 16 * 1024;
 
-pub struct FusedAdamW {
+pub(crate) struct FusedAdamW {
     vars: Vec<Var>,
     /// First and second moments of each variable.
     moments: Vec<Mutex<(Vec<f32>, Vec<f32>)>>,
@@ -80,7 +80,7 @@ impl FusedAdamW {
 
 /// The factor that scales all gradients to a global L2 norm of at most `max` (1 when they are
 /// within it). Summed in fixed chunks, in order, so the factor does not depend on threads.
-pub fn clip_scale(grads: &GradStore, vars: &[Var], max: f64) -> Result<f64> {
+pub(crate) fn clip_scale(grads: &GradStore, vars: &[Var], max: f64) -> Result<f64> {
     let mut sq = 0f64;
     for v in vars {
         if let Some(g) = grads.get(v.as_tensor()) {

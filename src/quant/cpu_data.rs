@@ -12,7 +12,7 @@ pub fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]
 }
 
 /// `f` on a CPU f32 tensor's data, borrowed (copied only when the tensor is not contiguous).
-pub fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+pub(crate) fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let t = if t.is_contiguous() {
         t.clone()
     } else {

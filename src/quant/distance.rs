@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 /// Rows per GEMM call: large enough to keep the GEMM efficient, small enough that the
 /// (rows × K) dot-product block stays a few MiB and in cache for the argmin pass.
-pub const BLOCK_ROWS: usize = 4096;
+pub(crate) const BLOCK_ROWS: usize = 4096;
 
 /// A bound on how far the GEMM expansion ‖x‖² − 2x·c + ‖c‖² can be from the exact squared
 /// distance in f32: a D-term dot product is off by at most D·u·‖x‖‖c‖ (u = 2⁻²⁴, Higham's
@@ -20,7 +20,7 @@ pub const BLOCK_ROWS: usize = 4096;
 /// this of the best are re-checked with an exact distance, so the GEMM only ever decides
 /// between centres that are clearly apart.
 #[inline]
-pub fn gemm_slack(dim: usize, x_sq_norm: f32, c_sq_norm: f32) -> f32 {
+pub(crate) fn gemm_slack(dim: usize, x_sq_norm: f32, c_sq_norm: f32) -> f32 {
     (dim as f32 + 2.0) * f32::EPSILON * (x_sq_norm + c_sq_norm) + f32::MIN_POSITIVE
 }
 
@@ -35,7 +35,7 @@ pub struct Codebook {
 
 /// Result of a nearest-codeword search.
 #[derive(Debug, Clone, Default)]
-pub struct Nearest {
+pub(crate) struct Nearest {
     pub index: Vec<u32>,
     /// Squared distance to the chosen codeword.
     pub dist: Vec<f32>,
@@ -45,7 +45,7 @@ pub struct Nearest {
 
 /// `out` (rows × k, row-major) = X · Cᵀ for row-major X (rows × d) and C (k × d), through
 /// [`crate::gemm::sgemm`].
-pub fn dots_into(x: &[f32], rows: usize, c: &Matrix, out: &mut [f32]) {
+pub(crate) fn dots_into(x: &[f32], rows: usize, c: &Matrix, out: &mut [f32]) {
     sgemm(x, rows, c.cols, &c.data, c.rows, true, out, false);
 }
 
@@ -61,7 +61,7 @@ impl Codebook {
         })
     }
 
-    pub fn sq_norms(&self) -> &[f32] {
+    pub(crate) fn sq_norms(&self) -> &[f32] {
         &self.sq_norms
     }
 
@@ -74,13 +74,13 @@ impl Codebook {
     }
 
     /// The nearest codeword of every row of `x` (ties go to the lower index).
-    pub fn nearest(&self, x: &Matrix, want_second: bool) -> Result<Nearest> {
+    pub(crate) fn nearest(&self, x: &Matrix, want_second: bool) -> Result<Nearest> {
         self.nearest_with_norms(x, &x.row_sq_norms(), want_second)
     }
 
     /// [`Codebook::nearest`] with the rows' squared norms already known (k-means searches the
     /// same rows every iteration).
-    pub fn nearest_with_norms(
+    pub(crate) fn nearest_with_norms(
         &self,
         x: &Matrix,
         x_sq_norms: &[f32],
@@ -153,12 +153,17 @@ impl Codebook {
     }
 
     /// Squared distances from every row of `x` to every codeword, row-major (rows × K).
-    pub fn all_distances(&self, x: &Matrix) -> Result<Vec<f32>> {
+    pub(crate) fn all_distances(&self, x: &Matrix) -> Result<Vec<f32>> {
         self.distances_of_rows(&x.data, x.rows, x.cols)
     }
 
     /// [`Codebook::all_distances`] for `rows` rows given as a row-major slice.
-    pub fn distances_of_rows(&self, data: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
+    pub(crate) fn distances_of_rows(
+        &self,
+        data: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>> {
         let k = self.len();
         let mut out = vec![0f32; rows * k];
         dots_into(data, rows, &self.centroids, &mut out);
@@ -220,7 +225,7 @@ fn argmin2(dots: &[f32], sq_norms: &[f32]) -> (u32, f32, f32) {
 }
 
 /// Floating-point work of one nearest search, for GFLOP/s reports.
-pub fn gemm_flops(rows: usize, k: usize, d: usize) -> f64 {
+pub(crate) fn gemm_flops(rows: usize, k: usize, d: usize) -> f64 {
     2.0 * rows as f64 * k as f64 * d as f64
 }
 

@@ -43,21 +43,13 @@ impl DualSpec {
     }
 
     /// The levels (indices into all levels: shared, semantic, collaborative) one ID is made of.
-    pub fn kind_levels(&self, kind: IdKind) -> Vec<usize> {
+    pub(crate) fn kind_levels(&self, kind: IdKind) -> Vec<usize> {
         let (s, m) = (self.shared_levels, self.semantic_levels);
         let own = match kind {
             IdKind::Sid => s..s + m,
             IdKind::Cid => s + m..self.levels(),
         };
         (0..s).chain(own).collect()
-    }
-
-    /// Levels of one ID that come after the shared prefix.
-    pub fn own_levels(&self, kind: IdKind) -> usize {
-        match kind {
-            IdKind::Sid => self.semantic_levels,
-            IdKind::Cid => self.collab_levels,
-        }
     }
 
     /// One ID's codes (rows × its levels) out of all codes (rows × L).
@@ -83,7 +75,7 @@ impl DualSpec {
     }
 
     /// The input columns (offset, width) of one ID's vector, for inputs `dim` wide.
-    pub fn input_span(&self, kind: IdKind, dim: usize) -> (usize, usize) {
+    pub(crate) fn input_span(&self, kind: IdKind, dim: usize) -> (usize, usize) {
         match kind {
             IdKind::Sid => (0, self.semantic_dim),
             IdKind::Cid => (self.semantic_dim, dim - self.semantic_dim),

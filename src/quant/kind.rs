@@ -13,7 +13,7 @@ pub enum IdKind {
 }
 
 impl IdKind {
-    pub const BOTH: [IdKind; 2] = [IdKind::Sid, IdKind::Cid];
+    pub(crate) const BOTH: [IdKind; 2] = [IdKind::Sid, IdKind::Cid];
 
     pub fn index(self) -> usize {
         match self {

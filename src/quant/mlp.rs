@@ -38,7 +38,7 @@ fn offsets(widths: &[usize]) -> Vec<(usize, usize)> {
 }
 
 /// Number of parameters of an MLP with these layer widths (in → … → out).
-pub fn param_count(widths: &[usize]) -> usize {
+pub(crate) fn param_count(widths: &[usize]) -> usize {
     widths.windows(2).map(|w| w[1] * w[0] + w[1]).sum()
 }
 
@@ -52,7 +52,7 @@ pub fn layers<'a>(widths: &[usize], params: &'a [f32]) -> Vec<(&'a [f32], &'a [f
 }
 
 /// The op: ReLU after every layer but the last.
-pub struct MlpOp {
+pub(crate) struct MlpOp {
     widths: Vec<usize>,
     /// Compute dL/dx (false for an MLP fed straight from data: no gradient reaches x even if
     /// it is a variable).
@@ -256,7 +256,7 @@ const LOSS_BLOCK: usize = 16 * 1024;
 /// the (rows × D) prediction and its gradient never become candle tensors. The gradient flows
 /// to the input and the parameters, not to the target (data). The sum runs over fixed blocks
 /// added in order, so the loss does not depend on the thread count.
-pub struct MlpLossOp {
+pub(crate) struct MlpLossOp {
     mlp: MlpOp,
     /// The prediction of the forward pass, for the backward.
     prediction: Mutex<Vec<f32>>,

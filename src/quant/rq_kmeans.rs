@@ -16,7 +16,7 @@ use std::path::Path;
 
 /// What config.json holds for an RQ-KMeans model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RqKMeansConfig {
+pub(crate) struct RqKMeansConfig {
     pub method: Method,
     pub format_version: u32,
     pub sidtool_version: String,
@@ -31,7 +31,7 @@ pub struct RqKMeansConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LevelFit {
+pub(crate) struct LevelFit {
     pub train_rows: usize,
     pub iterations: usize,
     pub converged: bool,
@@ -40,7 +40,7 @@ pub struct LevelFit {
     pub distance_evals: u64,
 }
 
-pub struct RqKMeans {
+pub(crate) struct RqKMeans {
     config: RqKMeansConfig,
     codebooks: Vec<Codebook>,
 }

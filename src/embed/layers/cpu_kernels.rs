@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 /// Shapes of one attention call.
 #[derive(Debug, Clone, Copy)]
-pub struct Attn {
+pub(crate) struct Attn {
     pub b: usize,
     pub t: usize,
     pub nh: usize,
@@ -61,7 +61,7 @@ impl OutPtr {
 ///
 /// `qkv`: (b·t, (nh + 2·nkv)·hd) projection output, modified in place (q/k normalised and
 /// rotated). `cos`, `sin`: (t, hd/2). `out`: (b·t, nh·hd).
-pub fn attention(
+pub(crate) fn attention(
     s: Attn,
     qkv: &mut [f32],
     q_norm: &[f32],
@@ -171,7 +171,7 @@ pub fn attention(
 }
 
 /// SwiGLU: `gu` rows are [gate | up] (2·i wide); out = silu(gate) · up, (rows, i).
-pub fn silu_mul(gu: &[f32], i: usize, out: &mut [f32]) {
+pub(crate) fn silu_mul(gu: &[f32], i: usize, out: &mut [f32]) {
     out.par_chunks_mut(i)
         .zip(gu.par_chunks(2 * i))
         .for_each(|(o, row)| {
@@ -183,7 +183,7 @@ pub fn silu_mul(gu: &[f32], i: usize, out: &mut [f32]) {
 }
 
 /// RMSNorm of every `w.len()`-wide row of `x` into `out`, rows in parallel.
-pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+pub(crate) fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let h = w.len();
     out.par_chunks_mut(h)
         .zip(x.par_chunks(h))
@@ -197,7 +197,7 @@ pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// Add `bias` to every row of `x`.
-pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
+pub(crate) fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
     x.par_chunks_mut(bias.len()).for_each(|row| {
         for (v, b) in row.iter_mut().zip(bias) {
             *v += b;

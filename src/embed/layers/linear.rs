@@ -9,7 +9,7 @@
 use crate::error::Result;
 use candle_core::Tensor;
 
-pub struct Linear {
+pub(crate) struct Linear {
     /// (out, in), contiguous.
     w: Tensor,
 }

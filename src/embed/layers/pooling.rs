@@ -40,7 +40,7 @@ impl std::str::FromStr for Pooling {
 }
 
 /// Flat row index of each sequence's last token in a right-padded (rows × t) batch.
-pub fn last_token_rows(seqs: &[&[u32]], t: usize) -> Vec<u32> {
+pub(crate) fn last_token_rows(seqs: &[&[u32]], t: usize) -> Vec<u32> {
     seqs.iter()
         .enumerate()
         .map(|(r, s)| (r * t + s.len() - 1) as u32)
@@ -49,7 +49,7 @@ pub fn last_token_rows(seqs: &[&[u32]], t: usize) -> Vec<u32> {
 
 /// Scale `v` to unit L2 norm (a zero vector stays zero). Summed in f64 so the result does
 /// not depend on the vector's length in ulps.
-pub fn l2_normalize(v: &mut [f32]) {
+pub(crate) fn l2_normalize(v: &mut [f32]) {
     let n = v
         .iter()
         .map(|&x| (x as f64) * (x as f64))

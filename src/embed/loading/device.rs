@@ -59,7 +59,7 @@ impl EmbedDType {
     }
 
     /// f32 on CPU (exact, and CPU GEMMs gain little from halves), bf16 on GPUs.
-    pub fn default_for(device: DeviceKind) -> EmbedDType {
+    pub(crate) fn default_for(device: DeviceKind) -> EmbedDType {
         match device {
             DeviceKind::Cpu => EmbedDType::F32,
             _ => EmbedDType::Bf16,

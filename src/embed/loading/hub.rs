@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// Where a model's files are, once resolved.
 #[derive(Debug, Clone)]
-pub struct ModelFiles {
+pub(crate) struct ModelFiles {
     /// Shown in messages and recorded in metadata.
     pub source: String,
     pub config: PathBuf,
@@ -29,7 +29,7 @@ impl ModelFiles {
 }
 
 /// `HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
-pub fn hub_cache_dir() -> PathBuf {
+pub(crate) fn hub_cache_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("HF_HUB_CACHE").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
@@ -51,7 +51,7 @@ pub fn offline() -> bool {
 
 /// Resolve `spec` (a directory, or a hub id such as `Qwen/Qwen3-Embedding-0.6B`) at
 /// `revision` (branch, tag or 40-hex commit; hub ids only).
-pub fn resolve(spec: &str, revision: &str) -> Result<ModelFiles> {
+pub(crate) fn resolve(spec: &str, revision: &str) -> Result<ModelFiles> {
     let path = Path::new(spec);
     if path.is_dir() {
         return from_dir(path, spec);

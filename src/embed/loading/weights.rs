@@ -12,7 +12,7 @@ use candle_nn::VarBuilder;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-pub struct Weights {
+pub(crate) struct Weights {
     st: MmapedSafetensors,
     names: HashSet<String>,
     /// `model.` for checkpoints saved from a `*ForCausalLM`, empty for Qwen3-Embedding's.
@@ -65,12 +65,8 @@ impl Weights {
     }
 
     /// A [`VarBuilder`] over these weights, converting every tensor to `dtype` on `device`.
-    pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+    pub(crate) fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(self), dtype, device.clone())
-    }
-
-    pub fn origin(&self) -> &Path {
-        &self.origin
     }
 
     /// Load `name` (without prefix), check its shape against the config, convert.

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::bert::{BertModel, Config};
 use std::path::{Path, PathBuf};
 
-pub struct Bert {
+pub(crate) struct Bert {
     model: BertModel,
     pub config: Config,
     device: Device,

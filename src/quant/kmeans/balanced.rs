@@ -55,7 +55,7 @@ pub(super) fn lloyd_balanced(x: &Matrix, init: Matrix, cfg: &KMeansConfig) -> Re
 /// Greedy capacity-constrained assignment: points with the most to lose (largest gap between
 /// their best and second-best centre) choose first, each taking its nearest centre that still
 /// has room. Capacities are ⌊N/K⌋, and N mod K clusters may take one more.
-pub fn balanced_assignment(dist: &[f32], n: usize, k: usize) -> (Vec<u32>, f64) {
+pub(crate) fn balanced_assignment(dist: &[f32], n: usize, k: usize) -> (Vec<u32>, f64) {
     let floor = n / k;
     let mut extra = n % k;
     let m = BALANCED_PREFERENCES.min(k);

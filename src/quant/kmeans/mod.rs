@@ -8,8 +8,7 @@ mod elkan;
 mod hamerly;
 mod seeding;
 
-pub use balanced::balanced_assignment;
-pub use seeding::kmeans_pp;
+pub(crate) use seeding::kmeans_pp;
 
 use crate::error::{Error, Result};
 use crate::matrix::{Matrix, sq_dist};
@@ -22,10 +21,10 @@ use serde::{Deserialize, Serialize};
 /// k-means++ seeds from at most this many candidate points per centroid: seeding is
 /// sequential (one pass per centre), and past a few candidates per centre the initial
 /// inertia no longer improves measurably, while the seeding time grows linearly.
-pub const KMEANSPP_CANDIDATES_PER_CENTROID: usize = 8;
+pub(crate) const KMEANSPP_CANDIDATES_PER_CENTROID: usize = 8;
 /// Memory Elkan's per-centre lower bounds (N × K f32) may take; above it, Hamerly's single
 /// bound per point is used. 1 GiB covers a 1 M-row training sample at K = 256.
-pub const ELKAN_BOUNDS_BYTES: usize = 1 << 30;
+pub(crate) const ELKAN_BOUNDS_BYTES: usize = 1 << 30;
 /// A point whose bounds leave more than K / this many candidate centres is searched with the
 /// GEMM instead of one exact distance at a time: a GEMM row of K distances costs about as much
 /// as K / 6 single distances at the arithmetic rates (~200 GFLOP/s vs ~30), but single
@@ -33,8 +32,8 @@ pub const ELKAN_BOUNDS_BYTES: usize = 1 << 30;
 /// 12.4–14.2 s at K / 6 on the 100k × 1024 benchmark).
 const ELKAN_GEMM_FRACTION: usize = 32;
 /// docs/methods.md §2 defaults.
-pub const DEFAULT_MAX_ITER: usize = 50;
-pub const DEFAULT_TOL: f64 = 1e-4;
+pub(crate) const DEFAULT_MAX_ITER: usize = 50;
+pub(crate) const DEFAULT_TOL: f64 = 1e-4;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct KMeansConfig {
@@ -108,7 +107,7 @@ pub fn fit(x: &Matrix, cfg: &KMeansConfig) -> Result<KMeansFit> {
 }
 
 /// `m` distinct indices out of `0..n`, sorted (Floyd's algorithm; deterministic for a seed).
-pub fn sample_indices(n: usize, m: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+pub(crate) fn sample_indices(n: usize, m: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     let mut chosen = std::collections::HashSet::with_capacity(m);
     let mut out = Vec::with_capacity(m);
     for j in (n - m)..n {
@@ -290,6 +289,7 @@ fn separation(cb: &Codebook) -> Result<(Vec<f32>, Vec<f32>)> {
 
 #[cfg(test)]
 mod tests {
+    use super::balanced::balanced_assignment;
     use super::*;
 
     /// Points around `centres` well-separated blobs, deterministic.

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 /// k-means++ (Arthur & Vassilvitskii 2007) on a random subset of candidates.
-pub fn kmeans_pp(x: &Matrix, k: usize, rng: &mut ChaCha8Rng) -> Matrix {
+pub(crate) fn kmeans_pp(x: &Matrix, k: usize, rng: &mut ChaCha8Rng) -> Matrix {
     let n = x.rows;
     let m = n.min(k.saturating_mul(KMEANSPP_CANDIDATES_PER_CENTROID).max(k));
     let cand: Vec<usize> = if m == n {

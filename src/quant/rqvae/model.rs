@@ -34,7 +34,7 @@ impl RqVae {
 
     /// Train with co-occurring row pairs of `x` for PLUM's contrastive alignment (symmetric
     /// InfoNCE over the quantized latents, in-batch negatives, weight `contrastive_weight`).
-    pub fn fit_with_pairs(
+    pub(crate) fn fit_with_pairs(
         x: &Matrix,
         cfg: &QuantizerConfig,
         seed: u64,
@@ -126,7 +126,7 @@ impl RqVae {
 
     /// Reconstruction of ID kind `kind`'s input columns from the first `depth` codes of that
     /// ID (`codes` holds all levels, rows × L).
-    pub fn decode_kind(&self, codes: &[u16], kind: usize, depth: usize) -> Result<Matrix> {
+    pub(crate) fn decode_kind(&self, codes: &[u16], kind: usize, depth: usize) -> Result<Matrix> {
         let k = self
             .arch
             .kinds

@@ -38,13 +38,13 @@ pub struct RopeParameters {
 }
 
 impl Qwen3Config {
-    pub fn head_dim(&self) -> usize {
+    pub(crate) fn head_dim(&self) -> usize {
         self.head_dim
             .unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
     /// RoPE base, from `rope_parameters` (transformers 5) or `rope_theta` (older configs).
-    pub fn rope_theta(&self) -> f64 {
+    pub(crate) fn rope_theta(&self) -> f64 {
         self.rope_parameters
             .as_ref()
             .and_then(|p| p.rope_theta)

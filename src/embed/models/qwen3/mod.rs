@@ -85,13 +85,13 @@ impl Qwen3 {
         &self.cfg
     }
 
-    pub fn hidden_size(&self) -> usize {
+    pub(crate) fn hidden_size(&self) -> usize {
         self.cfg.hidden_size
     }
 
     /// Matmul FLOPs of one forward over `tokens` tokens in rows of length `t`, counted the way
     /// the benchmark reports them (2 per multiply-add; projections plus attention).
-    pub fn flops(&self, tokens: usize, t: usize) -> f64 {
+    pub(crate) fn flops(&self, tokens: usize, t: usize) -> f64 {
         let c = &self.cfg;
         let (h, hd) = (c.hidden_size as f64, c.head_dim() as f64);
         let (nh, nkv) = (c.num_attention_heads as f64, c.num_key_value_heads as f64);
