@@ -162,6 +162,9 @@ fn real_ids_score_above_random_codes_and_foreign_tables_are_read() {
         r10(real, "sid"),
         r10(rand, "sid")
     );
+    // Knowing only the previous item's first code, real IDs still point at its category.
+    let m1 = |x: &serde_json::Value| f(&x["t1"]["by_context"][1]["recall@10"]);
+    assert!(m1(real) > m1(rand) + 0.05, "{} {}", m1(real), m1(rand));
     // The baselines do not depend on the codes.
     assert_eq!(r10(real, "item_markov"), r10(rand, "item_markov"));
     assert!(r10(real, "sid") > r10(real, "popularity"));

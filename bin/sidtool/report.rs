@@ -316,6 +316,21 @@ pub fn eval(evals: &[sidtool::eval::Evaluation]) -> String {
             });
         }
     }
+    let depth = evals
+        .iter()
+        .filter_map(|e| e.t1.as_ref().map(|t| t.by_context.len()))
+        .max()
+        .unwrap_or(0);
+    for m in 0..depth {
+        row(
+            format!("next item recall@10, previous item by {m}-prefix"),
+            &|e| {
+                e.t1.as_ref()
+                    .and_then(|t| t.by_context.get(m))
+                    .map(|c| format!("{:.4}", c.ranking.recall_10))
+            },
+        );
+    }
     let name_w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
     let cols: Vec<String> = evals.iter().map(|e| e.table.clone()).collect();
     let col_w: Vec<usize> = (0..evals.len())

@@ -46,9 +46,23 @@ pub struct T1 {
     pub train_transitions: usize,
     /// The prefix-backoff model over the table's IDs.
     pub sid: Ranking,
+    /// The same model when the previous item is known only by its ID prefix of length m =
+    /// 0..=levels: how much of the next-item signal each prefix length carries (m = 0 uses no
+    /// context: code popularity down the trie; random codes gain little until m makes the ID
+    /// unique).
+    pub by_context: Vec<ContextRanking>,
     /// Baselines on raw item ids.
     pub item_markov: Ranking,
     pub popularity: Ranking,
+}
+
+/// [`Ranking`] of the back-off model that conditions on at most `context_len` levels of the
+/// previous item's ID.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContextRanking {
+    pub context_len: usize,
+    #[serde(flatten)]
+    pub ranking: Ranking,
 }
 
 /// A leave-one-out split: per user, (the item before the last, the last).
@@ -258,10 +272,17 @@ pub fn evaluate(t: &CodeTable, histories: &[Vec<u32>]) -> T1 {
         }
     }
     let own: Vec<u32> = (0..n as u32).collect();
+    let by_context: Vec<ContextRanking> = (0..=t.width)
+        .map(|m| ContextRanking {
+            context_len: m,
+            ranking: ranking(&ranks(&t.codes, t.width, n, m, &s, &popularity)),
+        })
+        .collect();
     T1 {
         users: s.tests.len(),
         train_transitions: s.transitions.len(),
-        sid: ranking(&ranks(&t.codes, t.width, n, t.width, &s, &popularity)),
+        sid: by_context[t.width].ranking.clone(),
+        by_context,
         item_markov: ranking(&ranks(&own, 1, n, 1, &s, &popularity)),
         popularity: ranking(&ranks(&own, 1, n, 0, &s, &popularity)),
     }
