@@ -28,6 +28,7 @@ pub mod names;
 pub mod pipeline;
 pub mod progress;
 pub mod quant;
+pub mod report;
 pub mod vocab;
 
 pub use config::{Config, Dedup, Method};

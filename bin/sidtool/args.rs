@@ -451,6 +451,17 @@ pub enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// One self-contained HTML page of charts for one or more build outputs, side by side:
+    /// code usage, collision groups, prefix fan-out, reconstruction error, training curves,
+    /// and the eval figures of an eval.json beside them.
+    Report {
+        /// Output directories of `sidtool build` (each with stats.json).
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// The HTML file to write.
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
     /// Schema, row count and sample rows of any sidtool input or output.
     Inspect {
         /// A Parquet file, a JSON file, or a quantizer directory.

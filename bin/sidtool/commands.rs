@@ -59,6 +59,13 @@ pub fn run(cli: &Cli) -> Result<()> {
             out,
             ..
         } => collab(cli, interactions, items, out, &reporter),
+        Cmd::Report { dirs, out } => {
+            sidtool::report::write(dirs, out).context("report failed")?;
+            if !cli.quiet {
+                eprintln!("wrote {}", out.display());
+            }
+            Ok(())
+        }
         Cmd::Inspect { file, rows } => print_out(&crate::inspect::describe(file, *rows)?),
         Cmd::Eval {
             tables,

@@ -59,6 +59,7 @@ impl Cmd {
             Cmd::ImportRecbole { .. }
             | Cmd::Inspect { .. }
             | Cmd::Eval { .. }
+            | Cmd::Report { .. }
             | Cmd::Bench { .. } => Ok(o),
         }
     }
