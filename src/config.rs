@@ -25,6 +25,9 @@ pub const DEFAULT_SEED: u64 = 42;
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub seed: u64,
+    /// `build`: also write `report.html` (charts of this output, `sidtool report`) into the
+    /// output directory, committed with the rest.
+    pub report: bool,
     pub input: InputConfig,
     pub quantizer: QuantizerConfig,
     pub ids: IdsConfig,
@@ -37,6 +40,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             seed: DEFAULT_SEED,
+            report: false,
             input: InputConfig::default(),
             quantizer: QuantizerConfig::default(),
             ids: IdsConfig::default(),

@@ -119,3 +119,42 @@ fn report_shows_runs_side_by_side_and_renders_in_a_browser() {
         "the rendered report looks empty ({shot} bytes vs {empty} for a blank page)"
     );
 }
+
+#[test]
+fn build_report_is_part_of_the_output() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("run-a");
+    let items = testdata("items.parquet");
+    let build = |extra: &[&str]| {
+        let mut a = vec![
+            "build",
+            s(&items),
+            "--codebook-sizes",
+            "8,4",
+            "--out",
+            s(&out),
+            "-q",
+        ];
+        a.extend_from_slice(extra);
+        ok(&a);
+    };
+    build(&["--report"]);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("<h2>run-a</h2>"),
+        "titled by the output, not the staging dir"
+    );
+    assert_eq!(html.matches("<svg").count(), 4);
+    let m = read_json(&out.join("manifest.json"));
+    assert!(
+        m["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "report.html")
+    );
+    assert_eq!(m["config"]["report"], true);
+    // A build without --report leaves no stale report of the earlier one.
+    build(&[]);
+    assert!(!out.join("report.html").exists());
+}

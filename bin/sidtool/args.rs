@@ -303,6 +303,9 @@ pub enum Cmd {
         vocab: VocabArgs,
         #[command(flatten)]
         collab: BuildCollabArgs,
+        /// Also write report.html (the charts of `sidtool report`) into the output.
+        #[arg(long)]
+        report: bool,
     },
     /// SID tokens into an LLM's tokenizer.json, plus the constrained-decoding trie.
     Vocab {

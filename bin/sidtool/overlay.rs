@@ -32,6 +32,7 @@ impl Cmd {
                 ids,
                 vocab,
                 collab,
+                report,
                 ..
             } => o
                 .input(input)?
@@ -39,7 +40,8 @@ impl Cmd {
                 .ids(ids)?
                 .embed(embed)?
                 .vocab(vocab)?
-                .build_collab(collab),
+                .build_collab(collab)?
+                .report(*report),
             Cmd::Embed { input, embed, .. } => o.input(input)?.embed(embed),
             Cmd::Train {
                 input,
@@ -125,6 +127,15 @@ impl Overlay {
         // `--collab FILE` is `[input] collab`.
         self.collab = a.collab.clone();
         self.section("collab", a)
+    }
+
+    /// `build --report`: the top-level `report` key (only when given, so a file's
+    /// `report = true` stays on).
+    fn report(mut self, on: bool) -> Result<Self> {
+        if on {
+            self.tree.insert("report".into(), Value::Boolean(true));
+        }
+        Ok(self)
     }
 
     /// Merge one flag group's tree into `[key]`.

@@ -179,6 +179,17 @@ pub fn build(
             rows,
         });
     }
+    // The report reads the finished outputs (stats.json, the quantizer's training record).
+    if cfg.report {
+        let name = std::path::absolute(out)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "build".into());
+        let html = crate::report::render_named(&[(name, dir.as_path())])?;
+        crate::fs::atomic::write_file(&dir.join(crate::report::REPORT_FILE), html.as_bytes())?;
+        run.outputs.push(crate::report::REPORT_FILE);
+        run.lap("report");
+    }
     let manifest = Manifest {
         sidtool_version: crate::VERSION.into(),
         command: "build".into(),
@@ -298,6 +309,7 @@ fn all_outputs() -> Vec<&'static str> {
         .chain([COLLAB_OUTPUT])
         .chain(crate::vocab::VOCAB_OUTPUTS)
         .chain(crate::vocab::CID_TRIE_OUTPUTS)
+        .chain([crate::report::REPORT_FILE])
         .collect()
 }
 

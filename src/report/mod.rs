@@ -32,7 +32,7 @@ fn read_json(path: &Path) -> Result<Value> {
 }
 
 impl Run {
-    fn load(dir: &Path) -> Result<Run> {
+    fn load(dir: &Path, name: String) -> Result<Run> {
         let stats_path = dir.join("stats.json");
         if !stats_path.is_file() {
             return Err(Error::input(
@@ -50,10 +50,7 @@ impl Run {
             }
         };
         Ok(Run {
-            name: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| dir.display().to_string()),
+            name,
             stats: read_json(&stats_path)?,
             quantizer: optional(dir.join("quantizer").join("config.json"))?,
             eval: optional(dir.join("eval.json"))?,
@@ -284,11 +281,28 @@ fn eval_table(e: &Value) -> String {
     t + "</table>"
 }
 
-/// Render the report of the output directories `dirs` (one column each).
+/// A run's title: its directory's name.
+fn title(dir: &Path) -> String {
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// Render the report of the output directories `dirs` (one column each, titled by the
+/// directory's name).
 pub fn render(dirs: &[PathBuf]) -> Result<String> {
-    let runs = dirs
+    let named: Vec<(String, &Path)> = dirs.iter().map(|d| (title(d), d.as_path())).collect();
+    render_named(&named)
+}
+
+/// [`render`] with the titles given: `build` renders its staging directory under the name of
+/// the output it becomes.
+pub fn render_named(runs: &[(String, &Path)]) -> Result<String> {
+    let runs = runs
         .iter()
-        .map(|d| Run::load(d))
+        .map(|(name, d)| Run::load(d, name.clone()))
         .collect::<Result<Vec<_>>>()?;
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>sidtool report</title><style>\
