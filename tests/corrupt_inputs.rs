@@ -58,8 +58,8 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-#[test]
-fn corrupted_parquet_inputs_fail_cleanly() {
+/// A temporary directory holding one good build of the shipped catalogue, `good/`.
+fn good_build() -> (tempfile::TempDir, std::path::PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let good = t.path().join("good");
     ok(&[
@@ -71,6 +71,12 @@ fn corrupted_parquet_inputs_fail_cleanly() {
         s(&good),
         "-q",
     ]);
+    (t, good)
+}
+
+#[test]
+fn corrupted_parquet_inputs_fail_cleanly() {
+    let (t, good) = good_build();
     let cases = [
         ("items", std::fs::read(testdata("items.parquet")).unwrap()),
         ("sids", std::fs::read(good.join("sids.parquet")).unwrap()),
@@ -109,17 +115,7 @@ fn corrupted_parquet_inputs_fail_cleanly() {
 
 #[test]
 fn corrupted_configs_and_tokenizers_fail_cleanly() {
-    let t = tempfile::tempdir().unwrap();
-    let good = t.path().join("good");
-    ok(&[
-        "build",
-        s(&testdata("items.parquet")),
-        "--codebook-sizes",
-        "8,4",
-        "--out",
-        s(&good),
-        "-q",
-    ]);
+    let (t, good) = good_build();
     let toml = std::fs::read(testdata("sidtool.toml")).unwrap();
     let mut failed = 0;
     for (i, b) in corruptions(&toml, 30, 5).into_iter().enumerate() {

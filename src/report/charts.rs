@@ -1,5 +1,6 @@
 //! The report's charts, drawn with plotters into SVG strings.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 /// Chart size in pixels.
@@ -15,6 +16,49 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(86, 180, 233),
     RGBColor(213, 94, 0),
 ];
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+type Drawn = Result<(), Box<dyn std::error::Error>>;
+
+/// Draw one chart into an SVG string; a drawing error yields an empty string (the report then
+/// lacks that chart rather than failing).
+fn svg(draw: impl FnOnce(&Area) -> Drawn) -> String {
+    let mut out = String::new();
+    let drawn = {
+        let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
+        root.fill(&WHITE).is_ok() && draw(&root).is_ok() && root.present().is_ok()
+    };
+    if drawn { out } else { String::new() }
+}
+
+/// The chart's frame: caption, margins and f64 axes over `x` × `y`.
+fn frame<'a, 'b>(
+    root: &'a Area<'b>,
+    title: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<Chart<'a, 'b>, Box<dyn std::error::Error>> {
+    Ok(ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 15))
+        .margin(8)
+        .x_label_area_size(32)
+        .y_label_area_size(48)
+        .build_cartesian_2d(x, y)?)
+}
+
+/// The legend, when there is more than one series to tell apart.
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, series: usize) -> Drawn {
+    if series > 1 {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 11))
+            .draw()?;
+    }
+    Ok(())
+}
 
 /// One line of a line chart.
 pub struct Series {
@@ -38,20 +82,11 @@ fn bounds(series: &[Series]) -> ((f64, f64), (f64, f64)) {
     (pad(x0, x1), pad(y0.min(0.0), y1 * 1.05))
 }
 
-/// A line chart with markers; an error in drawing yields an empty string (the report then
-/// shows the caption alone).
+/// A line chart with markers.
 pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
-    let mut out = String::new();
     let ((x0, x1), (y0, y1)) = bounds(series);
-    let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
-        let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 15))
-            .margin(8)
-            .x_label_area_size(32)
-            .y_label_area_size(48)
-            .build_cartesian_2d(x0..x1, y0..y1)?;
+    svg(|root| {
+        let mut chart = frame(root, title, x0..x1, y0..y1)?;
         chart
             .configure_mesh()
             .x_desc(x_label)
@@ -68,19 +103,8 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> St
                 });
             chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
         }
-        if series.len() > 1 {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .label_font(("sans-serif", 11))
-                .draw()?;
-        }
-        root.present()?;
-        Ok(())
-    })()
-    .is_ok();
-    if drawn { out } else { String::new() }
+        legend(&mut chart, series.len())
+    })
 }
 
 /// Grouped bars: one group per label, one bar per series value.
@@ -90,7 +114,6 @@ pub fn bars(
     labels: &[String],
     series: &[(String, Vec<f64>)],
 ) -> String {
-    let mut out = String::new();
     let groups = labels.len().max(1);
     let per = series.len().max(1);
     let y1 = series
@@ -99,15 +122,8 @@ pub fn bars(
         .fold(0.0f64, f64::max)
         .max(1e-9)
         * 1.1;
-    let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
-        let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 15))
-            .margin(8)
-            .x_label_area_size(32)
-            .y_label_area_size(48)
-            .build_cartesian_2d(-0.5..groups as f64 - 0.5, 0.0..y1)?;
+    svg(|root| {
+        let mut chart = frame(root, title, -0.5..groups as f64 - 0.5, 0.0..y1)?;
         // Groups sit on the integers, so the axis's integer ticks carry their labels.
         let names = labels.to_vec();
         chart
@@ -136,17 +152,6 @@ pub fn bars(
                 .label(name.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 10, y + 4)], c.filled()));
         }
-        if series.len() > 1 {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .label_font(("sans-serif", 11))
-                .draw()?;
-        }
-        root.present()?;
-        Ok(())
-    })()
-    .is_ok();
-    if drawn { out } else { String::new() }
+        legend(&mut chart, series.len())
+    })
 }
