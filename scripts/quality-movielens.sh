@@ -25,19 +25,22 @@ emb=$work/ml1m-minilm.parquet
 [ -f "$emb" ] || "$bin" embed "$items" --model test-assets/minilm \
   --template "{movie_title} ({release_year}). Genres: {genre}" --out "$emb" -q
 
-# name | build flags (3 levels of 256 codes unless said otherwise, as MiniOneRec)
+# name | seeds | build flags (3 levels of 256 codes unless said otherwise, as MiniOneRec).
+# GenSAR (6 levels, collaborative vectors, ~5 minutes a build on 2 cores) runs one seed.
 methods=(
-  "rq-kmeans|--method rq-kmeans"
-  "rq-kmeans-balanced|--method rq-kmeans --balanced"
-  "rq-vae|--method rq-vae"
-  "rq-vae-plum|--method rq-vae --prefix-masking uniform --interactions $inter"
-  "gensar|--method gensar --interactions $inter --codebook-sizes 256"
+  "rq-kmeans|1 2 3|--method rq-kmeans"
+  "rq-kmeans-balanced|1 2 3|--method rq-kmeans --balanced"
+  "rq-vae|1 2 3|--method rq-vae"
+  "rq-vae-plum|1 2 3|--method rq-vae --prefix-masking uniform --interactions $inter"
+  "gensar|1|--method gensar --interactions $inter --codebook-sizes 256"
 )
 printf '%-20s %4s %8s %8s %8s %8s %9s %9s %9s %9s\n' method seed collide cat@1 co@1 knn@1 'R@10 m=1' 'R@10 ID' 'N@10 ID' 'R@10 Mkv'
 for m in "${methods[@]}"; do
   name=${m%%|*}
-  flags=${m#*|}
-  for seed in 1 2 3; do
+  rest=${m#*|}
+  seeds=${rest%%|*}
+  flags=${rest#*|}
+  for seed in $seeds; do
     out=$work/$name-$seed
     # shellcheck disable=SC2086 # the flag list is split on purpose
     "$bin" build "$emb" $flags --seed "$seed" --out "$out" -q
