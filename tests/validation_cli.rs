@@ -70,3 +70,84 @@ fn collab_output_is_byte_identical_across_runs() {
         "two runs with the same input and seed differ in bytes"
     );
 }
+
+#[test]
+fn duplicate_column_names_are_refused_naming_file_and_column() {
+    let t = tempfile::tempdir().unwrap();
+    let v = clustered(64, 4, 4);
+    let shifted: Vec<Vec<f32>> = v
+        .iter()
+        .map(|r| r.iter().map(|x| x + 9.0).collect())
+        .collect();
+    // Two `embedding` columns: which one is meant cannot be told.
+    let emb = t.path().join("emb.parquet");
+    write_batch(
+        &emb,
+        vec![
+            ("item_id", str_ids(64)),
+            ("embedding", fsl(&some(v.clone()), 4)),
+            ("embedding", fsl(&some(shifted), 4)),
+        ],
+    );
+    let q = t.path().join("q");
+    let err = fails(&["train", p(&emb), "--out", p(&q), "--codebook-sizes", "4,2"]);
+    assert!(
+        err.contains("emb.parquet") && err.contains("column `embedding`") && err.contains("twice"),
+        "{err}"
+    );
+    assert!(!q.exists());
+    // The id column twice, in a text catalogue.
+    let items = t.path().join("items.parquet");
+    write_batch(
+        &items,
+        vec![
+            ("item_id", str_ids(8)),
+            (
+                "title",
+                Arc::new(StringArray::from_iter_values(
+                    (0..8).map(|i| format!("t{i}")),
+                )),
+            ),
+            ("item_id", int_ids(8)),
+        ],
+    );
+    let out = t.path().join("e.parquet");
+    let model = testdata("tiny-qwen3");
+    let err = fails(&["embed", p(&items), "--out", p(&out), "--model", p(&model)]);
+    assert!(
+        err.contains("items.parquet") && err.contains("column `item_id`") && err.contains("twice"),
+        "{err}"
+    );
+    // And in interactions.
+    let (cat, _) = collab_inputs(t.path());
+    let inter = t.path().join("inter.parquet");
+    write_batch(
+        &inter,
+        vec![
+            (
+                "user_id",
+                Arc::new(StringArray::from(vec!["u", "u"])) as ArrayRef,
+            ),
+            (
+                "item_id",
+                Arc::new(StringArray::from(vec!["item-0000", "item-0001"])),
+            ),
+            (
+                "item_id",
+                Arc::new(StringArray::from(vec!["item-0002", "item-0003"])),
+            ),
+        ],
+    );
+    let err = fails(&[
+        "collab",
+        p(&inter),
+        "--items",
+        p(&cat),
+        "--out",
+        p(&t.path().join("c.parquet")),
+    ]);
+    assert!(
+        err.contains("inter.parquet") && err.contains("column `item_id`") && err.contains("twice"),
+        "{err}"
+    );
+}
