@@ -151,3 +151,41 @@ fn duplicate_column_names_are_refused_naming_file_and_column() {
         "{err}"
     );
 }
+
+#[test]
+fn diverging_rq_vae_training_fails_and_saves_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let items = testdata("items.parquet");
+    let q = t.path().join("q");
+    let train = |extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            p(&items),
+            "--out",
+            p(&q),
+            "--method",
+            "rq-vae",
+            "--codebook-sizes",
+            "8,4",
+            "--epochs",
+            "3",
+            "--hidden",
+            "16",
+            "--latent-dim",
+            "4",
+        ];
+        a.extend_from_slice(extra);
+        fails(&a)
+    };
+    let err = train(&["--lr", "1e30"]);
+    assert!(
+        err.contains("diverged at epoch")
+            && err.contains("--lr, now 1e30")
+            && err.contains("--beta"),
+        "{err}"
+    );
+    assert!(!q.exists(), "a diverged model was saved");
+    let err = train(&["--beta", "inf"]);
+    assert!(err.contains("beta must be a finite number"), "{err}");
+    assert!(!q.exists());
+}
