@@ -189,3 +189,85 @@ fn diverging_rq_vae_training_fails_and_saves_nothing() {
     assert!(err.contains("beta must be a finite number"), "{err}");
     assert!(!q.exists());
 }
+
+/// Run the binary with files limited to `kib` KiB (RLIMIT_FSIZE): writes past it fail with
+/// EFBIG, as they would on a full disk, without needing one.
+fn with_file_limit(kib: u32, args: &[&str]) -> String {
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_sidtool"))
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    err
+}
+
+#[test]
+fn write_failures_name_the_output_being_written() {
+    let t = tempfile::tempdir().unwrap();
+    let items = testdata("items.parquet");
+    // The quantizer's weights (64-dim codebooks, 48 codewords: 12 KiB) do not fit in 4 KiB.
+    let q = t.path().join("q");
+    let err = with_file_limit(
+        4,
+        &[
+            "train",
+            p(&items),
+            "--out",
+            p(&q),
+            "--codebook-sizes",
+            "32,16",
+        ],
+    );
+    assert!(
+        err.contains(&format!(
+            "cannot write {}",
+            q.join("model.safetensors").display()
+        )) && err.contains("File too large")
+            && !err.contains("tensor computation failed"),
+        "{err}"
+    );
+    assert!(!q.exists());
+    // A Parquet output: a write error is not "not a readable Parquet file".
+    let emb = t.path().join("emb.parquet");
+    let err = with_file_limit(
+        4,
+        &[
+            "embed",
+            p(&testdata("items_text.parquet")),
+            "--out",
+            p(&emb),
+            "--model",
+            p(&testdata("tiny-qwen3")),
+        ],
+    );
+    assert!(
+        err.contains("cannot write")
+            && err.contains("File too large")
+            && !err.contains("not a readable"),
+        "{err}"
+    );
+    assert!(!emb.exists());
+    // An output whose directory cannot be made names the output, not its parent.
+    let file = t.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let dest = file.join("collab.parquet");
+    let (cat, inter) = collab_inputs(t.path());
+    let err = fails(&[
+        "collab",
+        p(&inter),
+        "--items",
+        p(&cat),
+        "--out",
+        p(&dest),
+        "--collab-dim",
+        "4",
+    ]);
+    assert!(
+        err.contains(&format!("cannot write {}", dest.display())),
+        "{err}"
+    );
+}
