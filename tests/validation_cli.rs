@@ -271,3 +271,242 @@ fn write_failures_name_the_output_being_written() {
         "{err}"
     );
 }
+
+/// `build` on the shipped vectors (RQ-KMeans, small codebooks so items collide) into `dir`.
+fn build_vectors(dir: &Path, dedup: &str) -> PathBuf {
+    let out = dir.join(format!("out-{dedup}"));
+    ok(&[
+        "build",
+        p(&testdata("items.parquet")),
+        "--out",
+        p(&out),
+        "--codebook-sizes",
+        "8,4",
+        "--dedup",
+        dedup,
+    ]);
+    out
+}
+
+/// A copy of a sids.parquet (footer kept) with `edit` applied to its ids and final codes.
+fn edited_table(
+    src: &Path,
+    dest: &Path,
+    edit: impl FnOnce(&mut sidtool::item_id::ItemIds, &mut Vec<u16>, usize),
+) {
+    use sidtool::ids::dedup::Resolution;
+    let mut t = sidtool::ids::sid_table::read(src).unwrap();
+    let meta = t.meta.clone().unwrap();
+    edit(&mut t.ids, &mut t.codes, t.width);
+    let levels = meta.codebook_sizes.len();
+    let raw: Vec<u16> = match &t.original_codes {
+        Some(o) => o.clone(),
+        None => t
+            .codes
+            .chunks(t.width)
+            .flat_map(|r| r[..levels].to_vec())
+            .collect(),
+    };
+    let res = Resolution {
+        codes: t.codes.clone(),
+        width: t.width,
+        suffix_level: meta.suffix_level,
+        group_size: t.group_size.clone(),
+        moved: 0,
+        unresolved: 0,
+    };
+    sidtool::ids::sid_table::write(dest, &t.ids, &res, &raw, &meta, None).unwrap();
+}
+
+fn tokenizer() -> PathBuf {
+    testdata("tiny-qwen3").join("tokenizer.json")
+}
+
+#[test]
+fn every_reader_of_a_sid_table_applies_the_same_validation() {
+    let t = tempfile::tempdir().unwrap();
+    let out = build_vectors(t.path(), "suffix");
+    let sids = out.join("sids.parquet");
+    let emb = testdata("items.parquet");
+    let q = out.join("quantizer");
+    let assign_existing = |existing: &Path| {
+        let dest = t.path().join("assigned.parquet");
+        let err = fails(&[
+            "assign",
+            p(&emb),
+            "--quantizer",
+            p(&q),
+            "--existing",
+            p(existing),
+            "--out",
+            p(&dest),
+        ]);
+        assert!(!dest.exists());
+        err
+    };
+    let stats = |table: &Path| fails(&["stats", p(table)]);
+    let vocab = |table: &Path| {
+        let v = t.path().join("vocab");
+        let err = fails(&[
+            "vocab",
+            "--sids",
+            p(table),
+            "--tokenizer",
+            p(&tokenizer()),
+            "--out",
+            p(&v),
+        ]);
+        assert!(!v.exists());
+        err
+    };
+
+    // A duplicated item id (used to give an output with a duplicate id).
+    let dup_id = t.path().join("dup-id.parquet");
+    edited_table(&sids, &dup_id, |ids, _, _| {
+        if let sidtool::item_id::ItemIds::Str(v) = ids {
+            v[7] = v[3].clone();
+        }
+    });
+    for err in [assign_existing(&dup_id), stats(&dup_id), vocab(&dup_id)] {
+        assert!(
+            err.contains("dup-id.parquet, column `item_id`, row 7")
+                && err.contains("appears twice (rows 3 and 7)"),
+            "{err}"
+        );
+    }
+
+    // A code outside the quantizer's range (vocab used to add 60 035 tokens for it).
+    let big = t.path().join("big-code.parquet");
+    edited_table(&sids, &big, |_, codes, w| codes[5 * w] = 60_000);
+    for err in [assign_existing(&big), stats(&big), vocab(&big)] {
+        assert!(
+            err.contains("big-code.parquet, column `codes`, row 5")
+                && err.contains("code 60000 at level 1 is outside the quantizer's 8 codes"),
+            "{err}"
+        );
+    }
+
+    // Two rows sharing a final ID in a table that says `dedup suffix` (used to give duplicate
+    // SIDs under --existing).
+    let shared = t.path().join("shared.parquet");
+    edited_table(&sids, &shared, |_, codes, w| {
+        let first = codes[..w].to_vec();
+        codes[9 * w..10 * w].copy_from_slice(&first);
+    });
+    for err in [assign_existing(&shared), stats(&shared), vocab(&shared)] {
+        assert!(
+            err.contains("shared.parquet, column `codes`, row 9")
+                && err.contains("rows 0 and 9")
+                && err.contains("share one SID")
+                && err.contains("--dedup suffix"),
+            "{err}"
+        );
+    }
+    // The untouched table passes everywhere.
+    ok(&["stats", p(&sids)]);
+}
+
+#[test]
+fn vocab_refuses_shared_ids_unless_allowed_and_then_lists_every_item() {
+    let t = tempfile::tempdir().unwrap();
+    let out = build_vectors(t.path(), "none");
+    let sids = out.join("sids.parquet");
+    let table = sidtool::ids::sid_table::read(&sids).unwrap();
+    let shared = table.shared_ids(sidtool::quant::kind::IdKind::Sid).unwrap();
+    assert!(shared.items > 0);
+    let v = t.path().join("vocab");
+    let tok = tokenizer();
+    let args = [
+        "vocab",
+        "--sids",
+        p(&sids),
+        "--tokenizer",
+        p(&tok),
+        "--out",
+        p(&v),
+    ];
+    // Used to exit 0 with a trie naming only one item per shared ID.
+    let err = fails(&args);
+    assert!(
+        err.contains(&format!("{} items share {} SIDs", shared.items, shared.ids))
+            && err.contains("--dedup suffix")
+            && err.contains("allow_duplicates = true"),
+        "{err}"
+    );
+    assert!(!v.exists());
+    let cfg = t.path().join("allow.toml");
+    std::fs::write(&cfg, "[vocab]\nallow_duplicates = true\n").unwrap();
+    let mut allowed = args.to_vec();
+    allowed.extend(["--config", p(&cfg)]);
+    ok(&allowed);
+    // Every item is reachable: trie.json lists all 400 under their IDs ...
+    let trie = read_json(&v.join("trie.json"));
+    let mut listed: Vec<String> = trie["items"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|l| {
+            l.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_string())
+        })
+        .collect();
+    listed.sort();
+    let mut all: Vec<String> = (0..table.ids.len())
+        .map(|i| table.ids.display(i).trim_matches('"').to_string())
+        .collect();
+    all.sort();
+    assert_eq!(listed, all);
+    // ... and so does trie.parquet's `item_ids`.
+    let f = std::fs::File::open(v.join("trie.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut n = 0;
+    for b in reader {
+        let b = b.unwrap();
+        let lists = b.column_by_name("item_ids").expect("item_ids column");
+        let lists = arrow_array::cast::AsArray::as_list::<i32>(lists.as_ref());
+        n += lists.values().len();
+    }
+    assert_eq!(n, 400);
+}
+
+#[test]
+fn clashing_vocab_markers_are_named_with_the_reason() {
+    let t = tempfile::tempdir().unwrap();
+    let out = build_vectors(t.path(), "suffix");
+    let sids = out.join("sids.parquet");
+    let v = t.path().join("vocab");
+    let run = |markers: &str| {
+        fails(&[
+            "vocab",
+            "--sids",
+            p(&sids),
+            "--tokenizer",
+            p(&tokenizer()),
+            "--out",
+            p(&v),
+            "--markers",
+            markers,
+        ])
+    };
+    let err = run("<a_1>,<a_2>");
+    assert!(
+        err.contains("marker `<a_1>` is also the SID token of level 1 code 1"),
+        "{err}"
+    );
+    let err = run("<s>,<s>");
+    assert!(
+        err.contains("marker `<s>` is listed twice (markers 1 and 2)"),
+        "{err}"
+    );
+    let err = run("<|sid_begin|>,<|endoftext|>");
+    assert!(
+        err.contains("already has the token `<|endoftext|>`") && err.contains("marker"),
+        "{err}"
+    );
+    assert!(!v.exists());
+}
