@@ -510,3 +510,74 @@ fn clashing_vocab_markers_are_named_with_the_reason() {
     );
     assert!(!v.exists());
 }
+
+#[test]
+fn build_warns_about_items_without_text_and_fails_when_none_has_any() {
+    let t = tempfile::tempdir().unwrap();
+    let model = testdata("tiny-qwen3");
+    let items = t.path().join("items.parquet");
+    let titles = |f: &dyn Fn(usize) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from((0..40).map(f).collect::<Vec<_>>()))
+    };
+    // Every template field null for every item: used to give 40 identical vectors silently.
+    write_batch(
+        &items,
+        vec![
+            ("item_id", str_ids(40)),
+            ("title", titles(&|_| None)),
+            ("category", titles(&|_| None)),
+        ],
+    );
+    let out = t.path().join("out");
+    let args = [
+        "build",
+        p(&items),
+        "--out",
+        p(&out),
+        "--model",
+        p(&model),
+        "--template",
+        "{title} / {category}",
+        "--codebook-sizes",
+        "4,2",
+    ];
+    let err = fails(&args);
+    assert!(
+        err.contains("items.parquet")
+            && err.contains("none of its 40 items has any text")
+            && err.contains("`title`, `category`"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    assert!(
+        !entries(t.path()).iter().any(|e| e.contains("partial")),
+        "{:?}",
+        entries(t.path())
+    );
+    let e = t.path().join("e.parquet");
+    let err = fails(&[
+        "embed",
+        p(&items),
+        "--out",
+        p(&e),
+        "--model",
+        p(&model),
+        "--template",
+        "{title}",
+    ]);
+    assert!(err.contains("none of its 40 items has any text"), "{err}");
+    // Some items without text: build says so, as embed does.
+    write_batch(
+        &items,
+        vec![
+            ("item_id", str_ids(40)),
+            (
+                "title",
+                titles(&|i| (i % 4 != 0).then(|| format!("title {i}"))),
+            ),
+            ("category", titles(&|_| None)),
+        ],
+    );
+    let err = ok(&args);
+    assert!(err.contains("10 of 40 items had no text"), "{err}");
+}

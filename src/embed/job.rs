@@ -133,6 +133,28 @@ pub fn embed_file(
     let result = run
         .windows(&mut reader, progress)
         .and_then(|(parts, mut report)| {
+            if report.resumed_items == 0 && report.empty_texts == report.items {
+                // Every item would get the same vector (the end token's): nothing to keep.
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(Error::input(
+                    items,
+                    None,
+                    None,
+                    format!(
+                        "none of its {} items has any text: the template {:?} reads {}, which \
+                         are null or absent in every row, so every item would get the same \
+                         vector. Pass --template with the columns that hold the item text",
+                        report.items,
+                        template.source(),
+                        template
+                            .fields()
+                            .iter()
+                            .map(|f| format!("`{f}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
             join_parts(&dir, parts, out, id_type, info.dim, &meta)?;
             report.template = template.source().to_string();
             Ok(report)
