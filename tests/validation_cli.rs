@@ -581,3 +581,63 @@ fn build_warns_about_items_without_text_and_fails_when_none_has_any() {
     let err = ok(&args);
     assert!(err.contains("10 of 40 items had no text"), "{err}");
 }
+
+#[test]
+fn a_truncated_resume_part_is_embedded_again_not_fatal() {
+    let t = tempfile::tempdir().unwrap();
+    let items = testdata("items_text.parquet");
+    let model = testdata("tiny-qwen3");
+    let full = t.path().join("full.parquet");
+    let out = t.path().join("emb.parquet");
+    let base = |o: &Path| -> Vec<String> {
+        [
+            "embed",
+            p(&items),
+            "--out",
+            p(o),
+            "--model",
+            p(&model),
+            "--window-rows",
+            "50",
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    let a = base(&full);
+    ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let args = base(&out);
+    let partial = t.path().join(".emb.parquet.partial");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sidtool"))
+        .args(&args)
+        .env("SIDTOOL_TEST_PART_DELAY_MS", "300")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let checks = |d: &Path| {
+        entries(d)
+            .iter()
+            .filter(|n| n.starts_with("check-"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while checks(&partial) < 3 {
+        assert!(std::time::Instant::now() < deadline, "no parts appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Cut a finished part short, as a full disk or a copy gone wrong would.
+    let part = partial.join("part-000001.parquet");
+    let bytes = std::fs::read(&part).unwrap();
+    std::fs::write(&part, &bytes[..bytes.len() / 2]).unwrap();
+    let mut resumed: Vec<&str> = args.iter().map(String::as_str).collect();
+    resumed.push("--resume");
+    // Used to fail on the part every time, while advising to rerun with --resume.
+    let err = ok(&resumed);
+    assert!(
+        err.contains("discarding") && err.contains("part-000001.parquet") && err.contains("bytes"),
+        "{err}"
+    );
+    assert_eq!(read_embeddings(&out), read_embeddings(&full));
+    assert!(!partial.exists());
+}
