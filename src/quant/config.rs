@@ -290,9 +290,11 @@ impl QuantizerConfig {
 mod tests {
     use super::*;
 
+    type Setter = fn(&mut QuantizerConfig, f64);
+
     #[test]
     fn non_finite_training_settings_are_refused_by_name() {
-        let set: [(&str, fn(&mut QuantizerConfig, f64)); 8] = [
+        let set: [(&str, Setter); 8] = [
             ("lr", |c, x| c.rqvae.lr = x),
             ("beta", |c, x| c.rqvae.beta = x),
             ("weight_decay", |c, x| c.rqvae.weight_decay = x),
