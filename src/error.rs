@@ -65,6 +65,14 @@ pub enum Error {
     /// A model that cannot be found or fetched (hub, cache, network).
     #[error("{0}")]
     Model(String),
+    /// Training that went numerically wrong (NaN or infinite loss or weights); nothing was
+    /// saved.
+    #[error("{0}")]
+    Training(String),
+    /// An output that could not be written (disk full, permissions, ...), named by the path
+    /// the user asked for rather than a temporary name or none at all.
+    #[error("cannot write {}: {cause}", path.display())]
+    Write { path: PathBuf, cause: String },
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
     #[error("{}: invalid JSON: {cause}", path.display())]
@@ -167,6 +175,14 @@ impl Error {
         Error::Arrow {
             path: path.to_path_buf(),
             cause,
+        }
+    }
+
+    /// A failure writing the output `path`; `cause` is shown after it.
+    pub fn write(path: &Path, cause: impl fmt::Display) -> Self {
+        Error::Write {
+            path: path.to_path_buf(),
+            cause: cause.to_string(),
         }
     }
 

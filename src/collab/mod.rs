@@ -259,8 +259,14 @@ pub fn write_with_meta(
     w.finish()
 }
 
-/// Footer entry `sidtool:collab`: the settings, seed and summary that made the vectors.
+/// Footer entry `sidtool:collab`: the settings, seed and summary that made the vectors. The
+/// run time is left out: it differs run to run, and the same input and seed must give the
+/// same bytes (the CLI prints it instead).
 pub fn provenance(cfg: &CollabConfig, seed: u64, summary: &CollabSummary) -> Vec<(String, String)> {
+    let mut summary = serde_json::to_value(summary).expect("summary serialises");
+    if let Some(m) = summary.as_object_mut() {
+        m.remove("seconds");
+    }
     let v = serde_json::json!({ "config": cfg, "seed": seed, "summary": summary });
     vec![("sidtool:collab".into(), v.to_string())]
 }

@@ -5,7 +5,9 @@
 //! back in input order. Each finished window is written as its own Parquet part into a hidden
 //! `.NAME.partial/` directory beside the output, atomically; at the end the parts are joined
 //! into the output (atomic rename) and the directory is removed. A killed run leaves its
-//! finished parts behind, and `--resume` skips the windows they cover.
+//! finished parts behind, and `--resume` skips the windows they cover. Each part's length and
+//! SHA-256 are recorded beside it (`check-NNNNNN.json`); a part that no longer matches them is
+//! discarded with a warning and its window embedded again.
 
 use crate::embed::batching;
 use crate::embed::config::EmbedConfig;
@@ -70,6 +72,78 @@ fn part_path(dir: &Path, w: usize) -> PathBuf {
     dir.join(format!("part-{w:06}.parquet"))
 }
 
+/// Beside each finished part: its length and SHA-256, written once the part is complete, so a
+/// resumed run can tell a part that was truncated or changed since (and embed it again) from a
+/// good one.
+fn check_path(dir: &Path, w: usize) -> PathBuf {
+    dir.join(format!("check-{w:06}.json"))
+}
+
+#[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+struct PartCheck {
+    bytes: u64,
+    sha256: String,
+}
+
+fn part_check(path: &Path) -> Result<PartCheck> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok(PartCheck {
+        bytes,
+        sha256: format!("{:x}", h.finalize()),
+    })
+}
+
+/// Why part `w` cannot be reused, if it cannot.
+fn part_problem(dir: &Path, w: usize) -> Option<String> {
+    let recorded: PartCheck = match std::fs::read_to_string(check_path(dir, w))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+    {
+        Some(c) => c,
+        None => return Some("it has no (readable) checksum record".into()),
+    };
+    match part_check(&part_path(dir, w)) {
+        Ok(c) if c == recorded => None,
+        Ok(c) if c.bytes != recorded.bytes => Some(format!(
+            "it has {} bytes, {} when it was written",
+            c.bytes, recorded.bytes
+        )),
+        Ok(_) => Some("its checksum differs from the one recorded when it was written".into()),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// Indices of the part files in `dir`.
+fn part_indices(dir: &Path) -> Vec<usize> {
+    let mut v: Vec<usize> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("part-")?
+                .strip_suffix(".parquet")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
 /// Ids seen so far, to reject duplicates as soon as they appear.
 #[derive(Default)]
 struct SeenIds {
@@ -124,11 +198,11 @@ pub fn embed_file(
     let dir = partial_dir(out);
     let key = run_key(items, e, input, &template, &info)?;
     let key_json = serde_json::to_string_pretty(&key).expect("serialisable");
-    let done_parts = prepare_partial(&dir, &key_json, resume)?;
+    let done = prepare_partial(&dir, &key_json, resume)?;
     let run = Run {
         encoder: &encoder,
         dir: &dir,
-        done_parts,
+        done,
         window_rows: e.window_rows,
         batch_tokens: e.batch_tokens,
         delay: test_part_delay(),
@@ -136,6 +210,28 @@ pub fn embed_file(
     let result = run
         .windows(&mut reader, progress)
         .and_then(|(parts, mut report)| {
+            if report.resumed_items == 0 && report.empty_texts == report.items {
+                // Every item would get the same vector (the end token's): nothing to keep.
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(Error::input(
+                    items,
+                    None,
+                    None,
+                    format!(
+                        "none of its {} items has any text: the template {:?} reads {}, which \
+                         are null or absent in every row, so every item would get the same \
+                         vector. Pass --template with the columns that hold the item text",
+                        report.items,
+                        template.source(),
+                        template
+                            .fields()
+                            .iter()
+                            .map(|f| format!("`{f}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
             join_parts(&dir, parts, out, id_type, info.dim, &meta)?;
             report.template = template.source().to_string();
             Ok(report)
@@ -206,18 +302,15 @@ fn check_ids(items: &Path, id_col: &str) -> Result<arrow_schema::DataType> {
 }
 
 fn count_parts(dir: &Path) -> usize {
-    let mut n = 0;
-    while part_path(dir, n).is_file() {
-        n += 1;
-    }
-    n
+    part_indices(dir).len()
 }
 
 /// The streaming part of a run: windows in, parts out.
 struct Run<'a> {
     encoder: &'a Encoder,
     dir: &'a Path,
-    done_parts: usize,
+    /// Windows whose finished parts a resumed run reuses.
+    done: HashSet<usize>,
     window_rows: usize,
     batch_tokens: usize,
     delay: Option<std::time::Duration>,
@@ -280,7 +373,7 @@ impl Run<'_> {
         progress: &dyn Progress,
     ) -> Result<()> {
         report.items += ids.len() as u64;
-        if w < self.done_parts {
+        if self.done.contains(&w) {
             report.resumed_items += ids.len() as u64;
             progress.advance(ids.len() as u64);
             return Ok(());
@@ -288,9 +381,12 @@ impl Run<'_> {
         report.empty_texts += texts.iter().filter(|t| t.is_empty()).count() as u64;
         let vectors = embed_window(self.encoder, &texts, self.batch_tokens, report, progress)?;
         let dim = self.encoder.info.dim;
-        let mut writer = EmbeddingWriter::create(&part_path(self.dir, w), ids.data_type(), dim)?;
+        let part = part_path(self.dir, w);
+        let mut writer = EmbeddingWriter::create(&part, ids.data_type(), dim)?;
         writer.write(&ids, &vectors)?;
         writer.finish()?;
+        let check = serde_json::to_string(&part_check(&part)?).expect("serialisable");
+        crate::fs::atomic::write_file(&check_path(self.dir, w), check.as_bytes())?;
         if let Some(d) = self.delay {
             std::thread::sleep(d);
         }
@@ -353,8 +449,10 @@ fn run_key(
     })
 }
 
-/// Set up the partial directory; returns how many finished parts a resumed run can reuse.
-fn prepare_partial(dir: &Path, key_json: &str, resume: bool) -> Result<usize> {
+/// Set up the partial directory; returns the windows whose finished parts a resumed run can
+/// reuse. A part that fails its check is discarded (and embedded again), not fatal: otherwise
+/// every `--resume` would fail on it.
+fn prepare_partial(dir: &Path, key_json: &str, resume: bool) -> Result<HashSet<usize>> {
     let key_path = dir.join("run.json");
     if dir.exists() {
         if resume {
@@ -367,9 +465,29 @@ fn prepare_partial(dir: &Path, key_json: &str, resume: bool) -> Result<usize> {
                     differing_keys(&old, key_json)
                 )));
             }
-            let n = count_parts(dir);
-            tracing::info!("resuming: {n} finished part(s) found in {}", dir.display());
-            return Ok(n);
+            let mut done = HashSet::new();
+            for w in part_indices(dir) {
+                match part_problem(dir, w) {
+                    None => {
+                        done.insert(w);
+                    }
+                    Some(why) => {
+                        let part = part_path(dir, w);
+                        tracing::warn!(
+                            "discarding {}: {why}; its items are embedded again",
+                            part.display()
+                        );
+                        std::fs::remove_file(&part).map_err(|e| Error::io(&part, e))?;
+                        let _ = std::fs::remove_file(check_path(dir, w));
+                    }
+                }
+            }
+            tracing::info!(
+                "resuming: {} finished part(s) found in {}",
+                done.len(),
+                dir.display()
+            );
+            return Ok(done);
         }
         tracing::warn!(
             "discarding an unfinished earlier run in {} ({} finished part(s); use --resume to \
@@ -383,7 +501,7 @@ fn prepare_partial(dir: &Path, key_json: &str, resume: bool) -> Result<usize> {
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     crate::fs::atomic::write_file(&key_path, key_json.as_bytes())?;
-    Ok(0)
+    Ok(HashSet::new())
 }
 
 /// Which top-level keys of two run.json texts differ, for the resume error.

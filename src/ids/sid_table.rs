@@ -337,20 +337,129 @@ fn read_codes(a: &ArrayRef, path: &Path, col: &str) -> Result<(usize, Vec<u16>)>
     Ok((w, v.values()[start..start + l.len() * w].to_vec()))
 }
 
+/// What a reader needs of a table beyond what its own footer promises; see
+/// [`SidTable::validate`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expect<'a> {
+    /// K_l of the SID levels of the quantizer the table is used with.
+    pub sizes: Option<&'a [usize]>,
+    /// The same for the CID levels (GenSAR).
+    pub cid_sizes: Option<&'a [usize]>,
+    /// Items may share a final ID although the footer says IDs were made unique (`vocab` with
+    /// `allow_duplicates`).
+    pub allow_shared_ids: bool,
+}
+
+/// Items of one ID kind that share a final ID.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedIds {
+    pub kind: IdKind,
+    /// Items whose final ID some other item has too.
+    pub items: usize,
+    /// Distinct IDs held by more than one item.
+    pub ids: usize,
+    /// Two rows sharing one ID (the first such pair in ID order).
+    pub example: (usize, usize),
+}
+
 impl SidTable {
-    /// Check that the table's codes fit a quantizer with `sizes` (K_l per level): `width` must
-    /// be L or L + 1 (a suffix level) and every code of level l below K_l. Tables written by
-    /// other tools carry no footer metadata, so this is checked on the codes themselves.
-    pub fn check_codes(&self, sizes: &[usize]) -> Result<()> {
-        check_codes(&self.path, "codes", &self.codes, self.width, sizes)
+    /// The one check every reader of a SID table applies (`assign --existing`, `stats`,
+    /// `vocab`, `build`'s vocabulary step), so a table one command accepts is not refused, or
+    /// worse misread, by another:
+    /// - every item id appears once;
+    /// - the codes fit the codebook sizes of the footer and of `expect` (width L or L + 1, every
+    ///   quantizer-level code below its K_l), SID and CID alike;
+    /// - final IDs are unique unless the footer says `dedup none` or `expect` allows sharing.
+    ///
+    /// Errors name the file, the column and the row(s).
+    pub fn validate(&self, expect: &Expect) -> Result<()> {
+        if let Some((first, dup)) = self.ids.first_duplicate() {
+            return Err(Error::input(
+                &self.path,
+                Some("item_id"),
+                Some(dup as u64),
+                format!(
+                    "item id {} appears twice (rows {first} and {dup}); every item must have \
+                     exactly one ID",
+                    self.ids.display(dup)
+                ),
+            ));
+        }
+        let n = self.ids.len();
+        let mut kinds = vec![(IdKind::Sid, "codes", &self.codes[..], self.width)];
+        if let Some(c) = &self.cid {
+            kinds.push((IdKind::Cid, "cid_codes", &c.codes[..], c.width));
+        }
+        for &(kind, column, codes, width) in &kinds {
+            if width == 0 || codes.len() != n * width {
+                return Err(Error::input(
+                    &self.path,
+                    Some(column),
+                    None,
+                    format!("has {} codes for {n} items", codes.len()),
+                ));
+            }
+            if let Some(m) = &self.meta
+                && !m.sizes(kind).is_empty()
+            {
+                check_codes(&self.path, column, codes, width, m.sizes(kind))?;
+            }
+            let wanted = match kind {
+                IdKind::Sid => expect.sizes,
+                IdKind::Cid => expect.cid_sizes,
+            };
+            if let Some(sizes) = wanted {
+                check_codes(&self.path, column, codes, width, sizes)?;
+            }
+        }
+        // A table without a footer promises nothing, so it is held to the strict rule.
+        let unique = self.meta.as_ref().is_none_or(|m| m.dedup != "none");
+        if unique && !expect.allow_shared_ids {
+            for &(kind, column, ..) in &kinds {
+                if let Some(s) = self.shared_ids(kind) {
+                    let (a, b) = s.example;
+                    return Err(Error::input(
+                        &self.path,
+                        Some(column),
+                        Some(b as u64),
+                        format!(
+                            "rows {a} and {b} (items {} and {}) share one {} although the table \
+                             says it was made with --dedup {}, which gives every item its own; \
+                             {} items share {} IDs in all. The table was edited or damaged: \
+                             assign the IDs again",
+                            self.ids.display(a),
+                            self.ids.display(b),
+                            kind.name().to_uppercase(),
+                            self.meta
+                                .as_ref()
+                                .map_or("(no footer: unknown)", |m| m.dedup.as_str()),
+                            s.items,
+                            s.ids
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// [`SidTable::check_codes`] for the CID columns of a GenSAR table.
-    pub fn check_cid_codes(&self, sizes: &[usize]) -> Result<()> {
-        match &self.cid {
-            Some(c) => check_codes(&self.path, "cid_codes", &c.codes, c.width, sizes),
-            None => Ok(()),
-        }
+    /// The items that share a final ID of `kind`, if any do.
+    pub fn shared_ids(&self, kind: IdKind) -> Option<SharedIds> {
+        let (codes, width) = match (kind, &self.cid) {
+            (IdKind::Sid, _) => (&self.codes, self.width),
+            (IdKind::Cid, Some(c)) => (&c.codes, c.width),
+            (IdKind::Cid, None) => return None,
+        };
+        let (order, bounds) = crate::ids::dedup::sorted_groups(codes, width, &self.ids);
+        let shared: Vec<(usize, usize)> = bounds.into_iter().filter(|&(s, e)| e - s > 1).collect();
+        let &(s, _) = shared.first()?;
+        let (a, b) = (order[s].min(order[s + 1]), order[s].max(order[s + 1]));
+        Some(SharedIds {
+            kind,
+            items: shared.iter().map(|&(s, e)| e - s).sum(),
+            ids: shared.len(),
+            example: (a, b),
+        })
     }
 }
 

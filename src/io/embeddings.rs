@@ -35,7 +35,33 @@ pub fn open_parquet(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::
             "is a directory, expected a Parquet file",
         ));
     }
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(path, e))
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(path, e))?;
+    check_unique_columns(builder.schema(), path)?;
+    Ok(builder)
+}
+
+/// Every reader looks columns up by name, and Arrow's lookup silently takes the first of two
+/// columns with the same name: such a file is refused when it is opened, whichever column it
+/// is, since which of the two the user meant cannot be told.
+pub fn check_unique_columns(schema: &Schema, path: &Path) -> Result<()> {
+    let fields = schema.fields();
+    for (j, f) in fields.iter().enumerate() {
+        if let Some(i) = fields[..j].iter().position(|g| g.name() == f.name()) {
+            return Err(Error::input(
+                path,
+                Some(f.name()),
+                None,
+                format!(
+                    "appears twice (columns {} and {} of the file); column names must be \
+                     unique: rename or drop one of them",
+                    i + 1,
+                    j + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The file's top-level column names.

@@ -16,6 +16,14 @@ pub const ROW_GROUP_ROWS: usize = 65_536;
 /// zstd's own default level: most of the size gain of higher levels at a fraction of the time.
 const ZSTD_LEVEL: i32 = 3;
 
+/// What went wrong, without the "External: " parquet puts before the I/O errors it wraps.
+fn cause(e: parquet::errors::ParquetError) -> String {
+    let s = e.to_string();
+    s.strip_prefix("External: ")
+        .map(str::to_string)
+        .unwrap_or(s)
+}
+
 pub struct ParquetOut {
     writer: ArrowWriter<std::fs::File>,
     guard: AtomicFile,
@@ -25,7 +33,11 @@ pub struct ParquetOut {
 impl ParquetOut {
     /// Start writing `dest`; `metadata` lands in the file footer's key-value metadata.
     pub fn create(dest: &Path, schema: SchemaRef, metadata: Vec<(String, String)>) -> Result<Self> {
-        let (guard, file) = AtomicFile::create(dest)?;
+        // Name the file the user asked for (not its temporary sibling) and say it is a write.
+        let (guard, file) = AtomicFile::create(dest).map_err(|e| match e {
+            Error::Io { cause, .. } => Error::write(dest, cause),
+            other => other,
+        })?;
         let kv: Vec<KeyValue> = metadata
             .into_iter()
             .map(|(k, v)| KeyValue::new(k, v))
@@ -37,8 +49,8 @@ impl ParquetOut {
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_key_value_metadata(if kv.is_empty() { None } else { Some(kv) })
             .build();
-        let writer =
-            ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::parquet(dest, e))?;
+        let writer = ArrowWriter::try_new(file, schema, Some(props))
+            .map_err(|e| Error::write(dest, cause(e)))?;
         Ok(ParquetOut {
             writer,
             guard,
@@ -49,12 +61,16 @@ impl ParquetOut {
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.writer
             .write(batch)
-            .map_err(|e| Error::parquet(&self.dest, e))
+            .map_err(|e| Error::write(&self.dest, cause(e)))
     }
 
     /// Flush the footer and move the file into place.
     pub fn finish(self) -> Result<()> {
-        self.close()?.commit()
+        let dest = self.dest.clone();
+        self.close()?.commit().map_err(|e| match e {
+            Error::Io { cause, .. } => Error::write(&dest, cause),
+            other => other,
+        })
     }
 
     /// Flush the footer but leave the file under its temporary name: for outputs that must
@@ -62,7 +78,7 @@ impl ParquetOut {
     pub fn close(self) -> Result<AtomicFile> {
         self.writer
             .close()
-            .map_err(|e| Error::parquet(&self.dest, e))?;
+            .map_err(|e| Error::write(&self.dest, cause(e)))?;
         Ok(self.guard)
     }
 }

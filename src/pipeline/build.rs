@@ -75,6 +75,15 @@ pub fn build(
         let r = crate::embed::job::embed_file(
             items, &emb_path, &cfg.embed, &cfg.input, false, progress,
         )?;
+        // `sidtool embed` prints this from its report; a build has no other place to say it.
+        if r.empty_texts > 0 {
+            tracing::warn!(
+                "{} of {} items had no text (every template field null); they all get the \
+                 same vector",
+                r.empty_texts,
+                r.items
+            );
+        }
         run.lap("embed");
         Some(r)
     };

@@ -5,7 +5,7 @@ use super::kinds::kind_levels;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ids::dedup::{self, Resolution};
-use crate::ids::sid_table::{IdColumns, SidTable};
+use crate::ids::sid_table::{Expect, IdColumns, SidTable};
 use crate::item_id::ItemIds;
 use crate::quant::Quantizer;
 use crate::quant::kind::IdKind;
@@ -48,9 +48,9 @@ pub(super) fn check_existing(ex: &SidTable, q: &dyn Quantizer, cfg: &Config) -> 
             q.method().name()
         )));
     }
-    ex.check_codes(&sid_sizes)?;
+    let mut cid_sizes = None;
     if let Some(d) = q.dual() {
-        let cid_sizes: Vec<usize> = d
+        let sizes: Vec<usize> = d
             .kind_levels(IdKind::Cid)
             .iter()
             .map(|&l| q.codebook_sizes()[l])
@@ -69,9 +69,9 @@ pub(super) fn check_existing(ex: &SidTable, q: &dyn Quantizer, cfg: &Config) -> 
                     d.semantic_levels,
                     d.collab_levels
                 ))
-            } else if md.cid_codebook_sizes != cid_sizes {
+            } else if md.cid_codebook_sizes != sizes {
                 Some(format!(
-                    "has CID codebook sizes {:?}, the quantizer {cid_sizes:?}",
+                    "has CID codebook sizes {:?}, the quantizer {sizes:?}",
                     md.cid_codebook_sizes
                 ))
             } else if (md.sid_prefix.as_str(), md.cid_prefix.as_str())
@@ -88,8 +88,15 @@ pub(super) fn check_existing(ex: &SidTable, q: &dyn Quantizer, cfg: &Config) -> 
                 return Err(Error::Config(format!("the existing IDs table {p}")));
             }
         }
-        ex.check_cid_codes(&cid_sizes)?;
+        cid_sizes = Some(sizes);
     }
+    // Unique ids, codes in range, unique final IDs: new IDs are resolved against these, so a
+    // flaw here would be copied into the output.
+    ex.validate(&Expect {
+        sizes: Some(&sid_sizes),
+        cid_sizes: cid_sizes.as_deref(),
+        allow_shared_ids: false,
+    })?;
     check_same_model(ex, q)
 }
 

@@ -7,7 +7,7 @@ use super::source::Source;
 use crate::config::Dedup;
 use crate::error::{Error, Result};
 use crate::ids::dedup::Resolution;
-use crate::ids::sid_table::{self, IdColumns, SidMeta};
+use crate::ids::sid_table::{self, Expect, IdColumns, SidMeta};
 use crate::ids::stats::{self, IdStats, ResolutionStats, Stats};
 use crate::item_id::{IdKey, ItemIds};
 use crate::quant::kind::IdKind;
@@ -61,6 +61,11 @@ pub(crate) fn make_stats(
 /// length is computed too, from the quantizer's own codes (`original_codes` after reassign).
 pub fn stats_of_table(path: &Path, vectors: Option<(&Source, &dyn Quantizer)>) -> Result<Stats> {
     let t = sid_table::read(path)?;
+    // A table without a footer is read as `dedup none`, as its statistics always have been.
+    t.validate(&Expect {
+        allow_shared_ids: t.meta.is_none(),
+        ..Expect::default()
+    })?;
     let meta = t.meta.clone().unwrap_or_else(|| SidMeta {
         sidtool_version: "unknown".into(),
         method: "unknown".into(),
@@ -147,7 +152,11 @@ pub fn stats_of_table(path: &Path, vectors: Option<(&Source, &dyn Quantizer)>) -
                     sid_sizes
                 )));
             }
-            t.check_codes(&sid_sizes)?;
+            t.validate(&Expect {
+                sizes: Some(&sid_sizes),
+                allow_shared_ids: t.meta.is_none(),
+                ..Expect::default()
+            })?;
             check_same_model(&t, q)?;
             if q.dual().is_some() != t.cid.is_some() {
                 return Err(Error::Config(format!(

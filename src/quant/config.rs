@@ -204,6 +204,34 @@ impl QuantizerConfig {
             }
         }
         let v = &q.rqvae;
+        // NaN and infinity pass the range checks below one way or another (NaN compares false,
+        // `inf` is > 0) and then turn every weight into NaN; refuse them by name.
+        for (name, x) in [
+            ("lr", v.lr),
+            ("beta", v.beta),
+            ("weight_decay", v.weight_decay),
+            ("grad_clip", v.grad_clip),
+            ("temperature", v.temperature),
+            ("contrastive_weight", v.contrastive_weight),
+            ("full_prefix_prob", v.full_prefix_prob),
+            ("tol", q.tol),
+        ] {
+            if !x.is_finite() {
+                let key = if name == "tol" {
+                    "tol".to_string()
+                } else {
+                    format!("rqvae {name}")
+                };
+                return Err(Error::Config(format!(
+                    "{key} must be a finite number, got {x}"
+                )));
+            }
+        }
+        if v.weight_decay < 0.0 || v.grad_clip < 0.0 {
+            return Err(Error::Config(
+                "rqvae weight_decay and grad_clip must be ≥ 0 (grad_clip 0 = off)".into(),
+            ));
+        }
         if v.latent_dim == 0 || v.batch_size == 0 || v.epochs == 0 || v.eval_every == 0 {
             return Err(Error::Config(
                 "rqvae latent_dim, batch_size, epochs and eval_every must be ≥ 1".into(),
@@ -252,5 +280,41 @@ impl QuantizerConfig {
             return Err(Error::Config(format!("tol must be ≥ 0, got {}", q.tol)));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Setter = fn(&mut QuantizerConfig, f64);
+
+    #[test]
+    fn non_finite_training_settings_are_refused_by_name() {
+        let set: [(&str, Setter); 8] = [
+            ("lr", |c, x| c.rqvae.lr = x),
+            ("beta", |c, x| c.rqvae.beta = x),
+            ("weight_decay", |c, x| c.rqvae.weight_decay = x),
+            ("grad_clip", |c, x| c.rqvae.grad_clip = x),
+            ("temperature", |c, x| c.rqvae.temperature = x),
+            ("contrastive_weight", |c, x| c.rqvae.contrastive_weight = x),
+            ("full_prefix_prob", |c, x| c.rqvae.full_prefix_prob = x),
+            ("tol", |c, x| c.tol = x),
+        ];
+        for (name, f) in set {
+            for bad in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+                let mut c = QuantizerConfig::default();
+                f(&mut c, bad);
+                let e = c.validate().unwrap_err().to_string();
+                assert!(
+                    e.contains(name) && e.contains("finite"),
+                    "{name}={bad}: {e}"
+                );
+            }
+        }
+        assert!(QuantizerConfig::default().validate().is_ok());
+        let mut c = QuantizerConfig::default();
+        c.rqvae.lr = 1e30; // huge but finite: training has to catch that one
+        assert!(c.validate().is_ok());
     }
 }

@@ -148,6 +148,36 @@ pub fn train_dual(
     )?))
 }
 
+/// [`store::save`], with its failures named by the file the user asked for: the safetensors
+/// writer reports a full disk as a bare tensor error, and the I/O errors name temporary paths.
+pub(crate) fn save_to(
+    dir: &Path,
+    config: &impl serde::Serialize,
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+) -> Result<()> {
+    store::save(dir, config, tensors).map_err(|e| match e {
+        crate::error::Error::Tensor(cause) => {
+            crate::error::Error::write(&dir.join(store::WEIGHTS_FILE), strip_tensor_prefix(cause))
+        }
+        crate::error::Error::Io { path, cause } => {
+            let file = path.file_name().filter(|n| {
+                *n == std::ffi::OsStr::new(store::CONFIG_FILE)
+                    || *n == std::ffi::OsStr::new(store::WEIGHTS_FILE)
+            });
+            crate::error::Error::write(&file.map_or(dir.to_path_buf(), |f| dir.join(f)), cause)
+        }
+        other => other,
+    })
+}
+
+/// candle wraps I/O errors as "I/O error: ..."; keep only what the OS said.
+fn strip_tensor_prefix(e: candle_core::Error) -> String {
+    let s = e.to_string();
+    s.strip_prefix("I/O error: ")
+        .map(str::to_string)
+        .unwrap_or(s)
+}
+
 /// Load whichever quantizer `dir/config.json` describes.
 pub fn load(dir: &Path) -> Result<Box<dyn Quantizer>> {
     crate::fs::inputs::note(dir);

@@ -261,7 +261,7 @@ impl Quantizer for RqKMeans {
         for (l, cb) in self.codebooks.iter().enumerate() {
             tensors.insert(format!("codebooks.{l}"), cb.centroids.to_tensor()?);
         }
-        store::save(dir, &self.config, &tensors)
+        crate::quant::save_to(dir, &self.config, &tensors)
     }
 
     fn load(dir: &Path) -> Result<Self> {

@@ -27,6 +27,9 @@ pub struct VocabConfig {
     pub markers: Vec<String>,
     /// Report the vocabulary size rounded up to this multiple (embedding-matrix size).
     pub pad_to_multiple: usize,
+    /// Accept a table in which items share a final ID (`--dedup none`): each trie leaf then
+    /// lists every item holding that ID. Off by default: such an ID cannot name one item.
+    pub allow_duplicates: bool,
 }
 
 impl Default for VocabConfig {
@@ -37,6 +40,7 @@ impl Default for VocabConfig {
             special: false,
             markers: Vec::new(),
             pad_to_multiple: 64,
+            allow_duplicates: false,
         }
     }
 }

@@ -155,6 +155,8 @@ pub struct Options<'a> {
     pub special: bool,
     pub markers: &'a [String],
     pub pad_to_multiple: usize,
+    /// See [`crate::vocab::config::VocabConfig::allow_duplicates`].
+    pub allow_duplicates: bool,
 }
 
 impl<'a> From<&'a crate::vocab::config::VocabConfig> for Options<'a> {
@@ -164,6 +166,7 @@ impl<'a> From<&'a crate::vocab::config::VocabConfig> for Options<'a> {
             special: v.special,
             markers: &v.markers,
             pad_to_multiple: v.pad_to_multiple,
+            allow_duplicates: v.allow_duplicates,
         }
     }
 }
@@ -232,7 +235,8 @@ pub fn extend(
         all_sizes.push(sizes);
     }
     let base = tok.get_vocab_size(true);
-    for s in strings.iter().chain(opts.markers) {
+    check_markers(opts.markers, &strings, &wanted, &tok, tokenizer_path)?;
+    for s in &strings {
         if let Some(id) = tok.token_to_id(s) {
             return Err(Error::artifact(
                 tokenizer_path,
@@ -253,9 +257,13 @@ pub fn extend(
         .add_tokens(added)
         .map_err(|e| Error::artifact(tokenizer_path, format!("cannot add SID tokens: {e}")))?;
     if n != count {
+        // Every known cause is refused above with its reason; this is what remains.
         return Err(Error::artifact(
             tokenizer_path,
-            format!("only {n} of {count} SID tokens could be added"),
+            format!(
+                "only {n} of {count} SID tokens and markers could be added: the tokenizer \
+                 refused or merged some of them"
+            ),
         ));
     }
     let id = |s: &str| tok.token_to_id(s).expect("just added");
@@ -311,6 +319,50 @@ pub fn extend(
         tokens,
     };
     Ok((tok, report))
+}
+
+/// Markers must be new, distinct tokens: the tokenizer would silently merge a repeated one, or
+/// one equal to a SID token, and the count of added tokens would then come up short with no
+/// reason given.
+fn check_markers(
+    markers: &[String],
+    sid_tokens: &[String],
+    wanted: &[(Option<IdKind>, usize, u16)],
+    tok: &Tokenizer,
+    tokenizer_path: &Path,
+) -> Result<()> {
+    for (i, m) in markers.iter().enumerate() {
+        if markers[..i].contains(m) {
+            return Err(Error::Config(format!(
+                "vocab marker `{m}` is listed twice (markers {} and {}); markers must be distinct",
+                markers[..i].iter().position(|x| x == m).expect("found") + 1,
+                i + 1
+            )));
+        }
+        if let Some(j) = sid_tokens.iter().position(|s| s == m) {
+            let (kind, level, code) = wanted[j];
+            return Err(Error::Config(format!(
+                "vocab marker `{m}` is also the {} token of level {} code {code}; pick a \
+                 marker that cannot be a SID token (e.g. `<|sid_begin|>`)",
+                match kind {
+                    Some(IdKind::Cid) => "CID",
+                    _ => "SID",
+                },
+                level + 1
+            )));
+        }
+        if let Some(id) = tok.token_to_id(m) {
+            return Err(Error::artifact(
+                tokenizer_path,
+                format!(
+                    "already has the token `{m}` (id {id}) that is given as a vocab marker; \
+                     markers must be new tokens: pick another, or leave the marker out and use \
+                     the existing token yourself"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An item whose SID (or CID) string does not encode to its per-level token ids.

@@ -60,6 +60,13 @@ pub fn write_into(
     out: &Path,
     opts: &extend::Options,
 ) -> Result<extend::VocabReport> {
+    table.validate(&crate::ids::sid_table::Expect {
+        allow_shared_ids: opts.allow_duplicates,
+        ..Default::default()
+    })?;
+    if !opts.allow_duplicates {
+        refuse_shared_ids(table)?;
+    }
     let (tok, report) = extend::extend(table, tokenizer, opts)?;
     if let Some(extend::Mismatch {
         kind,
@@ -99,4 +106,35 @@ pub fn write_into(
         )?;
     }
     Ok(report)
+}
+
+/// A trie leaf names one item, so a table in which items share an ID (`--dedup none`, or an
+/// edited table) would silently lose all but one of them; refuse it unless told otherwise.
+fn refuse_shared_ids(table: &SidTable) -> Result<()> {
+    for kind in IdKind::BOTH {
+        if let Some(s) = table.shared_ids(kind) {
+            let (a, b) = s.example;
+            return Err(Error::input(
+                &table.path,
+                Some(match kind {
+                    IdKind::Sid => "codes",
+                    IdKind::Cid => "cid_codes",
+                }),
+                Some(b as u64),
+                format!(
+                    "{} items share {} {}s (e.g. rows {a} and {b}, items {} and {}), so an ID \
+                     cannot name one item and the trie would drop all but one of them. Assign \
+                     IDs with --dedup suffix or reassign to give every item its own, or set \
+                     `allow_duplicates = true` in the [vocab] section to keep them: each trie \
+                     leaf then lists every item holding its ID",
+                    s.items,
+                    s.ids,
+                    kind.name().to_uppercase(),
+                    table.ids.display(a),
+                    table.ids.display(b)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

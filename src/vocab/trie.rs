@@ -14,22 +14,25 @@ pub struct Node {
     pub prefix_codes: Vec<u16>,
     pub allowed_next_codes: Vec<u16>,
     pub allowed_next_token_ids: Vec<u32>,
-    /// Row of the item at a full-length prefix.
+    /// Row of the item at a full-length prefix (the first, when items share the ID).
     pub item_row: Option<usize>,
+    /// Rows of every item holding this full-length ID, in row order: one, unless the table
+    /// has shared IDs (`[vocab] allow_duplicates`). Empty at shorter prefixes.
+    pub item_rows: Vec<usize>,
 }
 
 /// All prefixes of one ID column's final IDs (depth 0 = the root), in lexicographic order.
 pub fn build(view: &IdView, vocab: Option<&VocabReport>) -> Vec<Node> {
     let w = view.width;
     let mut next: BTreeMap<Vec<u16>, std::collections::BTreeSet<u16>> = BTreeMap::new();
-    let mut leaf: BTreeMap<Vec<u16>, usize> = BTreeMap::new();
+    let mut leaf: BTreeMap<Vec<u16>, Vec<usize>> = BTreeMap::new();
     for (row, codes) in view.codes.chunks(w).enumerate() {
         for d in 0..w {
             next.entry(codes[..d].to_vec())
                 .or_default()
                 .insert(codes[d]);
         }
-        leaf.insert(codes.to_vec(), row);
+        leaf.entry(codes.to_vec()).or_default().push(row);
     }
     let lookup = vocab.map(VocabReport::lookup);
     let token = |level: usize, code: u16| {
@@ -48,15 +51,17 @@ pub fn build(view: &IdView, vocab: Option<&VocabReport>) -> Vec<Node> {
                 allowed_next_codes: codes,
                 prefix_codes: prefix,
                 item_row: None,
+                item_rows: Vec::new(),
             }
         })
         .collect();
-    out.extend(leaf.into_iter().map(|(prefix, row)| Node {
+    out.extend(leaf.into_iter().map(|(prefix, rows)| Node {
         depth: w,
         prefix_codes: prefix,
         allowed_next_codes: Vec::new(),
         allowed_next_token_ids: Vec::new(),
-        item_row: Some(row),
+        item_row: Some(rows[0]),
+        item_rows: rows,
     }));
     out.sort_by(|a, b| {
         a.depth
@@ -85,12 +90,21 @@ pub fn to_json(
     };
     let mut next = serde_json::Map::new();
     let mut items = serde_json::Map::new();
+    let item = |r: usize| match ids {
+        ItemIds::Int(v) => serde_json::Value::from(v[r]),
+        ItemIds::Str(v) => serde_json::Value::from(v[r].clone()),
+    };
+    // With shared IDs every value is a list, so readers meet one type throughout the file.
+    let lists = shared(nodes);
     for n in nodes {
         match n.item_row {
             Some(r) => {
-                let v = match ids {
-                    ItemIds::Int(v) => serde_json::Value::from(v[r]),
-                    ItemIds::Str(v) => serde_json::Value::from(v[r].clone()),
+                let v = if lists {
+                    serde_json::Value::from(
+                        n.item_rows.iter().map(|&r| item(r)).collect::<Vec<_>>(),
+                    )
+                } else {
+                    item(r)
                 };
                 items.insert(key(n), v);
             }
@@ -111,6 +125,11 @@ pub fn to_json(
     }))
 }
 
+/// Whether some full-length ID is held by more than one item.
+fn shared(nodes: &[Node]) -> bool {
+    nodes.iter().any(|n| n.item_rows.len() > 1)
+}
+
 /// `trie.parquet`: one row per node (see schemas/trie.md).
 pub fn write_parquet(nodes: &[Node], ids: &ItemIds, dest: &std::path::Path) -> Result<()> {
     use arrow_array::builder::{ListBuilder, UInt16Builder, UInt32Builder};
@@ -118,13 +137,20 @@ pub fn write_parquet(nodes: &[Node], ids: &ItemIds, dest: &std::path::Path) -> R
     use arrow_schema::{DataType, Field, Schema};
     use std::sync::Arc;
     let list = |t: DataType| DataType::List(Arc::new(Field::new("item", t, true)));
-    let schema = Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new("depth", DataType::UInt16, false),
         Field::new("prefix_codes", list(DataType::UInt16), false),
         Field::new("allowed_next_codes", list(DataType::UInt16), false),
         Field::new("allowed_next_token_ids", list(DataType::UInt32), false),
         Field::new("item_id", ids.data_type(), true),
-    ]));
+    ];
+    // Only tables with shared IDs get the list of every item per leaf; other tries keep
+    // exactly the columns (and bytes) they always had.
+    let lists = shared(nodes);
+    if lists {
+        fields.push(Field::new("item_ids", list(ids.data_type()), true));
+    }
+    let schema = Arc::new(Schema::new(fields));
     let mut out = crate::io::parquet_out::ParquetOut::create(dest, schema.clone(), Vec::new())?;
     for chunk in nodes.chunks(crate::io::parquet_out::ROW_GROUP_ROWS) {
         let depth = UInt16Array::from_iter_values(chunk.iter().map(|n| n.depth as u16));
@@ -147,18 +173,47 @@ pub fn write_parquet(nodes: &[Node], ids: &ItemIds, dest: &std::path::Path) -> R
                 chunk.iter().map(|n| n.item_row.map(|r| v[r].as_str())),
             )),
         };
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(depth),
-                Arc::new(prefix.finish()),
-                Arc::new(next.finish()),
-                Arc::new(tokens.finish()),
-                item,
-            ],
-        )
-        .expect("columns match the trie schema");
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(depth),
+            Arc::new(prefix.finish()),
+            Arc::new(next.finish()),
+            Arc::new(tokens.finish()),
+            item,
+        ];
+        if lists {
+            cols.push(item_lists(chunk, ids));
+        }
+        let batch =
+            RecordBatch::try_new(schema.clone(), cols).expect("columns match the trie schema");
         out.write(&batch)?;
     }
     out.finish()
+}
+
+/// `item_ids`: every item of each full-length ID, null at shorter prefixes.
+fn item_lists(chunk: &[Node], ids: &ItemIds) -> arrow_array::ArrayRef {
+    use arrow_array::builder::{Int64Builder, ListBuilder, StringBuilder};
+    use std::sync::Arc;
+    match ids {
+        ItemIds::Int(v) => {
+            let mut b = ListBuilder::new(Int64Builder::new());
+            for n in chunk {
+                n.item_rows
+                    .iter()
+                    .for_each(|&r| b.values().append_value(v[r]));
+                b.append(n.item_row.is_some());
+            }
+            Arc::new(b.finish())
+        }
+        ItemIds::Str(v) => {
+            let mut b = ListBuilder::new(StringBuilder::new());
+            for n in chunk {
+                n.item_rows
+                    .iter()
+                    .for_each(|&r| b.values().append_value(&v[r]));
+                b.append(n.item_row.is_some());
+            }
+            Arc::new(b.finish())
+        }
+    }
 }

@@ -229,7 +229,7 @@ impl Quantizer for RqVae {
         for (l, cb) in self.codebooks.iter().enumerate() {
             t.insert(format!("codebooks.{l}"), cb.centroids.to_tensor()?);
         }
-        store::save(dir, &self.config, &t)
+        crate::quant::save_to(dir, &self.config, &t)
     }
 
     fn load(dir: &Path) -> Result<Self> {

@@ -144,3 +144,38 @@ fn cooccurrence_pulls_paired_items_into_one_first_level_code() {
         "pairs sharing level 1: {on:.3} with the loss, {off:.3} without"
     );
 }
+
+#[test]
+fn diverging_training_stops_with_an_error_naming_epoch_and_remedy() {
+    let x = clustered(600, 16, 10, 2);
+    // Finite, so it passes validation, but every update overflows the weights.
+    let mut c = cfg(&[8, 4], 5);
+    c.rqvae.lr = 1e30;
+    c.validate().unwrap();
+    let e = RqVae::fit(&x, &c, 1, &Silent)
+        .err()
+        .expect("diverges")
+        .to_string();
+    assert!(
+        e.contains("diverged at epoch 1, step")
+            && e.contains("--lr")
+            && e.contains("nothing was saved"),
+        "{e}"
+    );
+    // GenSAR trains on the same engine.
+    let mut g = cfg(&[4, 4, 4, 4], 5);
+    g.method = Method::Gensar;
+    g.gensar = crate::quant::config::GensarConfig {
+        shared_levels: 2,
+        semantic_levels: 1,
+        collab_levels: 1,
+    };
+    g.rqvae.beta = 1e30;
+    g.rqvae.lr = 1e30;
+    g.validate().unwrap();
+    let e = crate::quant::train_dual(&x, 8, &g, 1, &[], &Silent)
+        .err()
+        .expect("diverges")
+        .to_string();
+    assert!(e.contains("gensar training diverged at epoch 1"), "{e}");
+}

@@ -283,6 +283,15 @@ impl<'a> Trainer<'a> {
                     sum_con += con.to_scalar::<f32>()? as f64 * batch.len() as f64;
                     loss = (loss + (con * self.cfg.contrastive_weight)?)?;
                 }
+                let loss_v = loss.to_scalar::<f32>()?;
+                if !loss_v.is_finite() {
+                    return Err(self.diverged(
+                        name,
+                        epoch,
+                        step + 1,
+                        &format!("the loss is {loss_v}"),
+                    ));
+                }
                 let t1 = std::time::Instant::now();
                 let grads = loss.backward()?;
                 let t2 = std::time::Instant::now();
@@ -293,13 +302,19 @@ impl<'a> Trainer<'a> {
                 };
                 let t3 = std::time::Instant::now();
                 opt.step(&grads, scale)?;
+                // A finite loss can still come with an update that overflows the weights (a
+                // huge learning rate); the next loss would be NaN, but stop at the step that
+                // broke them.
+                if let Some(what) = non_finite_weights(&vars)? {
+                    return Err(self.diverged(name, epoch, step + 1, &what));
+                }
                 let t4 = std::time::Instant::now();
                 parts_s[0] += (t1 - t0).as_secs_f64();
                 parts_s[1] += (t2 - t1).as_secs_f64();
                 parts_s[2] += (t3 - t2).as_secs_f64();
                 parts_s[3] += (t4 - t3).as_secs_f64();
                 step += 1;
-                sum_loss += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
+                sum_loss += loss_v as f64 * batch.len() as f64;
                 sum_recon += recon * batch.len() as f64;
                 for (level, c) in codes.iter().enumerate() {
                     c.iter().for_each(|&k| used[level][k as usize] = true);
@@ -377,6 +392,20 @@ impl<'a> Trainer<'a> {
         model.config.dead_code_resets = resets;
         model.config.epoch_seconds = epoch_seconds;
         Ok(model)
+    }
+
+    /// The error that stops diverged training: where it happened, and what to change.
+    fn diverged(&self, name: &str, epoch: usize, step: usize, what: &str) -> Error {
+        let c = &self.cfg;
+        Error::Training(format!(
+            "{name} training diverged at epoch {epoch}, step {step}: {what}; nothing was saved. \
+             Lower the learning rate (--lr, now {:?}), use a smaller commitment weight (--beta, \
+             now {:?}), or clip gradients harder (grad_clip, now {:?}{})",
+            c.lr,
+            c.beta,
+            c.grad_clip,
+            if c.grad_clip > 0.0 { "" } else { " = off" }
+        ))
     }
 
     /// Linear warm-up, then optional cosine decay to a tenth.
@@ -556,6 +585,26 @@ impl<'a> Trainer<'a> {
         }
         Ok(count)
     }
+}
+
+/// Which of the trained variables (encoders, decoders, codebooks) holds a NaN or an infinity,
+/// if any. Read in place: a copy of every weight each step would cost more than the check.
+fn non_finite_weights(vars: &[Var]) -> Result<Option<String>> {
+    use rayon::prelude::*;
+    for (i, v) in vars.iter().enumerate() {
+        let bad = crate::quant::cpu_data::with_data(v.as_tensor(), |s| {
+            s.par_chunks(16 * 1024)
+                .any(|c| c.iter().any(|x| !x.is_finite()))
+        })?;
+        if bad {
+            return Ok(Some(format!(
+                "parameter tensor {} of {} became NaN or infinite after the update",
+                i + 1,
+                vars.len()
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// A (rows × span width) tensor placed at `span` of a (rows × `width`) one, zeros elsewhere.
