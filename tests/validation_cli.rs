@@ -430,15 +430,23 @@ fn vocab_refuses_shared_ids_unless_allowed_and_then_lists_every_item() {
     assert!(
         err.contains(&format!("{} items share {} SIDs", shared.items, shared.ids))
             && err.contains("--dedup suffix")
+            && err.contains("--allow-duplicates")
             && err.contains("allow_duplicates = true"),
         "{err}"
     );
     assert!(!v.exists());
+    // The flag and the config key are one setting.
+    let mut flagged = args.to_vec();
+    flagged.push("--allow-duplicates");
+    ok(&flagged);
+    let by_flag = std::fs::read(v.join("trie.json")).unwrap();
+    std::fs::remove_dir_all(&v).unwrap();
     let cfg = t.path().join("allow.toml");
     std::fs::write(&cfg, "[vocab]\nallow_duplicates = true\n").unwrap();
     let mut allowed = args.to_vec();
     allowed.extend(["--config", p(&cfg)]);
     ok(&allowed);
+    assert_eq!(std::fs::read(v.join("trie.json")).unwrap(), by_flag);
     // Every item is reachable: trie.json lists all 400 under their IDs ...
     let trie = read_json(&v.join("trie.json"));
     let mut listed: Vec<String> = trie["items"]

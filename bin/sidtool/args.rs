@@ -111,6 +111,12 @@ pub struct RqVaeArgs {
     /// RQ-VAE: AdamW learning rate [default: 1e-3].
     #[arg(long)]
     lr: Option<f64>,
+    /// RQ-VAE: AdamW weight decay [default: 1e-4].
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// RQ-VAE: clip the global gradient norm to this; 0 = off [default: 1.0].
+    #[arg(long)]
+    grad_clip: Option<f64>,
     /// RQ-VAE: examples per optimiser step [default: 1024].
     #[arg(long)]
     batch_size: Option<usize>,
@@ -222,6 +228,10 @@ pub struct VocabArgs {
     /// Report the vocabulary size rounded up to this multiple [default: 64].
     #[arg(long, value_name = "N")]
     pad_to_multiple: Option<usize>,
+    /// Accept a table in which items share an ID (`--dedup none`): the trie's leaves then list
+    /// every item of the ID (refused by default).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    allow_duplicates: Option<bool>,
 }
 
 /// `sidtool collab`'s `[collab]`; `--id-column` is `[input] id_column` (see `overlay`).

@@ -125,7 +125,7 @@ fn refuse_shared_ids(table: &SidTable) -> Result<()> {
                     "{} items share {} {}s (e.g. rows {a} and {b}, items {} and {}), so an ID \
                      cannot name one item and the trie would drop all but one of them. Assign \
                      IDs with --dedup suffix or reassign to give every item its own, or set \
-                     `allow_duplicates = true` in the [vocab] section to keep them: each trie \
+                     --allow-duplicates (`allow_duplicates = true` in [vocab]) to keep them: each trie \
                      leaf then lists every item holding its ID",
                     s.items,
                     s.ids,

@@ -400,7 +400,7 @@ impl<'a> Trainer<'a> {
         Error::Training(format!(
             "{name} training diverged at epoch {epoch}, step {step}: {what}; nothing was saved. \
              Lower the learning rate (--lr, now {:?}), use a smaller commitment weight (--beta, \
-             now {:?}), or clip gradients harder (grad_clip, now {:?}{})",
+             now {:?}), or clip gradients harder (--grad-clip, now {:?}{})",
             c.lr,
             c.beta,
             c.grad_clip,
