@@ -140,7 +140,7 @@ impl Error {
     }
 
     /// A problem on a 1-based line of a text input, optionally in one column.
-    pub fn at_line(
+    pub(crate) fn at_line(
         file: &Path,
         line: u64,
         column: Option<&str>,
@@ -186,7 +186,7 @@ impl Error {
         }
     }
 
-    pub fn artifact(path: &Path, message: impl Into<String>) -> Self {
+    pub(crate) fn artifact(path: &Path, message: impl Into<String>) -> Self {
         Error::Artifact {
             path: path.to_path_buf(),
             message: message.into(),

@@ -78,7 +78,7 @@ impl Collab {
 /// optional `timestamp`): per user in time order (else file order), every two different items
 /// at most `cfg.window` positions apart co-occur; counts → PPMI → randomized SVD to `cfg.dim`
 /// → U·Σ^{1/2}, rows L2-normalised. Seeded and bit-identical on any thread count.
-pub fn compute(
+pub(crate) fn compute(
     interactions: &Path,
     items: &ItemIds,
     cfg: &CollabConfig,
@@ -231,7 +231,7 @@ pub fn write(path: &Path, ids: &ItemIds, vectors: &Matrix, column: &str) -> Resu
 }
 
 /// [`write`] with extra footer key/values (see [`provenance`]).
-pub fn write_with_meta(
+pub(crate) fn write_with_meta(
     path: &Path,
     ids: &ItemIds,
     vectors: &Matrix,
@@ -262,7 +262,11 @@ pub fn write_with_meta(
 /// Footer entry `sidtool:collab`: the settings, seed and summary that made the vectors. The
 /// run time is left out: it differs run to run, and the same input and seed must give the
 /// same bytes (the CLI prints it instead).
-pub fn provenance(cfg: &CollabConfig, seed: u64, summary: &CollabSummary) -> Vec<(String, String)> {
+pub(crate) fn provenance(
+    cfg: &CollabConfig,
+    seed: u64,
+    summary: &CollabSummary,
+) -> Vec<(String, String)> {
     let mut summary = serde_json::to_value(summary).expect("summary serialises");
     if let Some(m) = summary.as_object_mut() {
         m.remove("seconds");

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Parquet footer key holding the [`EncoderInfo`] (plus template) of an embeddings file.
-pub const META_KEY: &str = "sidtool:embed";
+pub(crate) const META_KEY: &str = "sidtool:embed";
 
 /// What an embed run did.
 #[derive(Debug, Clone, Serialize)]

@@ -23,9 +23,9 @@ pub use encoder::Encoder;
 pub use layers::pooling::Pooling;
 pub use loading::device::{DeviceKind, EmbedDType};
 
-pub const DEFAULT_MODEL: &str = "Qwen/Qwen3-Embedding-0.6B";
-pub const DEFAULT_MAX_LENGTH: usize = 512;
+pub(crate) const DEFAULT_MODEL: &str = "Qwen/Qwen3-Embedding-0.6B";
+pub(crate) const DEFAULT_MAX_LENGTH: usize = 512;
 /// Padded tokens per forward on CPU: large enough that the GEMMs run at full speed, small
 /// enough that a 512-token attention matrix stays in the hundreds of MB.
-pub const DEFAULT_BATCH_TOKENS: usize = 4096;
-pub const DEFAULT_WINDOW_ROWS: usize = 8192;
+pub(crate) const DEFAULT_BATCH_TOKENS: usize = 4096;
+pub(crate) const DEFAULT_WINDOW_ROWS: usize = 8192;

@@ -21,7 +21,7 @@ fn temp_name(dest: &Path) -> PathBuf {
 
 /// Remove entries of `dir` named `{prefix}{pid}` (optionally with an extension) whose process
 /// is gone: what a killed sidtool left behind, so interrupted runs do not pile up files.
-pub fn remove_stale(dir: &Path, prefix: &str) {
+pub(crate) fn remove_stale(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -61,7 +61,7 @@ pub(crate) fn ensure_parent(dest: &Path) -> Result<()> {
 
 /// A file being written; becomes `dest` on [`AtomicFile::commit`], vanishes otherwise. It
 /// holds `dest`'s lock from creation to commit, and refuses a `dest` that is an input.
-pub struct AtomicFile {
+pub(crate) struct AtomicFile {
     tmp: PathBuf,
     dest: PathBuf,
     /// A second handle on the temporary file, to flush its data before the rename.
@@ -112,7 +112,7 @@ impl Drop for AtomicFile {
 }
 
 /// Write `bytes` to `dest` atomically.
-pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let (guard, mut f) = AtomicFile::create(dest)?;
     f.write_all(bytes).map_err(|e| Error::io(dest, e))?;

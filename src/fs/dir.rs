@@ -27,7 +27,7 @@ const NEW_TAG: &str = "sidtool-new-";
 const OLD_TAG: &str = "sidtool-old-";
 
 /// A directory being filled; replaces `dest` on [`AtomicDir::commit`], vanishes otherwise.
-pub struct AtomicDir {
+pub(crate) struct AtomicDir {
     stage: PathBuf,
     /// The staging directory's canonical path, for [`inputs::forget_under`] once it is gone.
     stage_key: PathBuf,
@@ -88,7 +88,7 @@ impl AtomicDir {
     /// for which `keep(name)` is true and which the new output does not have (a user's own
     /// files in an output directory): hard links (copies where links fail) made before the
     /// swap, so they are in the new directory from its first instant.
-    pub fn commit_keeping(mut self, keep: impl Fn(&str) -> bool) -> Result<()> {
+    pub(crate) fn commit_keeping(mut self, keep: impl Fn(&str) -> bool) -> Result<()> {
         let exists = std::fs::symlink_metadata(&self.dest).is_ok();
         if exists {
             let entries = std::fs::read_dir(&self.dest).map_err(|e| Error::io(&self.dest, e))?;
@@ -291,10 +291,10 @@ fn sync_file(path: &Path) -> Result<()> {
 
 /// Prefix of the staging directories that `build` of earlier sidtool versions made inside the
 /// output directory (never part of an output; a killed build left them behind).
-pub const LEGACY_STAGING_PREFIX: &str = ".sidtool-build-";
+pub(crate) const LEGACY_STAGING_PREFIX: &str = ".sidtool-build-";
 
 /// Whether `name` is such a staging directory. (Earlier versions' `.sidtool-old-PID` backups
 /// are kept: one may hold the only copy of an output.)
-pub fn is_legacy_scratch(name: &str) -> bool {
+pub(crate) fn is_legacy_scratch(name: &str) -> bool {
     name.starts_with(LEGACY_STAGING_PREFIX)
 }

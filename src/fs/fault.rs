@@ -14,11 +14,11 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// See the module documentation: for tests only.
-pub const FAULT_AFTER_STEPS_ENV: &str = "SIDTOOL_FAULT_AFTER_STEPS";
+pub(crate) const FAULT_AFTER_STEPS_ENV: &str = "SIDTOOL_FAULT_AFTER_STEPS";
 /// See the module documentation: for tests only.
-pub const HOLD_LOCK_ENV: &str = "SIDTOOL_TEST_HOLD_LOCK_MS";
+pub(crate) const HOLD_LOCK_ENV: &str = "SIDTOOL_TEST_HOLD_LOCK_MS";
 /// See the module documentation: for tests only.
-pub const NO_EXCHANGE_ENV: &str = "SIDTOOL_TEST_NO_EXCHANGE";
+pub(crate) const NO_EXCHANGE_ENV: &str = "SIDTOOL_TEST_NO_EXCHANGE";
 
 static STEPS: AtomicU64 = AtomicU64::new(0);
 

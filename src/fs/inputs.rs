@@ -16,7 +16,7 @@ use std::sync::Mutex;
 /// Whether an output is one file or a directory of files (a directory output must not
 /// contain an input either).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputKind {
+pub(crate) enum OutputKind {
     File,
     Dir,
 }
@@ -40,11 +40,6 @@ pub fn note(path: &Path) {
     if !v.iter().any(|m| m.canonical == n.canonical) {
         v.push(n);
     }
-}
-
-/// Forget every noted input.
-pub fn forget() {
-    NOTED.lock().unwrap_or_else(|e| e.into_inner()).clear();
 }
 
 /// Forget the inputs inside the directory whose canonical path is `dir`: a staged output's
@@ -80,7 +75,7 @@ fn identify(path: &Path) -> Option<Noted> {
 /// Refuse `out` if it is one of `inputs` or of the noted inputs, contains one (directory
 /// outputs: the swap would remove it), or lies inside an input directory. `inputs` are
 /// noted too.
-pub fn check_output(out: &Path, kind: OutputKind, inputs: &[&Path]) -> Result<()> {
+pub(crate) fn check_output(out: &Path, kind: OutputKind, inputs: &[&Path]) -> Result<()> {
     for p in inputs {
         note(p);
     }

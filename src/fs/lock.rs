@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// The lock file of `out`: a hidden sibling, so it survives the swap of a directory output.
-pub fn lock_path(out: &Path) -> PathBuf {
+pub(crate) fn lock_path(out: &Path) -> PathBuf {
     sibling(out, "sidtool.lock")
 }
 
@@ -32,13 +32,13 @@ struct Held {
 /// The lock on one output, released (and its lock file removed) when the last guard of this
 /// process for that output is dropped.
 #[must_use = "the lock is released when this guard is dropped"]
-pub struct OutputLock {
+pub(crate) struct OutputLock {
     key: PathBuf,
 }
 
 impl OutputLock {
     /// Lock `out` (a file or directory output; its parent directory must exist).
-    pub fn acquire(out: &Path) -> Result<Self> {
+    pub(crate) fn acquire(out: &Path) -> Result<Self> {
         let path = lock_path(out);
         let parent = path.parent().unwrap_or(Path::new("."));
         let key = std::fs::canonicalize(parent)

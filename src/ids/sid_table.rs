@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Key of the JSON footer metadata that makes a sids.parquet self-describing.
-pub const META_KEY: &str = "sidtool:sids";
+pub(crate) const META_KEY: &str = "sidtool:sids";
 
 /// What the footer records about how the table was made.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// One record batch of validated items.
 #[derive(Debug, Clone)]
-pub struct EmbeddingBatch {
+pub(crate) struct EmbeddingBatch {
     pub ids: ItemIds,
     pub vectors: Matrix,
     /// File row index of the first row in this batch.
@@ -44,7 +44,7 @@ pub fn open_parquet(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::
 /// Every reader looks columns up by name, and Arrow's lookup silently takes the first of two
 /// columns with the same name: such a file is refused when it is opened, whichever column it
 /// is, since which of the two the user meant cannot be told.
-pub fn check_unique_columns(schema: &Schema, path: &Path) -> Result<()> {
+pub(crate) fn check_unique_columns(schema: &Schema, path: &Path) -> Result<()> {
     let fields = schema.fields();
     for (j, f) in fields.iter().enumerate() {
         if let Some(i) = fields[..j].iter().position(|g| g.name() == f.name()) {
@@ -65,7 +65,7 @@ pub fn check_unique_columns(schema: &Schema, path: &Path) -> Result<()> {
 }
 
 /// The file's top-level column names.
-pub fn column_names(path: &Path) -> Result<Vec<String>> {
+pub(crate) fn column_names(path: &Path) -> Result<Vec<String>> {
     Ok(open_parquet(path)?
         .schema()
         .fields()
@@ -75,7 +75,7 @@ pub fn column_names(path: &Path) -> Result<Vec<String>> {
 }
 
 /// Whether the file's schema has a top-level column `name`.
-pub fn has_column(path: &Path, name: &str) -> Result<bool> {
+pub(crate) fn has_column(path: &Path, name: &str) -> Result<bool> {
     Ok(open_parquet(path)?
         .schema()
         .column_with_name(name)
@@ -83,7 +83,7 @@ pub fn has_column(path: &Path, name: &str) -> Result<bool> {
 }
 
 /// Streams `(id, vector)` rows out of a Parquet file, checking every row.
-pub struct EmbeddingReader {
+pub(crate) struct EmbeddingReader {
     path: PathBuf,
     id_col: String,
     emb_col: String,
@@ -96,7 +96,7 @@ pub struct EmbeddingReader {
 
 impl EmbeddingReader {
     /// Open with the column names and batch size of an `[input]` config section.
-    pub fn with_config(path: &Path, input: &crate::io::input::InputConfig) -> Result<Self> {
+    pub(crate) fn with_config(path: &Path, input: &crate::io::input::InputConfig) -> Result<Self> {
         Self::open(
             path,
             &input.id_column,
@@ -327,7 +327,7 @@ pub fn read_all(
     Ok((ids, m))
 }
 
-pub fn check_unique(ids: &ItemIds, path: &Path, id_col: &str) -> Result<()> {
+pub(crate) fn check_unique(ids: &ItemIds, path: &Path, id_col: &str) -> Result<()> {
     if let Some((first, dup)) = ids.first_duplicate() {
         return Err(Error::input(
             path,
@@ -342,14 +342,9 @@ pub fn check_unique(ids: &ItemIds, path: &Path, id_col: &str) -> Result<()> {
     Ok(())
 }
 
-/// Schema of `embeddings.parquet`.
-pub fn embeddings_schema(id_type: DataType, dim: usize) -> SchemaRef {
-    vectors_schema(id_type, dim, "embedding")
-}
-
 /// `item_id` and a FixedSizeList<Float32, dim> column named `column` (`embedding` in
 /// `embeddings.parquet`, `collab_embedding` in `collab.parquet`).
-pub fn vectors_schema(id_type: DataType, dim: usize, column: &str) -> SchemaRef {
+pub(crate) fn vectors_schema(id_type: DataType, dim: usize, column: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("item_id", id_type, false),
         Field::new(
@@ -364,7 +359,7 @@ pub fn vectors_schema(id_type: DataType, dim: usize, column: &str) -> SchemaRef 
 }
 
 /// The Arrow column for a block of vectors.
-pub fn vectors_to_arrow(m: &Matrix) -> ArrayRef {
+pub(crate) fn vectors_to_arrow(m: &Matrix) -> ArrayRef {
     let field = Arc::new(Field::new("item", DataType::Float32, false));
     let values = Arc::new(Float32Array::from(m.data.clone()));
     Arc::new(FixedSizeListArray::new(field, m.cols as i32, values, None))
@@ -382,7 +377,7 @@ impl EmbeddingWriter {
     }
 
     /// As [`EmbeddingWriter::create`], with extra footer key/values (how the vectors were made).
-    pub fn create_with_meta(
+    pub(crate) fn create_with_meta(
         dest: &Path,
         id_type: DataType,
         dim: usize,
@@ -392,7 +387,7 @@ impl EmbeddingWriter {
     }
 
     /// As [`EmbeddingWriter::create_with_meta`], with the vector column named `column`.
-    pub fn create_column(
+    pub(crate) fn create_column(
         dest: &Path,
         id_type: DataType,
         dim: usize,
@@ -414,7 +409,7 @@ impl EmbeddingWriter {
 
     /// Write rows given an id column already in Arrow form (e.g. [`ItemIds::to_arrow`] of a
     /// range).
-    pub fn write_rows(&mut self, ids: ArrayRef, vectors: &Matrix) -> Result<()> {
+    pub(crate) fn write_rows(&mut self, ids: ArrayRef, vectors: &Matrix) -> Result<()> {
         let batch = RecordBatch::try_new(self.schema.clone(), vec![ids, vectors_to_arrow(vectors)])
             .expect("columns match the embeddings schema");
         self.out.write(&batch)

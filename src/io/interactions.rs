@@ -13,9 +13,9 @@ use parquet::arrow::ProjectionMask;
 use std::collections::HashMap;
 use std::path::Path;
 
-pub const USER_COLUMN: &str = "user_id";
-pub const ITEM_COLUMN: &str = "item_id";
-pub const TIME_COLUMN: &str = "timestamp";
+pub(crate) const USER_COLUMN: &str = "user_id";
+pub(crate) const ITEM_COLUMN: &str = "item_id";
+pub(crate) const TIME_COLUMN: &str = "timestamp";
 
 /// One interaction with a known item: dense user index (order of first appearance in the
 /// file), the item's row in the catalogue, and its time (the file row when there is no
@@ -201,7 +201,7 @@ pub fn read(path: &Path, items: &IdIndex<'_>) -> Result<Interactions> {
 
 /// "; note: its item_id column has type Utf8 but the catalogue's ids are integers …" when the
 /// kinds differ (then no item can match), else "": appended to messages about unknown items.
-pub fn kind_hint(inter: &Interactions, items: &IdIndex<'_>) -> String {
+pub(crate) fn kind_hint(inter: &Interactions, items: &IdIndex<'_>) -> String {
     if items.same_kind(&inter.item_type) {
         return String::new();
     }

@@ -24,7 +24,7 @@ fn cause(e: parquet::errors::ParquetError) -> String {
         .unwrap_or(s)
 }
 
-pub struct ParquetOut {
+pub(crate) struct ParquetOut {
     writer: ArrowWriter<std::fs::File>,
     guard: AtomicFile,
     dest: PathBuf,

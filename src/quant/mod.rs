@@ -127,7 +127,7 @@ pub fn train(
 }
 
 /// Train GenSAR on rows [s | u] whose first `semantic_dim` columns are the semantic vector.
-pub fn train_dual(
+pub(crate) fn train_dual(
     x: &Matrix,
     semantic_dim: usize,
     cfg: &QuantizerConfig,
@@ -189,7 +189,10 @@ pub fn load(dir: &Path) -> Result<Box<dyn Quantizer>> {
 }
 
 /// SHA-256 over f32 parameter blocks, in order, as lowercase hex.
-pub fn fingerprint_of<'a>(method: Method, blocks: impl IntoIterator<Item = &'a [f32]>) -> String {
+pub(crate) fn fingerprint_of<'a>(
+    method: Method,
+    blocks: impl IntoIterator<Item = &'a [f32]>,
+) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(method.name().as_bytes());
@@ -203,7 +206,7 @@ pub fn fingerprint_of<'a>(method: Method, blocks: impl IntoIterator<Item = &'a [
 }
 
 /// Check that `x` has the dimension the quantizer was trained on.
-pub fn check_dim(q: &dyn Quantizer, x_dim: usize, what: &Path, column: &str) -> Result<()> {
+pub(crate) fn check_dim(q: &dyn Quantizer, x_dim: usize, what: &Path, column: &str) -> Result<()> {
     if q.dim() != x_dim {
         return Err(Error::input(
             what,

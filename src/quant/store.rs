@@ -10,18 +10,18 @@ use std::collections::HashMap;
 use std::path::Path;
 
 pub const CONFIG_FILE: &str = "config.json";
-pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub(crate) const WEIGHTS_FILE: &str = "model.safetensors";
 /// Bumped when the saved layout changes incompatibly.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// The fields every quantizer's config.json starts with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Header {
+pub(crate) struct Header {
     pub method: Method,
     pub format_version: u32,
 }
 
-pub fn read_header(dir: &Path) -> Result<Header> {
+pub(crate) fn read_header(dir: &Path) -> Result<Header> {
     let path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -53,7 +53,7 @@ pub fn read_header(dir: &Path) -> Result<Header> {
     Ok(h)
 }
 
-pub fn read_config<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<T> {
+pub(crate) fn read_config<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<T> {
     let path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     serde_json::from_str(&text).map_err(|source| Error::Json {

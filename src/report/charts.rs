@@ -61,7 +61,7 @@ fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, series: usize) -> Drawn {
 }
 
 /// One line of a line chart.
-pub struct Series {
+pub(crate) struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
 }

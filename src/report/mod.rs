@@ -13,7 +13,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 /// The report's file name inside an output directory.
-pub const REPORT_FILE: &str = "report.html";
+pub(crate) const REPORT_FILE: &str = "report.html";
 
 /// What one run contributes: its name and the JSON artefacts found in its directory.
 struct Run {
@@ -299,7 +299,7 @@ pub fn render(dirs: &[PathBuf]) -> Result<String> {
 
 /// [`render`] with the titles given: `build` renders its staging directory under the name of
 /// the output it becomes.
-pub fn render_named(runs: &[(String, &Path)]) -> Result<String> {
+pub(crate) fn render_named(runs: &[(String, &Path)]) -> Result<String> {
     let runs = runs
         .iter()
         .map(|(name, d)| Run::load(d, name.clone()))

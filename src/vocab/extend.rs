@@ -63,7 +63,7 @@ pub struct Marker {
 
 impl VocabReport {
     /// Token ids by (ID kind, level, code), for lookups over many IDs.
-    pub fn lookup(&self) -> TokenIds {
+    pub(crate) fn lookup(&self) -> TokenIds {
         let mut map = HashMap::new();
         for t in &self.tokens {
             let kinds: &[IdKind] = match t.kind {
@@ -80,7 +80,7 @@ impl VocabReport {
 }
 
 /// See [`VocabReport::lookup`].
-pub struct TokenIds(HashMap<(IdKind, usize, u16), u32>);
+pub(crate) struct TokenIds(HashMap<(IdKind, usize, u16), u32>);
 
 impl TokenIds {
     /// Token id of `code` at depth `level` of an ID of `kind` (u32::MAX if not added).
@@ -105,7 +105,7 @@ pub struct IdView<'a> {
 }
 
 /// The table's IDs: the SID, and for GenSAR tables the CID.
-pub fn views(table: &SidTable) -> Result<Vec<IdView<'_>>> {
+pub(crate) fn views(table: &SidTable) -> Result<Vec<IdView<'_>>> {
     let pattern = table
         .meta
         .as_ref()
@@ -367,7 +367,7 @@ fn check_markers(
 
 /// An item whose SID (or CID) string does not encode to its per-level token ids.
 #[derive(Debug, Clone)]
-pub struct Mismatch {
+pub(crate) struct Mismatch {
     pub kind: IdKind,
     pub row: usize,
     pub expected: Vec<u32>,
@@ -376,7 +376,7 @@ pub struct Mismatch {
 
 /// Check that every item's SID string encodes to exactly its per-level token ids; the first
 /// item that does not, if any.
-pub fn round_trip(
+pub(crate) fn round_trip(
     tok: &Tokenizer,
     table: &SidTable,
     report: &VocabReport,

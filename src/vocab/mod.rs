@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// What `sidtool vocab` writes into its output directory (GenSAR tables also get
 /// [`CID_TRIE_OUTPUTS`]).
-pub const VOCAB_OUTPUTS: [&str; 4] = [
+pub(crate) const VOCAB_OUTPUTS: [&str; 4] = [
     "tokenizer.json",
     "sid_tokens.json",
     "trie.parquet",
@@ -20,7 +20,7 @@ pub const VOCAB_OUTPUTS: [&str; 4] = [
 ];
 
 /// The CID's constrained-decoding trie, for GenSAR tables.
-pub const CID_TRIE_OUTPUTS: [&str; 2] = ["cid_trie.parquet", "cid_trie.json"];
+pub(crate) const CID_TRIE_OUTPUTS: [&str; 2] = ["cid_trie.parquet", "cid_trie.json"];
 
 /// The files [`write_all`] writes for `table`.
 pub fn outputs(table: &SidTable) -> Vec<&'static str> {
@@ -54,7 +54,7 @@ pub fn write_all(
 /// Extend `tokenizer` with the SID tokens of `table` (and CID tokens for GenSAR tables), check
 /// the round trip on every item, and write the tokenizer, `sid_tokens.json` and the tries
 /// (`trie.parquet`, `trie.json`; `cid_trie.*` for CIDs) into the existing directory `out`.
-pub fn write_into(
+pub(crate) fn write_into(
     table: &SidTable,
     tokenizer: &Path,
     out: &Path,

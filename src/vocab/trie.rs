@@ -73,7 +73,7 @@ pub fn build(view: &IdView, vocab: Option<&VocabReport>) -> Vec<Node> {
 
 /// `trie.json`: keys are the comma-joined token ids generated so far ("" at the root);
 /// `next` gives the allowed next token ids, `items` the item a complete ID names.
-pub fn to_json(
+pub(crate) fn to_json(
     nodes: &[Node],
     ids: &ItemIds,
     vocab: &VocabReport,
@@ -131,7 +131,7 @@ fn shared(nodes: &[Node]) -> bool {
 }
 
 /// `trie.parquet`: one row per node (see schemas/trie.md).
-pub fn write_parquet(nodes: &[Node], ids: &ItemIds, dest: &std::path::Path) -> Result<()> {
+pub(crate) fn write_parquet(nodes: &[Node], ids: &ItemIds, dest: &std::path::Path) -> Result<()> {
     use arrow_array::builder::{ListBuilder, UInt16Builder, UInt32Builder};
     use arrow_array::{ArrayRef, RecordBatch, UInt16Array};
     use arrow_schema::{DataType, Field, Schema};

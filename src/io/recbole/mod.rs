@@ -20,11 +20,11 @@ use scan::{Scan, scan};
 use write::write;
 
 /// File names the import writes into its output directory.
-pub const ITEMS_FILE: &str = "items.parquet";
-pub const INTERACTIONS_FILE: &str = "interactions.parquet";
+pub(crate) const ITEMS_FILE: &str = "items.parquet";
+pub(crate) const INTERACTIONS_FILE: &str = "interactions.parquet";
 
 /// Footer metadata recording the source file and its RecBole header.
-pub const META_KEY: &str = "sidtool:recbole";
+pub(crate) const META_KEY: &str = "sidtool:recbole";
 
 /// Separator inside `token_seq` and `float_seq` values (RecBole's `seq_separator` default).
 const SEQ_SEPARATOR: char = ' ';
