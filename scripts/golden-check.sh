@@ -19,6 +19,17 @@ new=$(realpath "$2")
 work=${3:-$(mktemp -d)}
 mkdir -p "$work"
 
+# The settings of testdata/sidtool.toml that shape outputs, in a file of their own: the example
+# config gains keys over time that an older binary would refuse.
+cat >"$work/golden.toml" <<'TOML'
+seed = 42
+[quantizer]
+codebook_sizes = [32, 16, 16]
+[embed]
+model = "testdata/tiny-qwen3"
+template = "Title: {title}; Category: {category}; Description: {description}"
+TOML
+
 status=0
 # case NAME BUILD-ARGS...: build with both binaries, compare the outputs.
 case_() {
@@ -40,8 +51,8 @@ case_() {
   echo "$name: $compared files compared"
 }
 
-case_ kmeans-vectors testdata/items.parquet --config testdata/sidtool.toml
-case_ kmeans-text testdata/items_text.parquet --config testdata/sidtool.toml
+case_ kmeans-vectors testdata/items.parquet --config "$work/golden.toml"
+case_ kmeans-text testdata/items_text.parquet --config "$work/golden.toml"
 case_ kmeans-reassign testdata/items.parquet --codebook-sizes 8,4,4 --dedup reassign \
   --tokenizer testdata/tiny-qwen3/tokenizer.json --tokens used --markers "<s_b>,<s_e>"
 case_ rqvae testdata/items.parquet --method rq-vae --codebook-sizes 16,8,8 --epochs 20 \
