@@ -639,3 +639,67 @@ fn bare_relative_outputs_leave_no_temporary_files() {
     assert_eq!(names(d), ["o.parquet", "q", "s.json"]);
     assert_eq!(names(&d.join("q")), ["config.json", "model.safetensors"]);
 }
+
+/// `embed --out FILE` over an existing embeddings file: killed after any of its commit steps
+/// (each finished part, then the output itself), the file is the complete old one or the
+/// complete new one, and a plain rerun finishes the new one.
+#[test]
+fn embed_out_is_old_or_new_at_every_kill() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("emb.parquet");
+    let text = testdata("items_text.parquet");
+    let model = testdata("tiny-qwen3");
+    let embed = |template: &str, env: &[(&str, &str)]| {
+        run(
+            &[
+                "embed",
+                s(&text),
+                "--model",
+                s(&model),
+                "--template",
+                template,
+                "--window-rows",
+                "100",
+                "--out",
+                s(&out),
+            ],
+            env,
+            None,
+        )
+    };
+    assert!(embed("{title}", &[]).status.success());
+    let old = std::fs::read(&out).unwrap();
+    let new_template = "{title}. {description}";
+    let (mut kills, mut olds) = (0, 0);
+    let mut new: Option<Vec<u8>> = None;
+    for n in 1..50 {
+        std::fs::write(&out, &old).unwrap();
+        let steps = n.to_string();
+        let o = embed(
+            new_template,
+            &[("SIDTOOL_FAULT_AFTER_STEPS", steps.as_str())],
+        );
+        if o.status.success() {
+            assert_eq!(&std::fs::read(&out).unwrap(), new.as_ref().unwrap());
+            break;
+        }
+        assert!(killed(&o), "N={n}: not killed by the hook: {}", stderr(&o));
+        kills += 1;
+        let after = std::fs::read(&out).unwrap();
+        let o = embed(new_template, &[]);
+        assert!(o.status.success(), "rerun after N={n}: {}", stderr(&o));
+        let fresh = std::fs::read(&out).unwrap();
+        let new = new.get_or_insert(fresh.clone());
+        assert_eq!(&fresh, new, "rerun after N={n} gives the new output");
+        if after == old {
+            olds += 1;
+        } else {
+            assert_eq!(&after, new, "N={n}: neither the old nor the new file");
+        }
+    }
+    // 400 items in windows of 100: four parts, then the output.
+    assert!(
+        kills >= 4 && olds >= 4,
+        "{kills} kills, {olds} left the old file"
+    );
+}
