@@ -383,6 +383,24 @@ pub enum Cmd {
         #[command(flatten)]
         collab: CollabInputArgs,
     },
+    /// Global collision resolution over raw codes from many workers: the parts of `assign
+    /// --dedup none` runs over partitions, resolved as `assign` resolves the whole catalogue.
+    Resolve {
+        /// Raw-code tables (`assign --dedup none` outputs), or directories of them as Spark
+        /// and Hive write part files; concatenated in the order given (directories: by name).
+        #[arg(required = true, value_name = "PARTS")]
+        parts: Vec<PathBuf>,
+        /// Output sids.parquet.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write statistics as JSON here.
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        /// suffix or none (reassign needs every item's vector: use assign on one machine)
+        /// [default: suffix].
+        #[arg(long, value_enum, default_value = "suffix")]
+        dedup: Dedup,
+    },
     /// Collision and codebook statistics of a sids.parquet.
     Stats {
         /// A sids.parquet written by `build` or `assign`.

@@ -59,6 +59,22 @@ pub fn run(cli: &Cli) -> Result<()> {
             out,
             ..
         } => collab(cli, interactions, items, out, &reporter),
+        Cmd::Resolve {
+            parts,
+            out,
+            stats,
+            dedup,
+        } => {
+            let files = pipeline::part_files(parts)?;
+            let a = pipeline::resolve(&files, *dedup)
+                .with_context(|| format!("resolving {} parts failed", files.len()))?;
+            pipeline::write_assigned(&a, out, stats.as_deref())?;
+            if !cli.quiet {
+                eprint!("{}", render(&a.stats));
+                eprintln!("wrote {} (from {} parts)", out.display(), files.len());
+            }
+            Ok(())
+        }
         Cmd::Report { dirs, out } => {
             sidtool::report::write(dirs, out).context("report failed")?;
             if !cli.quiet {

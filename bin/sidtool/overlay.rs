@@ -62,6 +62,7 @@ impl Cmd {
             | Cmd::Inspect { .. }
             | Cmd::Eval { .. }
             | Cmd::Report { .. }
+            | Cmd::Resolve { .. }
             | Cmd::Bench { .. } => Ok(o),
         }
     }

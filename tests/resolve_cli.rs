@@ -1,0 +1,167 @@
+//! `sidtool resolve`: raw codes of partitions coded apart (`assign --dedup none`), resolved
+//! globally, give exactly the single-machine `assign` output; a directory of part files as
+//! Spark writes it is read as one table.
+
+mod common;
+
+use arrow_array::{Array, RecordBatch};
+use common::*;
+use std::path::Path;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn read_all(path: &Path) -> RecordBatch {
+    let f = std::fs::File::open(path).unwrap();
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut batches: Vec<RecordBatch> = r.map(|b| b.unwrap()).collect();
+    assert_eq!(batches.len(), 1, "the test tables fit one batch");
+    batches.pop().unwrap()
+}
+
+#[test]
+fn partitions_resolved_globally_equal_the_single_machine_assign() {
+    let t = tempfile::tempdir().unwrap();
+    let items = testdata("items.parquet");
+    let q = t.path().join("q");
+    // Few codes for 400 items: many collisions, so the resolution has work to do.
+    ok(&[
+        "train",
+        s(&items),
+        "--codebook-sizes",
+        "8,4",
+        "--out",
+        s(&q),
+        "-q",
+    ]);
+    let reference = t.path().join("ref.parquet");
+    let ref_stats = t.path().join("ref.json");
+    ok(&[
+        "assign",
+        s(&items),
+        "--quantizer",
+        s(&q),
+        "--out",
+        s(&reference),
+        "--stats",
+        s(&ref_stats),
+        "-q",
+    ]);
+    // Four partitions of the catalogue, in a Spark-style directory.
+    let all = read_all(&items);
+    let parts = t.path().join("items-parts");
+    std::fs::create_dir(&parts).unwrap();
+    let raw = t.path().join("raw-codes");
+    std::fs::create_dir(&raw).unwrap();
+    for k in 0..4 {
+        let b = all.slice(k * 100, 100);
+        let part = parts.join(format!("part-{k:05}.parquet"));
+        write_batch(
+            &part,
+            vec![
+                ("item_id", b.column_by_name("item_id").unwrap().clone()),
+                ("embedding", b.column_by_name("embedding").unwrap().clone()),
+            ],
+        );
+        // Each worker codes its partition without resolving collisions.
+        ok(&[
+            "assign",
+            s(&part),
+            "--quantizer",
+            s(&q),
+            "--dedup",
+            "none",
+            "--out",
+            s(&raw.join(format!("part-{k:05}.parquet"))),
+            "-q",
+        ]);
+        // Per-partition resolution is what breaks uniqueness across partitions.
+        ok(&[
+            "assign",
+            s(&part),
+            "--quantizer",
+            s(&q),
+            "--out",
+            s(&t.path().join(format!("local-{k}.parquet"))),
+            "-q",
+        ]);
+    }
+    std::fs::write(raw.join("_SUCCESS"), "").unwrap();
+    std::fs::write(raw.join(".part-00000.parquet.crc"), "crc").unwrap();
+    let resolved = t.path().join("sids.parquet");
+    let stats = t.path().join("stats.json");
+    ok(&[
+        "resolve",
+        s(&raw),
+        "--out",
+        s(&resolved),
+        "--stats",
+        s(&stats),
+        "-q",
+    ]);
+    assert_eq!(
+        std::fs::read(&resolved).unwrap(),
+        std::fs::read(&reference).unwrap(),
+        "the distributed path gives the single-machine table, byte for byte"
+    );
+    let (a, b) = (read_json(&stats), read_json(&ref_stats));
+    assert_eq!(a["before"], b["before"]);
+    assert_eq!(a["after"], b["after"]);
+    assert_eq!(a["after"]["distinct_ids"], 400);
+    // Resolving each partition on its own gives IDs that another partition also holds.
+    let mut sids = std::collections::HashSet::new();
+    let mut clashes = 0;
+    for k in 0..4 {
+        let b = read_all(&t.path().join(format!("local-{k}.parquet")));
+        let col = b.column_by_name("sid").unwrap();
+        let col = arrow_array::cast::AsArray::as_string::<i32>(col);
+        for i in 0..col.len() {
+            clashes += usize::from(!sids.insert(col.value(i).to_string()));
+        }
+    }
+    assert!(
+        clashes > 0,
+        "the partitions' own resolution collides across partitions"
+    );
+
+    // Parts that were resolved already, overlap, or ask for reassign are refused clearly.
+    let err = fails(&[
+        "resolve",
+        s(&reference),
+        "--out",
+        s(&t.path().join("x.parquet")),
+    ]);
+    assert!(
+        err.contains("already resolved") && err.contains("--dedup none"),
+        "{err}"
+    );
+    let p0 = raw.join("part-00000.parquet");
+    let err = fails(&[
+        "resolve",
+        s(&p0),
+        s(&p0),
+        "--out",
+        s(&t.path().join("x.parquet")),
+    ]);
+    assert!(
+        err.contains("is also in") && err.contains("must not overlap"),
+        "{err}"
+    );
+    let err = fails(&[
+        "resolve",
+        s(&raw),
+        "--dedup",
+        "reassign",
+        "--out",
+        s(&t.path().join("x.parquet")),
+    ]);
+    assert!(
+        err.contains("reassign") && err.contains("one machine"),
+        "{err}"
+    );
+    assert!(!t.path().join("x.parquet").exists());
+}
