@@ -175,6 +175,13 @@ pub fn check_schema(
     {
         return Err(format!("{at}: {v} not in {e:?}"));
     }
+    if let (Some(p), Some(s)) = (schema.get("pattern").and_then(Value::as_str), v.as_str())
+        && !regex::Regex::new(p)
+            .expect("a valid schema pattern")
+            .is_match(s)
+    {
+        return Err(format!("{at}: {s:?} does not match {p}"));
+    }
     if let (Some(m), Some(x)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64())
         && x < m
     {
