@@ -123,8 +123,13 @@ fn eval(
             sidtool::eval::evaluate(t, o).with_context(|| format!("eval of {} failed", t.display()))
         })
         .collect::<Result<Vec<_>>>()?;
-    if let Some(p) = out {
-        sidtool::fs::atomic::write_json(p, &evals)?;
+    match out {
+        // `--out -`: the JSON on stdout instead of the table.
+        Some(p) if p == Path::new("-") => {
+            return print_out(&(serde_json::to_string_pretty(&evals)? + "\n"));
+        }
+        Some(p) => sidtool::fs::atomic::write_json(p, &evals)?,
+        None => {}
     }
     print_out(&report::eval(&evals))
 }
@@ -221,8 +226,11 @@ fn stats(
         }
         None => pipeline::stats_of_table(sids, None)?,
     };
-    if let Some(p) = json {
-        pipeline::write_json(p, &s)?;
+    match json {
+        // `--json -`: the statistics on stdout, for a pipe.
+        Some(p) if p == Path::new("-") => print_out(&(serde_json::to_string_pretty(&s)? + "\n"))?,
+        Some(p) => pipeline::write_json(p, &s)?,
+        None => {}
     }
     if !cli.quiet {
         eprint!("{}", render(&s));

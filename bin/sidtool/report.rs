@@ -11,11 +11,27 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Progress as an indicatif bar on a terminal, plain lines otherwise, nothing when quiet.
+/// Seconds between plain progress lines when stderr is not a terminal (a pipeline's log):
+/// often enough that a long stage visibly moves, rarely enough to keep logs short.
+const PLAIN_EVERY_S: f64 = 30.0;
+
+/// Progress as an indicatif bar on a terminal, plain lines otherwise (`stage: started`, a
+/// line with the count and rate every [`PLAIN_EVERY_S`] seconds, or as often as the
+/// `SIDTOOL_PROGRESS_SECONDS` environment variable says, `stage: done`), nothing when quiet.
 pub struct Reporter {
     bars: bool,
     quiet: bool,
-    state: Mutex<Option<(ProgressBar, String, Instant)>>,
+    every_s: f64,
+    state: Mutex<Option<Stage>>,
+}
+
+/// The stage in progress.
+struct Stage {
+    bar: ProgressBar,
+    name: String,
+    started: Instant,
+    /// When the last plain line was printed.
+    printed: Instant,
 }
 
 impl Progress for Reporter {
@@ -53,28 +69,48 @@ impl Progress for Reporter {
             b
         } else {
             eprintln!("{stage}: started");
-            ProgressBar::hidden()
+            let b = ProgressBar::hidden();
+            if let Some(t) = total {
+                b.set_length(t);
+            }
+            b
         };
-        *self.state.lock().unwrap() = Some((bar, stage.to_string(), Instant::now()));
+        *self.state.lock().unwrap() = Some(Stage {
+            bar,
+            name: stage.to_string(),
+            started: Instant::now(),
+            printed: Instant::now(),
+        });
     }
 
     fn advance(&self, units: u64) {
-        if let Some((b, _, _)) = &*self.state.lock().unwrap() {
-            b.inc(units);
+        if let Some(s) = &mut *self.state.lock().unwrap() {
+            s.bar.inc(units);
+            if !self.bars && s.printed.elapsed().as_secs_f64() >= self.every_s {
+                s.printed = Instant::now();
+                let pos = s.bar.position();
+                let total = s.bar.length().map(|t| format!("/{t}")).unwrap_or_default();
+                let rate = pos as f64 / s.started.elapsed().as_secs_f64().max(1e-9);
+                eprintln!("{}: {pos}{total} ({rate:.0}/s)", s.name);
+            }
         }
     }
 
     fn note(&self, msg: &str) {
-        if let Some((b, stage, _)) = &*self.state.lock().unwrap() {
-            b.set_message(format!("{stage}: {msg}"));
+        if let Some(s) = &*self.state.lock().unwrap() {
+            s.bar.set_message(format!("{}: {msg}", s.name));
         }
     }
 
     fn finish(&self) {
-        if let Some((b, stage, t)) = self.state.lock().unwrap().take() {
-            b.finish_and_clear();
+        if let Some(s) = self.state.lock().unwrap().take() {
+            s.bar.finish_and_clear();
             if !self.quiet {
-                eprintln!("{stage}: done in {:.2}s", t.elapsed().as_secs_f64());
+                eprintln!(
+                    "{}: done in {:.2}s",
+                    s.name,
+                    s.started.elapsed().as_secs_f64()
+                );
             }
         }
     }
@@ -86,6 +122,10 @@ impl Reporter {
         Reporter {
             bars: std::io::stderr().is_terminal(),
             quiet,
+            every_s: std::env::var("SIDTOOL_PROGRESS_SECONDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(PLAIN_EVERY_S),
             state: Mutex::new(None),
         }
     }
