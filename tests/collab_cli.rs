@@ -42,14 +42,7 @@ fn inputs(dir: &Path, n_items: usize) -> (std::path::PathBuf, std::path::PathBuf
     it.push("gone".into());
     ts.push(5);
     let inter = dir.join("interactions.parquet");
-    write_batch(
-        &inter,
-        vec![
-            ("user_id", Arc::new(StringArray::from(u)) as ArrayRef),
-            ("item_id", Arc::new(StringArray::from(it))),
-            ("timestamp", Arc::new(Int64Array::from(ts))),
-        ],
-    );
+    write_interactions(&inter, u, it, Some(ts));
     (items, inter)
 }
 

@@ -62,15 +62,7 @@ fn s(p: &Path) -> &str {
 fn good_build() -> (tempfile::TempDir, std::path::PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let good = t.path().join("good");
-    ok(&[
-        "build",
-        s(&testdata("items.parquet")),
-        "--codebook-sizes",
-        "8,4",
-        "--out",
-        s(&good),
-        "-q",
-    ]);
+    build_small(&good);
     (t, good)
 }
 

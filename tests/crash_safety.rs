@@ -5,12 +5,10 @@
 
 mod common;
 
-use arrow_array::{ArrayRef, StringArray};
 use common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn s(p: &Path) -> &str {
@@ -450,13 +448,7 @@ fn collab_inputs(dir: &Path) -> (PathBuf, PathBuf) {
         }
     }
     let inter = dir.join("interactions.parquet");
-    write_batch(
-        &inter,
-        vec![
-            ("user_id", Arc::new(StringArray::from(u)) as ArrayRef),
-            ("item_id", Arc::new(StringArray::from(it))),
-        ],
-    );
+    write_interactions(&inter, u, it, None);
     (items, inter)
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use arrow_array::builder::{Int64Builder, ListBuilder};
 use arrow_array::cast::AsArray;
-use arrow_array::{ArrayRef, Int64Array, StringArray};
+use arrow_array::{ArrayRef, StringArray};
 use common::*;
 use std::path::Path;
 use std::sync::Arc;
@@ -80,14 +80,7 @@ fn real_ids_score_above_random_codes_and_foreign_tables_are_read() {
         }
     }
     let inter = t.path().join("interactions.parquet");
-    write_batch(
-        &inter,
-        vec![
-            ("user_id", Arc::new(StringArray::from(users)) as ArrayRef),
-            ("item_id", Arc::new(StringArray::from(items)) as ArrayRef),
-            ("timestamp", Arc::new(Int64Array::from(times)) as ArrayRef),
-        ],
-    );
+    write_interactions(&inter, users, items, Some(times));
     // Random codes in the same code space (32, 16, 16), written as another tool would.
     let mut codes = ListBuilder::new(Int64Builder::new());
     for _ in 0..ids.len() {

@@ -14,15 +14,7 @@ fn s(p: &Path) -> &str {
 fn dash_writes_json_to_stdout_and_no_file_named_dash() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
-    ok(&[
-        "build",
-        s(&testdata("items.parquet")),
-        "--codebook-sizes",
-        "8,4",
-        "--out",
-        s(&out),
-        "-q",
-    ]);
+    build_small(&out);
     let sids = out.join("sids.parquet");
     let run_in = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_sidtool"))

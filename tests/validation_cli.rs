@@ -3,7 +3,7 @@
 
 mod common;
 
-use arrow_array::{ArrayRef, Int64Array, StringArray};
+use arrow_array::{ArrayRef, StringArray};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,14 +28,7 @@ fn collab_inputs(dir: &Path) -> (PathBuf, PathBuf) {
         }
     }
     let inter = dir.join("interactions.parquet");
-    write_batch(
-        &inter,
-        vec![
-            ("user_id", Arc::new(StringArray::from(u)) as ArrayRef),
-            ("item_id", Arc::new(StringArray::from(it))),
-            ("timestamp", Arc::new(Int64Array::from(ts))),
-        ],
-    );
+    write_interactions(&inter, u, it, Some(ts));
     (items, inter)
 }
 

@@ -56,6 +56,37 @@ pub fn write_batch(path: &Path, cols: Vec<(&str, ArrayRef)>) {
     w.close().unwrap();
 }
 
+/// An interactions table (`user_id`, `item_id`, and `timestamp` when given) as the
+/// interaction readers take it.
+pub fn write_interactions(
+    path: &Path,
+    users: Vec<String>,
+    items: Vec<String>,
+    timestamps: Option<Vec<i64>>,
+) {
+    let mut cols: Vec<(&str, ArrayRef)> = vec![
+        ("user_id", Arc::new(StringArray::from(users))),
+        ("item_id", Arc::new(StringArray::from(items))),
+    ];
+    if let Some(t) = timestamps {
+        cols.push(("timestamp", Arc::new(Int64Array::from(t))));
+    }
+    write_batch(path, cols);
+}
+
+/// A small build of the shipped catalogue (codebooks 8, 4) into `out`.
+pub fn build_small(out: &Path) {
+    ok(&[
+        "build",
+        testdata("items.parquet").to_str().unwrap(),
+        "--codebook-sizes",
+        "8,4",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+}
+
 pub fn str_ids(n: usize) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(
         (0..n).map(|i| format!("item-{i:04}")),
