@@ -18,6 +18,7 @@ pub mod config;
 pub mod embed;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod fs;
 pub mod gemm;
 pub mod ids;

@@ -41,8 +41,15 @@ fn build_on_testdata_writes_every_output_with_unique_ids() {
             "embeddings.parquet",
             "manifest.json",
             "quantizer",
+            "sid_tokens.json",
             "sids.parquet",
-            "stats.json"
+            "special_tokens_map.json",
+            "stats.json",
+            // The example config names an LLM ([vocab] llm): its tokenizer folder and the tries.
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "trie.json",
+            "trie.parquet",
         ]
     );
 
@@ -96,7 +103,7 @@ fn build_on_testdata_writes_every_output_with_unique_ids() {
         .iter()
         .map(|t| t["stage"].as_str().unwrap())
         .collect();
-    assert_eq!(stages, ["read", "train", "assign", "write"]);
+    assert_eq!(stages, ["read", "train", "assign", "write", "vocab"]);
     let q = sidtool::quant::load(&out.join("quantizer")).unwrap();
     assert_eq!(q.dim(), 64);
     let (_, emb) = sidtool::io::embeddings::read_all(

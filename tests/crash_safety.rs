@@ -184,8 +184,22 @@ fn items() -> PathBuf {
     testdata("items.parquet")
 }
 
+/// The example config without its `[vocab] llm`, so a build writes vocabulary files only
+/// when given `--tokenizer` (written once per test process, beside the other temp files).
 fn config() -> PathBuf {
-    testdata("sidtool.toml")
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let text = std::fs::read_to_string(testdata("sidtool.toml")).unwrap();
+        let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("llm = ")).collect();
+        assert!(
+            kept.len() < text.lines().count(),
+            "the example config names an LLM"
+        );
+        let path = std::env::temp_dir().join(format!("sidtool-crash-{}.toml", std::process::id()));
+        std::fs::write(&path, kept.join("\n")).unwrap();
+        path
+    })
+    .clone()
 }
 
 fn tokenizer() -> PathBuf {

@@ -208,14 +208,27 @@ pub struct EmbedArgs {
     window_rows: Option<usize>,
 }
 
-/// `[vocab]`; `--tokenizer` is set on the typed config (see `overlay`).
+/// `[vocab]`; `--llm` is set on the typed config (see `overlay`).
 #[derive(Args, Default, Serialize)]
 pub struct VocabArgs {
-    /// The LLM's Hugging Face tokenizer.json to extend (build: default the embedding model's
-    /// own when it embedded text; without either, build writes no vocabulary artefacts).
-    #[arg(long, value_name = "FILE")]
+    /// The LLM that will learn the SIDs: a hub id (through the HF cache, e.g. Qwen/Qwen3-0.6B),
+    /// its model or tokenizer directory, or a bare tokenizer.json. Its tokenizer folder is
+    /// written with the SID tokens added (build: no vocabulary artefacts without it).
+    #[arg(long, visible_alias = "tokenizer", value_name = "ID_OR_DIR")]
     #[serde(skip)]
-    pub tokenizer: Option<PathBuf>,
+    pub llm: Option<PathBuf>,
+    /// Hub revision of --llm: branch, tag or commit [default: main].
+    #[arg(long, value_name = "REV")]
+    llm_revision: Option<String>,
+    /// Id order of the new tokens: level-major (sidtool's), sorted (by string, as MiniOneRec,
+    /// LC-Rec and LETTER add them), or a FILE whose order to reproduce (.index.json,
+    /// sid_tokens.json, a JSON list, or one token per line) [default: level-major].
+    #[arg(long, value_name = "ORDER|FILE")]
+    token_order: Option<String>,
+    /// Also write sid_embeddings.safetensors: initial rows for the new tokens from the LLM's
+    /// input embeddings (mean + covariance); needs its weights.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    init_embeddings: Option<bool>,
     /// all: every code of every level (ids independent of the catalogue); used: only codes in use [default: all].
     #[arg(long, value_enum)]
     tokens: Option<TokenSet>,
@@ -225,7 +238,7 @@ pub struct VocabArgs {
     /// Begin/end markers added after the SID tokens, e.g. "<|sid_begin|>,<|sid_end|>".
     #[arg(long, value_delimiter = ',')]
     markers: Option<Vec<String>>,
-    /// Report the vocabulary size rounded up to this multiple [default: 64].
+    /// Round the vocabulary up to this multiple when the embedding matrix must grow [default: 64].
     #[arg(long, value_name = "N")]
     pad_to_multiple: Option<usize>,
     /// Accept a table in which items share an ID (`--dedup none`): the trie's leaves then list
@@ -317,16 +330,34 @@ pub enum Cmd {
         #[arg(long)]
         report: bool,
     },
-    /// SID tokens into an LLM's tokenizer.json, plus the constrained-decoding trie.
+    /// The LLM's tokenizer folder with the SID tokens added, the embedding-size advice, and the
+    /// constrained-decoding trie.
     Vocab {
         /// A sids.parquet written by `build` or `assign`.
         #[arg(long)]
         sids: PathBuf,
-        /// Output directory: tokenizer.json, sid_tokens.json, trie.parquet, trie.json.
+        /// Output directory: tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+        /// sid_tokens.json, trie.parquet, trie.json (AutoTokenizer.from_pretrained loads it).
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
         vocab: VocabArgs,
+    },
+    /// Final IDs for other stacks: the .index.json of MiniOneRec, LC-Rec and LETTER, or a
+    /// NumPy codes matrix with its item ids for TIGER/GRID-style trainers.
+    Export {
+        /// A sids.parquet written by `build`, `assign` or `resolve`.
+        sids: PathBuf,
+        /// index-json (aliases: minionerec, lc-rec, letter) or codes-npy.
+        #[arg(long, value_enum)]
+        format: sidtool::export::Format,
+        /// index-json: the file to write (`-`: stdout); codes-npy: a directory for codes.npy
+        /// and item_ids.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// GenSAR tables: export the CIDs instead of the SIDs.
+        #[arg(long)]
+        cid: bool,
     },
     /// Item text → embeddings.parquet with a Qwen3-Embedding (or BERT-family) model.
     Embed {

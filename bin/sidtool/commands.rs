@@ -52,6 +52,12 @@ pub fn run(cli: &Cli) -> Result<()> {
             embeddings.as_deref().zip(quantizer.as_deref()),
         ),
         Cmd::Vocab { sids, out, .. } => vocab(cli, sids, out),
+        Cmd::Export {
+            sids,
+            format,
+            out,
+            cid,
+        } => export(cli, sids, *format, out, *cid),
         Cmd::ImportRecbole { dir, out, name } => import_recbole(cli, dir, out, name.as_deref()),
         Cmd::Collab {
             interactions,
@@ -241,19 +247,49 @@ fn stats(
 fn vocab(cli: &Cli, sids: &Path, out: &Path) -> Result<()> {
     let cfg = cli.config()?;
     let v = &cfg.vocab;
-    let Some(tokenizer) = &v.tokenizer else {
-        anyhow::bail!("--tokenizer is required: the LLM's tokenizer.json to extend");
+    let Some(spec) = &v.llm else {
+        anyhow::bail!(
+            "--llm is required: the LLM that will learn the SIDs (hub id, model directory or \
+             tokenizer.json)"
+        );
     };
+    let llm = sidtool::vocab::llm::Llm::resolve(spec, &v.llm_revision)?;
     let table = sidtool::ids::sid_table::read(sids)?;
     let r = sidtool::vocab::write_all(
         &table,
-        tokenizer,
+        &llm,
         out,
-        &sidtool::vocab::extend::Options::from(v),
+        &sidtool::vocab::extend::Options::new(v, cfg.seed),
     )
     .with_context(|| format!("vocabulary for {} failed", sids.display()))?;
     if !cli.quiet {
         report::vocab(&r, out);
+    }
+    Ok(())
+}
+
+fn export(
+    cli: &Cli,
+    sids: &Path,
+    format: sidtool::export::Format,
+    out: &Path,
+    cid: bool,
+) -> Result<()> {
+    use sidtool::export::Format;
+    use sidtool::quant::kind::IdKind;
+    let kind = if cid { IdKind::Cid } else { IdKind::Sid };
+    let failed = || format!("export of {} failed", sids.display());
+    if out == Path::new("-") {
+        anyhow::ensure!(
+            format == Format::IndexJson,
+            "--out -: only index-json goes to stdout; codes-npy writes a directory"
+        );
+        let table = sidtool::export::read(sids).with_context(failed)?;
+        return print_out(&sidtool::export::index_json(&table, kind).with_context(failed)?);
+    }
+    sidtool::export::write(sids, format, kind, out).with_context(failed)?;
+    if !cli.quiet {
+        eprintln!("wrote {}", out.display());
     }
     Ok(())
 }

@@ -59,6 +59,7 @@ impl Cmd {
                 what: BenchCmd::Embed { embed, .. },
             } => o.embed(embed),
             Cmd::ImportRecbole { .. }
+            | Cmd::Export { .. }
             | Cmd::Inspect { .. }
             | Cmd::Eval { .. }
             | Cmd::Report { .. }
@@ -77,7 +78,7 @@ struct Overlay {
     /// UTF-8, and a path given on the command line need not be.
     interactions: Option<PathBuf>,
     collab: Option<PathBuf>,
-    tokenizer: Option<PathBuf>,
+    llm: Option<PathBuf>,
 }
 
 impl Overlay {
@@ -100,7 +101,7 @@ impl Overlay {
     }
 
     fn vocab(mut self, a: &VocabArgs) -> Result<Self> {
-        self.tokenizer = a.tokenizer.clone();
+        self.llm = a.llm.clone();
         self.section("vocab", a)
     }
 
@@ -169,7 +170,7 @@ impl Overlay {
         for (slot, flag) in [
             (&mut c.input.interactions, self.interactions),
             (&mut c.input.collab, self.collab),
-            (&mut c.vocab.tokenizer, self.tokenizer),
+            (&mut c.vocab.llm, self.llm),
         ] {
             if flag.is_some() {
                 *slot = flag;
@@ -313,7 +314,7 @@ mod tests {
             (Dedup::Reassign, "<{level}{code}>")
         );
         let w = &c.vocab;
-        assert_eq!(w.tokenizer, Some(PathBuf::from("t.json")));
+        assert_eq!(w.llm, Some(PathBuf::from("t.json")));
         assert_eq!(
             (w.tokens, w.special, w.pad_to_multiple),
             (TokenSet::Used, true, 8)

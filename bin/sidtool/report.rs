@@ -182,9 +182,8 @@ pub fn vocab(r: &VocabReport, out: &Path) {
         ),
     };
     eprintln!(
-        "base vocabulary {}, added {} {what}{} ({levels}), new vocabulary {} (resize \
-         the embeddings to {}, a multiple of {}); every item's {checked} tokenizes \
-         to one token per level",
+        "base vocabulary {}, added {} {what}{} ({levels}), new vocabulary {}; every item's \
+         {checked} tokenizes to one token per level",
         r.base_vocab_size,
         r.tokens.len(),
         if r.markers.is_empty() {
@@ -193,10 +192,40 @@ pub fn vocab(r: &VocabReport, out: &Path) {
             format!(" and {} markers", r.markers.len())
         },
         r.vocab_size,
-        r.padded_vocab_size,
-        r.pad_to_multiple
     );
+    eprintln!("{}", resize_advice(r));
     eprintln!("wrote {}", out.display());
+}
+
+/// What to do with the LLM's embedding matrix (recorded in sid_tokens.json too).
+fn resize_advice(r: &VocabReport) -> String {
+    let z = &r.resize;
+    let range = |x: &sidtool::vocab::embeddings::IdRange| format!("{}–{}", x.first, x.last);
+    let mut s = match z.embedding_rows {
+        Some(rows) if rows == z.resize_embeddings_to => format!(
+            "embeddings: the model's {rows} rows already hold the new ids: no resize needed"
+        ),
+        Some(rows) => format!(
+            "embeddings: resize the model's {rows} rows to {} (a multiple of {})",
+            z.resize_embeddings_to, r.pad_to_multiple
+        ),
+        None => format!(
+            "embeddings: resize to {} (a multiple of {}); give --llm a model directory or hub \
+             id with config.json to check it against the model's rows",
+            z.resize_embeddings_to, r.pad_to_multiple
+        ),
+    };
+    if let Some(x) = &z.reused_rows {
+        s += &format!(
+            "; ids {} fall on existing rows that were never trained and that resizing does not \
+             initialise: initialise them yourself (--init-embeddings writes rows for them)",
+            range(x)
+        );
+    }
+    if let Some(x) = &z.new_rows {
+        s += &format!("; ids {} are new rows", range(x));
+    }
+    s
 }
 
 /// `sidtool collab`.

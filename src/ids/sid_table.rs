@@ -363,6 +363,22 @@ pub struct SharedIds {
 }
 
 impl SidTable {
+    /// A table of `ids` and row-major `codes` of `width` levels, with no footer (the default
+    /// token format), for unit tests elsewhere in the crate.
+    #[cfg(test)]
+    pub(crate) fn for_tests(ids: ItemIds, codes: Vec<u16>, width: usize) -> SidTable {
+        SidTable {
+            path: "test.parquet".into(),
+            group_size: vec![1; ids.len()],
+            ids,
+            codes,
+            width,
+            original_codes: None,
+            meta: None,
+            cid: None,
+        }
+    }
+
     /// The one check every reader of a SID table applies (`assign --existing`, `stats`,
     /// `vocab`, `build`'s vocabulary step), so a table one command accepts is not refused, or
     /// worse misread, by another:

@@ -31,16 +31,12 @@ pub fn build(
     check_side_inputs(items, cfg)?;
     // The output directory must not be, contain or lie inside an input: the swap at the end
     // would remove it.
-    let side: Vec<&Path> = [
-        &cfg.input.interactions,
-        &cfg.input.collab,
-        &cfg.vocab.tokenizer,
-    ]
-    .into_iter()
-    .flatten()
-    .map(|p| p.as_path())
-    .chain([items])
-    .collect();
+    let side: Vec<&Path> = [&cfg.input.interactions, &cfg.input.collab, &cfg.vocab.llm]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .chain([items])
+        .collect();
     inputs::check_output(out, OutputKind::Dir, &side)?;
     let (sha, bytes) = sha256_file(items)?;
     // Everything is written into a staging directory beside `out` and swapped in only once
@@ -149,21 +145,21 @@ pub fn build(
     run.lap("assign");
     write_assigned(&a, &dir.join("sids.parquet"), Some(&dir.join("stats.json")))?;
     run.lap("write");
-    // LLM vocabulary artefacts: with the configured tokenizer, or the embedding model's own.
-    let tokenizer = match (&cfg.vocab.tokenizer, &embedded) {
-        (Some(t), _) => Some(t.clone()),
-        (None, Some(_)) => Some(
-            crate::embed::loading::hub::resolve(&cfg.embed.model, &cfg.embed.revision)?.tokenizer,
-        ),
-        (None, None) => None,
+    // LLM vocabulary artefacts, for the LLM named. Never the embedding model's tokenizer by
+    // default: an LLM is not its embedding model, and would inherit its post-processor.
+    let llm = match &cfg.vocab.llm {
+        Some(spec) => Some(crate::vocab::llm::Llm::resolve(
+            spec,
+            &cfg.vocab.llm_revision,
+        )?),
+        None => None,
     };
-    let vocab = match &tokenizer {
-        Some(t) => {
+    let vocab = match &llm {
+        Some(llm) => {
             let table = crate::ids::sid_table::read(&dir.join("sids.parquet"))?;
-            let v = &cfg.vocab;
-            let r =
-                crate::vocab::write_into(&table, t, &dir, &crate::vocab::extend::Options::from(v))?;
-            run.outputs.extend(crate::vocab::outputs(&table));
+            let opts = crate::vocab::extend::Options::new(&cfg.vocab, cfg.seed);
+            let r = crate::vocab::write_into(&table, llm, &dir, &opts)?;
+            run.outputs.extend(crate::vocab::outputs(&dir));
             run.lap("vocab");
             Some(r)
         }
@@ -211,11 +207,11 @@ pub fn build(
         inputs,
         outputs: run.outputs.iter().map(|s| s.to_string()).collect(),
         vocab: vocab.map(|r| VocabSummary {
-            tokenizer: tokenizer.clone().unwrap_or_default(),
+            llm: r.llm,
             base_vocab_size: r.base_vocab_size,
             added: r.added,
             vocab_size: r.vocab_size,
-            padded_vocab_size: r.padded_vocab_size,
+            resize_embeddings_to: r.resize.resize_embeddings_to,
         }),
         embed: embedded,
         timings: run.timings,

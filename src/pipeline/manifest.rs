@@ -41,11 +41,12 @@ pub struct Manifest {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VocabSummary {
-    pub tokenizer: PathBuf,
+    /// The LLM whose tokenizer was extended (`id@commit` for a hub model).
+    pub llm: String,
     pub base_vocab_size: usize,
     pub added: usize,
     pub vocab_size: usize,
-    pub padded_vocab_size: usize,
+    pub resize_embeddings_to: usize,
 }
 
 /// Hex SHA-256 and size of a file, read in 1 MiB chunks (inputs can be many GiB).

@@ -4,7 +4,9 @@ use crate::error::{Error, Result};
 use crate::ids::sid_table::SidTable;
 use crate::ids::tokens::TokenFormat;
 use crate::quant::kind::IdKind;
-pub use crate::vocab::config::TokenSet;
+pub use crate::vocab::config::{TokenOrder, TokenSet};
+use crate::vocab::embeddings::Resize;
+use crate::vocab::llm::Llm;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,7 +16,9 @@ use tokenizers::{AddedToken, Tokenizer};
 pub struct SidToken {
     pub token: String,
     pub id: u32,
-    /// Depth in its ID (0 = first token).
+    /// Level in its ID, counted from 0 here and written counted from 1 (as everywhere in
+    /// sidtool's outputs: stats.json, messages).
+    #[serde(serialize_with = "one_based")]
     pub level: usize,
     pub code: u16,
     /// GenSAR tables: `sid` or `cid` for a token of one ID's own levels; absent for the shared
@@ -23,16 +27,31 @@ pub struct SidToken {
     pub kind: Option<IdKind>,
 }
 
+fn one_based<S: serde::Serializer>(level: &usize, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(*level as u64 + 1)
+}
+
 /// `sid_tokens.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct VocabReport {
+    /// The LLM whose tokenizer was extended (`id@commit` for a hub model).
+    pub llm: String,
     pub base_vocab_size: usize,
     pub added: usize,
     pub vocab_size: usize,
-    /// `vocab_size` rounded up to `pad_to_multiple`: what to resize the embedding matrix to.
+    /// `vocab_size` rounded up to `pad_to_multiple`.
     pub padded_vocab_size: usize,
     pub pad_to_multiple: usize,
+    /// The embedding matrix: its rows, what to resize it to, which new ids need initialising.
+    #[serde(flatten)]
+    pub resize: Resize,
+    /// Special tokens the LLM's tokenizer appended to every text (an embedding model's
+    /// post-processor), dropped from the written tokenizer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped_post_processor: Vec<String>,
     pub token_set: TokenSet,
+    /// How the new tokens' ids were ordered (`level-major`, `sorted`, or the file given).
+    pub token_order: String,
     pub special: bool,
     pub token_format: String,
     /// Codes per level of the table (the suffix level's size is the largest rank used + 1).
@@ -152,17 +171,24 @@ pub(crate) fn views(table: &SidTable) -> Result<Vec<IdView<'_>>> {
 
 pub struct Options<'a> {
     pub tokens: TokenSet,
+    pub token_order: &'a TokenOrder,
     pub special: bool,
     pub markers: &'a [String],
     pub pad_to_multiple: usize,
     /// See [`crate::vocab::config::VocabConfig::allow_duplicates`].
     pub allow_duplicates: bool,
+    /// Write `sid_embeddings.safetensors`, drawn with this seed.
+    pub init_embeddings: bool,
+    pub seed: u64,
 }
 
-impl<'a> From<&'a crate::vocab::config::VocabConfig> for Options<'a> {
-    fn from(v: &'a crate::vocab::config::VocabConfig) -> Self {
+impl<'a> Options<'a> {
+    pub fn new(v: &'a crate::vocab::config::VocabConfig, seed: u64) -> Self {
         Options {
             tokens: v.tokens,
+            token_order: &v.token_order,
+            init_embeddings: v.init_embeddings,
+            seed,
             special: v.special,
             markers: &v.markers,
             pad_to_multiple: v.pad_to_multiple,
@@ -188,12 +214,9 @@ pub fn level_sizes(v: &IdView) -> Vec<usize> {
     sizes
 }
 
-/// Load `tokenizer.json`, add the SID tokens, return it with the report.
-pub fn extend(
-    table: &SidTable,
-    tokenizer_path: &Path,
-    opts: &Options,
-) -> Result<(Tokenizer, VocabReport)> {
+/// Load the LLM's `tokenizer.json`, add the SID tokens, return it with the report.
+pub fn extend(table: &SidTable, llm: &Llm, opts: &Options) -> Result<(Tokenizer, VocabReport)> {
+    let tokenizer_path = llm.tokenizer.as_path();
     let mut tok = Tokenizer::from_file(tokenizer_path).map_err(|e| {
         Error::artifact(
             tokenizer_path,
@@ -234,6 +257,9 @@ pub fn extend(
         }
         all_sizes.push(sizes);
     }
+    let order = ordering(opts.token_order, &strings)?;
+    let wanted: Vec<_> = order.iter().map(|&i| wanted[i]).collect();
+    let strings: Vec<String> = order.iter().map(|&i| strings[i].clone()).collect();
     let base = tok.get_vocab_size(true);
     check_markers(opts.markers, &strings, &wanted, &tok, tokenizer_path)?;
     for s in &strings {
@@ -250,7 +276,8 @@ pub fn extend(
     let added: Vec<AddedToken> = strings
         .iter()
         .chain(opts.markers)
-        .map(|s| AddedToken::from(s.clone(), opts.special))
+        // Not normalized: the LLM's normalizer must never see (and change) a SID token.
+        .map(|s| AddedToken::from(s.clone(), opts.special).normalized(false))
         .collect();
     let count = added.len();
     let n = tok
@@ -278,7 +305,7 @@ pub fn extend(
             kind,
         })
         .collect();
-    // Level-major, code-minor ids, right after the base vocabulary.
+    // In the order chosen, right after the base vocabulary.
     debug_assert!(
         tokens
             .iter()
@@ -296,12 +323,16 @@ pub fn extend(
     let vocab_size = tok.get_vocab_size(true);
     let m = opts.pad_to_multiple.max(1);
     let report = VocabReport {
+        llm: llm.source.clone(),
         base_vocab_size: base,
         added: count,
         vocab_size,
         padded_vocab_size: vocab_size.div_ceil(m) * m,
         pad_to_multiple: m,
+        resize: crate::vocab::embeddings::advise(base, vocab_size, llm.embedding_rows()?, m),
+        dropped_post_processor: Vec::new(),
         token_set: opts.tokens,
+        token_order: String::from(opts.token_order.clone()),
         special: opts.special,
         token_format: views[0].format.pattern().to_string(),
         cid_level_sizes: all_sizes.get(1).cloned(),
@@ -319,6 +350,104 @@ pub fn extend(
         tokens,
     };
     Ok((tok, report))
+}
+
+/// The order of the new tokens, as indices into `strings` (level-major, code-minor).
+fn ordering(order: &TokenOrder, strings: &[String]) -> Result<Vec<usize>> {
+    let mut idx: Vec<usize> = (0..strings.len()).collect();
+    match order {
+        TokenOrder::LevelMajor => {}
+        // Byte order of UTF-8 is code-point order: Python's `sorted` on the same strings.
+        TokenOrder::Sorted => idx.sort_by(|&a, &b| strings[a].cmp(&strings[b])),
+        TokenOrder::File(path) => {
+            let pos: HashMap<&str, usize> = strings
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.as_str(), i))
+                .collect();
+            let mut seen = vec![false; strings.len()];
+            idx.clear();
+            for t in read_order(path)? {
+                let Some(&i) = pos.get(t.as_str()) else {
+                    return Err(Error::artifact(
+                        path,
+                        format!(
+                            "lists `{t}`, which is not a SID token of this table (its tokens \
+                             run {} … {}): the order must come from IDs of the same levels and \
+                             token format",
+                            strings.first().map_or("", String::as_str),
+                            strings.last().map_or("", String::as_str)
+                        ),
+                    ));
+                };
+                if !std::mem::replace(&mut seen[i], true) {
+                    idx.push(i);
+                }
+            }
+            // Tokens the file does not list follow, level-major: the listed ones keep the ids
+            // the model was tuned with.
+            idx.extend((0..strings.len()).filter(|&i| !seen[i]));
+        }
+    }
+    Ok(idx)
+}
+
+/// The token strings of a `--token-order` file, in id order: an `.index.json` (item → tokens;
+/// `sorted(set(...))`, as MiniOneRec, LC-Rec and LETTER add them), a `sid_tokens.json` (by id),
+/// a JSON list of strings, or a text file of one token per line.
+fn read_order(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bad = |what: &str| {
+        Error::artifact(
+            path,
+            format!(
+                "is not a token order: {what} (give an .index.json, a sid_tokens.json, a \
+                     JSON list of tokens or one token per line)"
+            ),
+        )
+    };
+    let strings = |v: &serde_json::Value| -> Result<Vec<String>> {
+        v.as_array()
+            .ok_or_else(|| bad("expected a list of tokens"))?
+            .iter()
+            .map(|t| {
+                t.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| bad("a token is not a string"))
+            })
+            .collect()
+    };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Array(a)) => strings(&serde_json::Value::Array(a)),
+        Ok(serde_json::Value::Object(o)) => {
+            if let Some(tokens) = o.get("tokens").and_then(|t| t.as_array()) {
+                let mut by_id: Vec<(u64, String)> = tokens
+                    .iter()
+                    .map(|t| {
+                        Some((
+                            t.get("id")?.as_u64()?,
+                            t.get("token")?.as_str()?.to_string(),
+                        ))
+                    })
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| bad("`tokens` entries need `token` and `id`"))?;
+                by_id.sort();
+                return Ok(by_id.into_iter().map(|(_, t)| t).collect());
+            }
+            let mut all = std::collections::BTreeSet::new();
+            for v in o.values() {
+                all.extend(strings(v)?);
+            }
+            Ok(all.into_iter().collect())
+        }
+        Ok(_) => Err(bad("a JSON value that is neither a list nor an object")),
+        Err(_) => Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()),
+    }
 }
 
 /// Markers must be new, distinct tokens: the tokenizer would silently merge a repeated one, or

@@ -136,14 +136,15 @@ fn shards(index: &Path) -> Result<Vec<String>> {
     Ok(files)
 }
 
-struct Hub {
+/// A hub repository in the HF cache (downloads only what the cache lacks).
+pub(crate) struct Hub {
     id: String,
     revision: String,
     cache: PathBuf,
 }
 
 impl Hub {
-    fn new(id: &str, revision: &str) -> Self {
+    pub(crate) fn new(id: &str, revision: &str) -> Self {
         Hub {
             id: id.to_string(),
             revision: revision.to_string(),
@@ -157,7 +158,7 @@ impl Hub {
     }
 
     /// The cached snapshot directory of the revision, if the cache knows it.
-    fn snapshot(&self) -> Option<PathBuf> {
+    pub(crate) fn snapshot(&self) -> Option<PathBuf> {
         let repo = self.repo_dir();
         let commit = if is_commit(&self.revision) {
             self.revision.clone()
@@ -249,6 +250,56 @@ impl Hub {
     }
 }
 
-fn is_commit(rev: &str) -> bool {
+impl Hub {
+    /// `name` from the cached snapshot, else (unless offline) downloaded into the cache;
+    /// `None` when neither has it (a 404, or offline without it).
+    pub(crate) fn file(&self, name: &str) -> Result<Option<PathBuf>> {
+        if let Some(p) = self
+            .snapshot()
+            .map(|d| d.join(name))
+            .filter(|p| p.is_file())
+        {
+            return Ok(Some(p));
+        }
+        if offline() {
+            return Ok(None);
+        }
+        use hf_hub::api::sync::{ApiBuilder, ApiError};
+        use hf_hub::{Repo, RepoType};
+        let api = ApiBuilder::from_env()
+            .with_cache_dir(self.cache.clone())
+            .with_progress(false)
+            .build()
+            .map_err(|e| Error::Model(format!("cannot reach the Hugging Face hub: {e}")))?;
+        let repo = api.repo(Repo::with_revision(
+            self.id.clone(),
+            RepoType::Model,
+            self.revision.clone(),
+        ));
+        match repo.get(name) {
+            Ok(p) => Ok(Some(p)),
+            // A file the repository does not have: optional files are often absent.
+            Err(ApiError::RequestError(e)) if e.to_string().contains("status: 404") => Ok(None),
+            Err(e) => Err(Error::Model(format!(
+                "cannot fetch {name} of {} (revision {}) from the Hugging Face hub: {e}; set \
+                 HF_HUB_OFFLINE=1 to use only the cache at {}, or pass a local directory",
+                self.id,
+                self.revision,
+                self.cache.display()
+            ))),
+        }
+    }
+
+    /// Shown in messages: `id@revision`.
+    pub(crate) fn describe(&self) -> String {
+        format!("{}@{}", self.id, self.revision)
+    }
+
+    pub(crate) fn cache(&self) -> &Path {
+        &self.cache
+    }
+}
+
+pub(crate) fn is_commit(rev: &str) -> bool {
     rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())
 }
