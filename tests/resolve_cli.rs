@@ -128,6 +128,73 @@ fn partitions_resolved_globally_equal_the_single_machine_assign() {
         "the partitions' own resolution collides across partitions"
     );
 
+    // A later day: IDs handed out for the first 300 items are kept. The distributed path with
+    // --existing gives what `assign --existing` gives on one machine, byte for byte.
+    let day1_items = t.path().join("day1-items.parquet");
+    let b = all.slice(0, 300);
+    write_batch(
+        &day1_items,
+        vec![
+            ("item_id", b.column_by_name("item_id").unwrap().clone()),
+            ("embedding", b.column_by_name("embedding").unwrap().clone()),
+        ],
+    );
+    let day1 = t.path().join("day1.parquet");
+    ok(&[
+        "assign",
+        s(&day1_items),
+        "--quantizer",
+        s(&q),
+        "--out",
+        s(&day1),
+        "-q",
+    ]);
+    let day2_ref = t.path().join("day2-ref.parquet");
+    ok(&[
+        "assign",
+        s(&items),
+        "--quantizer",
+        s(&q),
+        "--existing",
+        s(&day1),
+        "--out",
+        s(&day2_ref),
+        "-q",
+    ]);
+    let day2 = t.path().join("day2.parquet");
+    ok(&[
+        "resolve",
+        s(&raw),
+        "--existing",
+        s(&day1),
+        "--out",
+        s(&day2),
+        "-q",
+    ]);
+    assert_eq!(
+        std::fs::read(&day2).unwrap(),
+        std::fs::read(&day2_ref).unwrap(),
+        "resolve --existing gives assign --existing's table, byte for byte"
+    );
+    let first = read_all(&day1);
+    let kept = read_all(&day2).slice(0, 300);
+    assert_eq!(first.column_by_name("sid"), kept.column_by_name("sid"));
+    // An existing table of another resolution is refused by name.
+    let err = fails(&[
+        "resolve",
+        s(&raw),
+        "--existing",
+        s(&day1),
+        "--dedup",
+        "none",
+        "--out",
+        s(&t.path().join("x.parquet")),
+    ]);
+    assert!(
+        err.contains("was made with --dedup suffix, not none"),
+        "{err}"
+    );
+
     // Parts that were resolved already, overlap, or ask for reassign are refused clearly.
     let err = fails(&[
         "resolve",

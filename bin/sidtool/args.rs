@@ -431,6 +431,10 @@ pub enum Cmd {
         /// [default: suffix].
         #[arg(long, value_enum, default_value = "suffix")]
         dedup: Dedup,
+        /// IDs handed out earlier (a sids.parquet from the same quantizer and --dedup): those
+        /// items keep their IDs, new items get IDs none of them holds, as `assign --existing`.
+        #[arg(long, value_name = "SIDS")]
+        existing: Option<PathBuf>,
     },
     /// Collision and codebook statistics of a sids.parquet.
     Stats {

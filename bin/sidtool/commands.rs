@@ -70,9 +70,14 @@ pub fn run(cli: &Cli) -> Result<()> {
             out,
             stats,
             dedup,
+            existing,
         } => {
             let files = pipeline::part_files(parts)?;
-            let a = pipeline::resolve(&files, *dedup)
+            let existing = match existing {
+                Some(p) => Some(sidtool::ids::sid_table::read(p)?),
+                None => None,
+            };
+            let a = pipeline::resolve(&files, *dedup, existing.as_ref())
                 .with_context(|| format!("resolving {} parts failed", files.len()))?;
             pipeline::write_assigned(&a, out, stats.as_deref())?;
             if !cli.quiet {

@@ -4,11 +4,12 @@
 //! catalogue, so the final IDs are the single-machine ones.
 
 use super::assign::Assigned;
+use super::existing::prepend;
 use super::stats::make_stats;
 use crate::config::Dedup;
 use crate::error::{Error, Result};
 use crate::ids::dedup;
-use crate::ids::sid_table::{self, Expect, SidMeta, SidTable};
+use crate::ids::sid_table::{self, Expect, IdColumns, SidMeta, SidTable};
 use crate::item_id::{IdKey, ItemIds};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -100,8 +101,14 @@ fn read_part(path: &Path) -> Result<(SidTable, SidMeta)> {
 }
 
 /// Resolve the raw codes of `parts` (see [`part_files`]) with `strategy`: the result is what
-/// `assign` with that strategy gives for the concatenated parts, row for row.
-pub fn resolve(parts: &[PathBuf], strategy: Dedup) -> Result<Assigned> {
+/// `assign` with that strategy gives for the concatenated parts, row for row; with `existing`
+/// (IDs handed out earlier by the same quantizer), what `assign --existing` gives: those items
+/// keep their IDs and come first, new items get IDs none of them holds.
+pub fn resolve(
+    parts: &[PathBuf],
+    strategy: Dedup,
+    existing: Option<&SidTable>,
+) -> Result<Assigned> {
     if strategy == Dedup::Reassign {
         return Err(Error::Config(
             "resolve supports --dedup suffix and none: reassign moves items to the nearest free \
@@ -170,13 +177,35 @@ pub fn resolve(parts: &[PathBuf], strategy: Dedup) -> Result<Assigned> {
     let ids = ids.expect("a part was read");
     let sizes = &meta.codebook_sizes;
     let levels = sizes.len();
+    if let Some(ex) = existing {
+        check_existing(ex, &meta, strategy)?;
+    }
+    // With --existing, the items it holds keep their IDs: only the others are resolved.
+    let (input_ids, new_ids, new_raw) = match existing {
+        None => (None, ids, raw),
+        Some(ex) => {
+            let known: std::collections::HashSet<IdKey> =
+                (0..ex.ids.len()).map(|i| ex.ids.key(i)).collect();
+            let fresh: Vec<usize> = (0..ids.len())
+                .filter(|&i| !known.contains(&ids.key(i)))
+                .collect();
+            let fresh_raw = fresh
+                .iter()
+                .flat_map(|&i| raw[i * levels..(i + 1) * levels].iter().copied())
+                .collect();
+            (Some(ids.clone()), ids.select(&fresh), fresh_raw)
+        }
+    };
     let resolution = dedup::resolve(
-        &raw,
+        &new_raw,
         levels,
-        &ids,
+        &new_ids,
         strategy,
         sizes[levels - 1],
-        None,
+        existing.map(|e| dedup::Existing {
+            codes: &e.codes,
+            width: e.width,
+        }),
         |_| unreachable!("reassign is refused above"),
     )?;
     let meta = SidMeta {
@@ -185,7 +214,30 @@ pub fn resolve(parts: &[PathBuf], strategy: Dedup) -> Result<Assigned> {
         suffix_level: resolution.suffix_level,
         ..meta
     };
-    let stats = make_stats(&ids, &raw, &resolution, &meta, None);
+    let (ids, raw, resolution) = match existing {
+        None => (new_ids, new_raw, resolution),
+        Some(ex) => {
+            let mut all_ids = ex.ids.clone();
+            all_ids.extend(new_ids);
+            let cols = IdColumns {
+                codes: ex.codes.clone(),
+                width: ex.width,
+                group_size: ex.group_size.clone(),
+                original_codes: ex.original_codes.clone(),
+            };
+            let (raw, resolution) = prepend(&cols, &all_ids, levels, new_raw, resolution);
+            (all_ids, raw, resolution)
+        }
+    };
+    let mut stats = make_stats(&ids, &raw, &resolution, &meta, None);
+    if let (Some(ex), Some(input)) = (existing, &input_ids) {
+        let present: std::collections::HashSet<IdKey> =
+            (0..input.len()).map(|i| input.key(i)).collect();
+        stats.sid.resolution.existing_items = ex.ids.len() as u64;
+        stats.sid.resolution.existing_not_in_input = (0..ex.ids.len())
+            .filter(|&i| !present.contains(&ex.ids.key(i)))
+            .count() as u64;
+    }
     Ok(Assigned {
         ids,
         raw,
@@ -193,5 +245,45 @@ pub fn resolve(parts: &[PathBuf], strategy: Dedup) -> Result<Assigned> {
         cid: None,
         stats,
         meta,
+    })
+}
+
+/// The existing table must come from the run that coded the parts (same quantizer, codebook
+/// sizes and token format) and have been resolved with `strategy`, as `assign --existing`
+/// requires.
+fn check_existing(ex: &SidTable, parts: &SidMeta, strategy: Dedup) -> Result<()> {
+    let Some(m) = &ex.meta else {
+        return Err(Error::input(
+            &ex.path,
+            None,
+            None,
+            "has no sidtool footer: --existing takes a sids.parquet that sidtool wrote",
+        ));
+    };
+    let problem = if m.dual.is_some() || ex.cid.is_some() {
+        Some("is a GenSAR table; resolve handles single-ID tables so far".to_string())
+    } else if !same_run(m, parts) {
+        Some(
+            "was made by another quantizer or ID format than the parts (method, codebook sizes, \
+             token format and quantizer fingerprint must agree)"
+                .to_string(),
+        )
+    } else if m.dedup != strategy.name() {
+        Some(format!(
+            "was made with --dedup {}, not {}",
+            m.dedup,
+            strategy.name()
+        ))
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        return Err(Error::input(&ex.path, None, None, p));
+    }
+    // New IDs are resolved against these: a flaw here would be copied into the output.
+    ex.validate(&Expect {
+        sizes: Some(&m.codebook_sizes),
+        cid_sizes: None,
+        allow_shared_ids: false,
     })
 }
