@@ -1,17 +1,35 @@
 #!/usr/bin/env bash
-# The Python side of the LLM hand-off (tests/python/llm_handoff.py), once per transformers
-# version users run: the tokenizer folder must load in each. Each version gets its own venv
-# under target/pyenv/ (kept between runs). Needs the release binary and the test assets.
+# The Python side, with packages from PyPI (no torch):
+# 1. the `sidtool` Python package (py/): the wheel maturin builds installs into a fresh venv and
+#    its tests (py/tests/) check the API against the command line bit for bit;
+# 2. the LLM hand-off (tests/python/llm_handoff.py), once per transformers version users run:
+#    the tokenizer folder must load in each.
+# Venvs live under target/pyenv/ (kept between runs). Needs the release binary and the test assets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SIDTOOL_BIN="${SIDTOOL_BIN:-$PWD/target/release/sidtool}"
 test -x "$SIDTOOL_BIN" || { echo "build first: cargo build --release" >&2; exit 1; }
 test -f test-assets/qwen-tokenizer/tokenizer.json || bash scripts/fetch-test-assets.sh
-for version in 4.46.3 4.57.6 5.25.0; do
-  venv="target/pyenv/transformers-$version"
-  if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet "transformers==$version" -r tests/python/requirements.txt
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+
+venv() { # dir packages...
+  local dir=$1; shift
+  if [ ! -x "$dir/bin/python" ]; then
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet "$@"
   fi
-  "$venv/bin/python" tests/python/llm_handoff.py
+}
+
+venv target/pyenv/build maturin
+rm -rf target/wheels
+target/pyenv/build/bin/maturin build --release --quiet -m py/Cargo.toml -o target/wheels
+# A fresh venv every time: the wheel must install as a user installs it.
+rm -rf target/pyenv/wheel
+venv target/pyenv/wheel target/wheels/sidtool-*.whl pytest numpy safetensors
+target/pyenv/wheel/bin/python -m pytest -q py/tests
+
+for version in 4.46.3 4.57.6 5.25.0; do
+  dir="target/pyenv/transformers-$version"
+  venv "$dir" "transformers==$version" -r tests/python/requirements.txt
+  "$dir/bin/python" tests/python/llm_handoff.py
 done

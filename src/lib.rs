@@ -42,4 +42,4 @@ pub use pipeline::{Source, assign, build, stats_of_table, train};
 pub use quant::{Quantizer, load as load_quantizer};
 
 /// The crate version, recorded in every artefact sidtool writes.
-pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

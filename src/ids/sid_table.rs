@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Key of the JSON footer metadata that makes a sids.parquet self-describing.
-pub(crate) const META_KEY: &str = "sidtool:sids";
+pub const META_KEY: &str = "sidtool:sids";
 
 /// What the footer records about how the table was made.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -105,14 +105,14 @@ pub struct CidPart<'a> {
     pub raw: &'a [u16],
 }
 
-fn codes_field(width: usize) -> DataType {
+pub(crate) fn codes_field(width: usize) -> DataType {
     DataType::FixedSizeList(
         Arc::new(Field::new("item", DataType::UInt16, false)),
         width as i32,
     )
 }
 
-fn codes_array(codes: &[u16], width: usize) -> ArrayRef {
+pub(crate) fn codes_array(codes: &[u16], width: usize) -> ArrayRef {
     let values = Arc::new(UInt16Array::from(codes.to_vec()));
     Arc::new(FixedSizeListArray::new(
         Arc::new(Field::new("item", DataType::UInt16, false)),

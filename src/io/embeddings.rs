@@ -192,104 +192,127 @@ impl EmbeddingReader {
     }
 
     fn vectors(&mut self, emb: &ArrayRef, first: u64) -> Result<Matrix> {
-        let n = emb.len();
-        let err = |row: usize, msg: String| {
-            Error::input(
-                &self.path,
-                Some(&self.emb_col),
-                Some(first + row as u64),
-                msg,
-            )
-        };
-        if let Some(r) = first_null(emb.as_ref()) {
-            return Err(err(r, "embedding is null".into()));
-        }
-        // (values, start offset of each row, end offset of each row)
-        let (values, bounds): (ArrayRef, Vec<(usize, usize)>) = match emb.data_type() {
-            DataType::FixedSizeList(_, _) => {
-                let a = emb.as_fixed_size_list();
-                let len = a.value_length() as usize;
-                (
-                    a.values().clone(),
-                    (0..n)
-                        .map(|i| (a.value_offset_at(i), a.value_offset_at(i) + len))
-                        .collect(),
-                )
-            }
-            DataType::List(_) => {
-                let a = emb.as_list::<i32>();
-                let o = a.value_offsets();
-                (
-                    a.values().clone(),
-                    (0..n).map(|i| (o[i] as usize, o[i + 1] as usize)).collect(),
-                )
-            }
-            DataType::LargeList(_) => {
-                let a = emb.as_list::<i64>();
-                let o = a.value_offsets();
-                (
-                    a.values().clone(),
-                    (0..n).map(|i| (o[i] as usize, o[i + 1] as usize)).collect(),
-                )
-            }
-            _ => unreachable!("type checked at open"),
-        };
-        let floats: Vec<f32> = match values.data_type() {
-            DataType::Float32 => values.as_primitive::<Float32Type>().values().to_vec(),
-            DataType::Float64 => values
-                .as_primitive::<Float64Type>()
-                .values()
-                .iter()
-                .map(|&v| v as f32)
-                .collect(),
-            _ => unreachable!("type checked at open"),
-        };
-        let child_nulls = values.nulls().filter(|b| b.null_count() > 0);
-        let dim = match self.dim {
-            Some(d) => d,
-            None => {
-                let d = bounds[0].1 - bounds[0].0;
-                self.dim = Some(d);
-                d
-            }
-        };
-        if dim == 0 {
-            return Err(err(0, "embedding has length 0".into()));
-        }
-        let mut data = Vec::with_capacity(n * dim);
-        for (row, &(s, e)) in bounds.iter().enumerate() {
-            if e - s != dim {
-                return Err(err(
-                    row,
-                    format!("embedding has {} values but earlier rows have {dim}", e - s),
-                ));
-            }
-            if let Some(nb) = child_nulls
-                && (s..e).any(|j| nb.is_null(j))
-            {
-                return Err(err(row, "embedding contains a null component".into()));
-            }
-            let v = &floats[s..e];
-            if !crate::matrix::sq_norm(v).is_finite() && v.iter().all(|x| x.is_finite()) {
-                return Err(err(
-                    row,
-                    "embedding is too large: its squared norm overflows f32; rescale the vectors"
-                        .into(),
-                ));
-            }
-            if let Some(j) = v.iter().position(|x| !x.is_finite()) {
-                return Err(err(
-                    row,
-                    format!(
-                        "embedding component {j} is {} (NaN and ±Inf are not allowed)",
-                        v[j]
-                    ),
-                ));
-            }
-            data.extend_from_slice(v);
-        }
-        Ok(Matrix::new(data, n, dim))
+        batch_vectors(emb, &self.path, &self.emb_col, first, &mut self.dim)
     }
+}
+
+/// The vectors of one batch's embedding column (FixedSizeList or List of Float32/Float64),
+/// every row checked: no nulls, one length (`dim`, learned from the first row when `None`),
+/// finite values. Errors name `path`, `col` and the row (`first` + row in the batch).
+pub(crate) fn batch_vectors(
+    emb: &ArrayRef,
+    path: &Path,
+    col: &str,
+    first: u64,
+    dim: &mut Option<usize>,
+) -> Result<Matrix> {
+    let n = emb.len();
+    let err =
+        |row: usize, msg: String| Error::input(path, Some(col), Some(first + row as u64), msg);
+    if let Some(r) = first_null(emb.as_ref()) {
+        return Err(err(r, "embedding is null".into()));
+    }
+    // (values, start offset of each row, end offset of each row)
+    let (values, bounds): (ArrayRef, Vec<(usize, usize)>) = match emb.data_type() {
+        DataType::FixedSizeList(_, _) => {
+            let a = emb.as_fixed_size_list();
+            let len = a.value_length() as usize;
+            (
+                a.values().clone(),
+                (0..n)
+                    .map(|i| (a.value_offset_at(i), a.value_offset_at(i) + len))
+                    .collect(),
+            )
+        }
+        DataType::List(_) => {
+            let a = emb.as_list::<i32>();
+            let o = a.value_offsets();
+            (
+                a.values().clone(),
+                (0..n).map(|i| (o[i] as usize, o[i + 1] as usize)).collect(),
+            )
+        }
+        DataType::LargeList(_) => {
+            let a = emb.as_list::<i64>();
+            let o = a.value_offsets();
+            (
+                a.values().clone(),
+                (0..n).map(|i| (o[i] as usize, o[i + 1] as usize)).collect(),
+            )
+        }
+        t => {
+            return Err(Error::input(
+                path,
+                Some(col),
+                None,
+                format!(
+                    "has type {t}; embeddings must be FixedSizeList or List of Float32 or Float64"
+                ),
+            ));
+        }
+    };
+    let floats: Vec<f32> = match values.data_type() {
+        DataType::Float32 => values.as_primitive::<Float32Type>().values().to_vec(),
+        DataType::Float64 => values
+            .as_primitive::<Float64Type>()
+            .values()
+            .iter()
+            .map(|&v| v as f32)
+            .collect(),
+        t => {
+            return Err(Error::input(
+                path,
+                Some(col),
+                None,
+                format!("has values of type {t}; embeddings must be Float32 or Float64"),
+            ));
+        }
+    };
+    let child_nulls = values.nulls().filter(|b| b.null_count() > 0);
+    let dim = match *dim {
+        Some(d) => d,
+        None => {
+            let d = bounds[0].1 - bounds[0].0;
+            *dim = Some(d);
+            d
+        }
+    };
+    if dim == 0 {
+        return Err(err(0, "embedding has length 0".into()));
+    }
+    let mut data = Vec::with_capacity(n * dim);
+    for (row, &(s, e)) in bounds.iter().enumerate() {
+        if e - s != dim {
+            return Err(err(
+                row,
+                format!("embedding has {} values but earlier rows have {dim}", e - s),
+            ));
+        }
+        if let Some(nb) = child_nulls
+            && (s..e).any(|j| nb.is_null(j))
+        {
+            return Err(err(row, "embedding contains a null component".into()));
+        }
+        let v = &floats[s..e];
+        if !crate::matrix::sq_norm(v).is_finite() && v.iter().all(|x| x.is_finite()) {
+            return Err(err(
+                row,
+                "embedding is too large: its squared norm overflows f32; rescale the vectors"
+                    .into(),
+            ));
+        }
+        if let Some(j) = v.iter().position(|x| !x.is_finite()) {
+            return Err(err(
+                row,
+                format!(
+                    "embedding component {j} is {} (NaN and ±Inf are not allowed)",
+                    v[j]
+                ),
+            ));
+        }
+        data.extend_from_slice(v);
+    }
+    Ok(Matrix::new(data, n, dim))
 }
 
 impl Iterator for EmbeddingReader {

@@ -3,6 +3,7 @@
 
 mod assign;
 mod build;
+mod encode;
 mod existing;
 mod join;
 mod kinds;
@@ -16,6 +17,7 @@ mod train;
 pub use crate::fs::atomic::write_json;
 pub use assign::{Assigned, CidAssigned, assign, write_assigned};
 pub use build::{BUILD_OUTPUTS, COLLAB_OUTPUT, build};
+pub use encode::{encode_batch, raw_meta};
 pub use join::{CollabVectors, collab_for, collab_vectors};
 pub use manifest::{InputFile, Manifest, Timing, VocabSummary, sha256_file};
 pub use resolve::{part_files, resolve};

@@ -1,0 +1,120 @@
+"""The Python API against the command line, bit for bit (run by scripts/python-tests.sh).
+
+SIDTOOL_BIN names the CLI binary; the repository root is the working directory.
+"""
+
+import os
+import subprocess
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from safetensors.numpy import load_file
+
+import sidtool
+
+ROOT = os.getcwd()
+BIN = os.environ.get("SIDTOOL_BIN", os.path.join(ROOT, "target/release/sidtool"))
+ITEMS = os.path.join(ROOT, "testdata/items.parquet")
+
+
+def cli(*args):
+    r = subprocess.run([BIN, *args, "-q"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A quantizer with few codes for 400 items (many collisions), and the CLI's outputs."""
+    d = tmp_path_factory.mktemp("cli")
+    q = d / "q"
+    cli("train", ITEMS, "--codebook-sizes", "8,4", "--out", str(q))
+    cli("assign", ITEMS, "--quantizer", str(q), "--dedup", "none", "--out", str(d / "raw.parquet"))
+    cli("assign", ITEMS, "--quantizer", str(q), "--out", str(d / "sids.parquet"))
+    return d
+
+
+def batches(size=100):
+    return pq.ParquetFile(ITEMS).iter_batches(batch_size=size, columns=["item_id", "embedding"])
+
+
+def test_encode_gives_the_clis_raw_codes(trained):
+    q = sidtool.Quantizer.load(trained / "q")
+    assert q.info["method"] == "rq-kmeans"
+    assert q.info["codebook_sizes"] == [8, 4]
+    assert q.info["dim"] == 64
+    out = [q.encode(b) for b in batches()]
+    assert out[0].schema.field("codes").type == pa.list_(pa.field("item", pa.uint16(), False), 2)
+    got = pa.Table.from_batches(out)
+    want = pq.read_table(trained / "raw.parquet")
+    assert got.column("item_id").to_pylist() == want.column("item_id").to_pylist()
+    assert got.column("codes").to_pylist() == want.column("codes").to_pylist()
+
+
+def test_parts_written_with_pyarrow_resolve_to_the_single_machine_table(trained, tmp_path):
+    q = sidtool.Quantizer.load(trained / "q")
+    parts = tmp_path / "raw"
+    parts.mkdir()
+    for i, b in enumerate(batches()):
+        pq.write_table(pa.Table.from_batches([q.encode(b)]), parts / f"part-{i:05}.parquet")
+    (parts / "_SUCCESS").write_text("")
+    out = tmp_path / "sids.parquet"
+    stats = sidtool.resolve(parts, out, stats=tmp_path / "stats.json")
+    assert stats["after"]["distinct_ids"] == 400
+    assert out.read_bytes() == (trained / "sids.parquet").read_bytes()
+    # The command line reads the same parts the same way.
+    cli("resolve", str(parts), "--out", str(tmp_path / "cli.parquet"))
+    assert (tmp_path / "cli.parquet").read_bytes() == out.read_bytes()
+
+
+def test_decode_sums_the_codewords(trained):
+    q = sidtool.Quantizer.load(trained / "q")
+    books = load_file(str(trained / "q" / "model.safetensors"))
+    codes = [[3, 1], [7, 0, 5]]  # the second with a suffix code, which decoding ignores
+    got = np.array(q.decode(codes).to_pylist(), dtype=np.float32)
+    want = np.stack([books["codebooks.0"][c[0]] + books["codebooks.1"][c[1]] for c in codes])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    with pytest.raises(sidtool.SidtoolError, match="not below the codebook size 4"):
+        q.decode([[0, 4]])
+
+
+def test_bad_batches_raise_with_the_column_and_row(trained):
+    q = sidtool.Quantizer.load(trained / "q")
+    b = next(batches(10))
+    with pytest.raises(sidtool.SidtoolError, match="no such column"):
+        q.encode(b, embedding_column="vec")
+    vecs = b.column("embedding").to_pylist()
+    vecs[3][5] = float("nan")
+    bad = pa.RecordBatch.from_arrays(
+        [b.column("item_id"), pa.array(vecs, pa.list_(pa.float32()))], ["item_id", "embedding"]
+    )
+    with pytest.raises(sidtool.SidtoolError, match=r"row 3.*NaN"):
+        q.encode(bad)
+    short = pa.RecordBatch.from_arrays(
+        [b.column("item_id"), pa.array([v[:8] for v in b.column("embedding").to_pylist()])],
+        ["item_id", "embedding"],
+    )
+    with pytest.raises(sidtool.SidtoolError, match="8 dimensions but the quantizer was trained on 64"):
+        q.encode(short)
+    with pytest.raises(sidtool.SidtoolError):
+        sidtool.Quantizer.load(trained / "nowhere")
+
+
+def test_threads_encode_at_once_with_the_same_result(trained):
+    q = sidtool.Quantizer.load(trained / "q")
+    data = list(batches(50))
+    want = [q.encode(b).column("codes").to_pylist() for b in data]
+    got = [None] * len(data)
+
+    def work(i):
+        got[i] = q.encode(data[i]).column("codes").to_pylist()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(data))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == want
