@@ -137,7 +137,7 @@ fn pooling_dim_instruction_and_template_options() {
     assert_eq!(v[0].len(), 16);
     // Truncation is reported.
     let out = t.path().join("t.parquet");
-    let err = ok(&[
+    let (report, _) = ok_out(&[
         "embed",
         s(&items),
         "--out",
@@ -147,7 +147,7 @@ fn pooling_dim_instruction_and_template_options() {
         "--max-length",
         "8",
     ]);
-    assert!(err.contains("400 truncated to 8 tokens"), "{err}");
+    assert!(report.contains("400 truncated to 8 tokens"), "{report}");
 }
 
 #[test]
@@ -483,10 +483,10 @@ fn a_killed_run_resumes_where_it_stopped() {
     // Resume: the finished parts are reused, the result equals an uninterrupted run.
     let mut resumed = args.to_vec();
     resumed.push("--resume");
-    let err = ok(&resumed);
+    let (report, _) = ok_out(&resumed);
     assert!(
-        err.contains(&format!("({} from an earlier run)", done * 50)),
-        "{err}"
+        report.contains(&format!("({} from an earlier run)", done * 50)),
+        "{report}"
     );
     assert_eq!(read_embeddings(&out), read_embeddings(&full));
     assert!(!partial.exists());
