@@ -300,3 +300,68 @@ fn assert_roff(page: &str, name: &str) {
         assert!(known.contains(&m), "unexpected roff request {r:?}");
     }
 }
+
+#[test]
+fn every_parquet_output_has_its_footer_metadata_in_the_arrow_schema_too() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    build_small(&out);
+    let data = t.path().join("data");
+    ok(&[
+        "import-recbole",
+        s(&testdata("recbole-tiny")),
+        "--out",
+        s(&data),
+        "-q",
+    ]);
+    let collab = t.path().join("collab.parquet");
+    ok(&[
+        "collab",
+        s(&data.join("interactions.parquet")),
+        "--items",
+        s(&data.join("items.parquet")),
+        "--out",
+        s(&collab),
+        "--collab-dim",
+        "2",
+        "-q",
+    ]);
+    let embedded = t.path().join("emb.parquet");
+    ok(&[
+        "embed",
+        s(&testdata("items_text.parquet")),
+        "--out",
+        s(&embedded),
+        "--model",
+        s(&testdata("tiny-qwen3")),
+        "-q",
+    ]);
+    let raw = t.path().join("raw.parquet");
+    ok(&[
+        "assign",
+        s(&out.join("embeddings.parquet")),
+        "--quantizer",
+        s(&out.join("quantizer")),
+        "--dedup",
+        "none",
+        "--out",
+        s(&raw),
+        "-q",
+    ]);
+    let resolved = t.path().join("resolved.parquet");
+    ok(&["resolve", s(&raw), "--out", s(&resolved), "-q"]);
+    for (f, key) in [
+        (out.join("sids.parquet"), "sidtool:sids"),
+        (out.join("embeddings.parquet"), "sidtool:version"),
+        (data.join("items.parquet"), "sidtool:recbole"),
+        (data.join("interactions.parquet"), "sidtool:recbole"),
+        (collab.clone(), "sidtool:collab"),
+        (embedded.clone(), "sidtool:embed"),
+        (raw.clone(), "sidtool:sids"),
+        (resolved.clone(), "sidtool:sids"),
+    ] {
+        let footer = footer_metadata(&f);
+        assert!(footer.contains_key(key), "{}: {footer:?}", f.display());
+        assert_eq!(arrow_schema_metadata(&f), footer, "{}", f.display());
+    }
+}

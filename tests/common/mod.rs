@@ -387,3 +387,34 @@ pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         })
         .fold(0.0, f32::max)
 }
+
+/// A Parquet file's footer key-value metadata, less `ARROW:schema`.
+pub fn footer_metadata(path: &Path) -> std::collections::BTreeMap<String, String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let r = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let kv = r.metadata().file_metadata().key_value_metadata().cloned();
+    kv.unwrap_or_default()
+        .into_iter()
+        .filter(|k| k.key != "ARROW:schema")
+        .map(|k| (k.key, k.value.unwrap_or_default()))
+        .collect()
+}
+
+/// The metadata of the Arrow schema stored in a Parquet footer (`ARROW:schema`) alone: what
+/// pyarrow's `pq.read_schema(path).metadata` shows. (The parquet crate's reader merges the
+/// footer's other keys in, so its `schema().metadata()` cannot tell the two apart.)
+pub fn arrow_schema_metadata(path: &Path) -> std::collections::BTreeMap<String, String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let r = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let fm = r.metadata().file_metadata();
+    let arrow_only: Vec<_> = fm
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter(|k| k.key == "ARROW:schema")
+        .cloned()
+        .collect();
+    let schema =
+        parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), Some(&arrow_only)).unwrap();
+    schema.metadata().clone().into_iter().collect()
+}
