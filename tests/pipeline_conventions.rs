@@ -60,6 +60,11 @@ fn dash_writes_json_to_stdout_and_no_file_named_dash() {
         "{}",
         &html[..html.len().min(200)]
     );
+    // The code-usage chart names levels by number, then token letter.
+    assert!(
+        html.contains(">\n1 (a)\n<") && html.contains(">\n2 (b)\n<"),
+        "level labels"
+    );
     assert!(!t.path().join("-").exists(), "no file named `-`");
 }
 
@@ -131,6 +136,9 @@ fn reports_go_to_stdout_and_logs_to_stderr() {
     let (report, log) = ok_out(&["stats", s(&out.join("sids.parquet"))]);
     assert!(report.contains("collision rate") && report.contains("perplexity"));
     assert!(log.is_empty(), "{log}");
+    // Levels by number from 1, as in stats.json; the letter names the level's tokens.
+    let rows = regex::Regex::new(r"(?m)^level +token .*\n1 +a +8 .*\n2 +b +4 .*\n3 +c ").unwrap();
+    assert!(rows.is_match(&report), "{report}");
     let q = t.path().join("q");
     let (report, log) = ok_out(&[
         "train",
