@@ -174,12 +174,15 @@ fn human_seconds(s: f64) -> String {
     }
 }
 
+/// Where a finished log line's bytes go (stderr; a test's in-memory terminal).
+type Sink = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
 /// The log's writer (tracing's `MakeWriter`): each event is collected whole, then printed
 /// while the live bars are cleared, and the bars are redrawn below it.
 #[derive(Clone)]
 pub struct LogWriter {
     bars: MultiProgress,
-    sink: Arc<dyn Fn(&[u8]) + Send + Sync>,
+    sink: Sink,
 }
 
 impl LogWriter {
