@@ -21,7 +21,7 @@ fn small_config(dir: &Path) -> std::path::PathBuf {
 fn build_on_testdata_writes_every_output_with_unique_ids() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let err = ok(&[
+    let (report, err) = ok_out(&[
         "build",
         p(&testdata("items.parquet")),
         "--config",
@@ -30,9 +30,10 @@ fn build_on_testdata_writes_every_output_with_unique_ids() {
         p(&out),
     ]);
     assert!(
-        err.contains("collision rate"),
-        "stats table on stderr:\n{err}"
+        report.contains("collision rate") && !err.contains("collision rate"),
+        "stats table on stdout:\n{report}\nnot stderr:\n{err}"
     );
+    assert!(err.contains("wrote "), "log lines on stderr:\n{err}");
     let mut files = entries(&out);
     files.sort();
     assert_eq!(
@@ -752,7 +753,7 @@ fn assign_with_existing_keeps_old_ids_and_gives_new_items_free_ones() {
             "-q",
         ]);
         let day2 = tmp.path().join("day2.parquet");
-        let err = ok(&[
+        let (report, _) = ok_out(&[
             "assign",
             p(&testdata("items.parquet")),
             "--quantizer",
@@ -763,8 +764,8 @@ fn assign_with_existing_keeps_old_ids_and_gives_new_items_free_ones() {
             p(&day2),
         ]);
         assert!(
-            err.contains("kept 300 existing IDs unchanged; added 100 new items"),
-            "{err}"
+            report.contains("kept 300 existing IDs unchanged; added 100 new items"),
+            "{report}"
         );
         let a = sid_table::read(&day1).unwrap();
         let b = sid_table::read(&day2).unwrap();
@@ -1155,7 +1156,7 @@ fn existing_items_missing_from_the_catalogue_are_kept_and_reported() {
     ]);
     let day2 = tmp.path().join("day2.parquet");
     let stats = tmp.path().join("s.json");
-    let err = ok(&[
+    let (report, _) = ok_out(&[
         "assign",
         p(&first_rows(tmp.path(), 300)),
         "--quantizer",
@@ -1168,8 +1169,8 @@ fn existing_items_missing_from_the_catalogue_are_kept_and_reported() {
         p(&stats),
     ]);
     assert!(
-        err.contains("100 of the existing items are not in this catalogue"),
-        "{err}"
+        report.contains("100 of the existing items are not in this catalogue"),
+        "{report}"
     );
     assert_eq!(
         read_json(&stats)["resolution"]["existing_not_in_input"],

@@ -57,7 +57,7 @@ fn writes_one_row_per_item_with_zero_rows_for_items_without_interactions() {
     let t = tempfile::tempdir().unwrap();
     let (items, inter) = inputs(t.path(), 40);
     let out = t.path().join("collab.parquet");
-    let err = ok(&[
+    let (report, _) = ok_out(&[
         "collab",
         p(&inter),
         "--items",
@@ -70,9 +70,10 @@ fn writes_one_row_per_item_with_zero_rows_for_items_without_interactions() {
         "3",
     ]);
     assert!(
-        err.contains("40 items, 60 users, 481 interactions (1 naming items not in the catalogue")
-            && err.contains("10 items without interactions"),
-        "{err}"
+        report
+            .contains("40 items, 60 users, 481 interactions (1 naming items not in the catalogue")
+            && report.contains("10 items without interactions"),
+        "{report}"
     );
 
     // Schema: item_id Utf8, collab_embedding FixedSizeList<Float32, 8>, both non-null.
@@ -158,7 +159,7 @@ fn config_section_sets_every_option_and_flags_override_it() {
     )
     .unwrap();
     let out = t.path().join("a.parquet");
-    let err = ok(&[
+    let (report, _) = ok_out(&[
         "collab",
         p(&int_inter),
         "--items",
@@ -168,7 +169,7 @@ fn config_section_sets_every_option_and_flags_override_it() {
         "--config",
         p(&cfg),
     ]);
-    assert!(err.contains("32 items without interactions"), "{err}");
+    assert!(report.contains("32 items without interactions"), "{report}");
     let (ids, rows) = read_collab(&out, "cf");
     assert_eq!((ids.len(), rows[0].len()), (35, 4));
     assert_eq!(ids[0], "1000");

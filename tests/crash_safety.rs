@@ -24,7 +24,9 @@ fn run(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Output {
     if let Some(d) = cwd {
         c.current_dir(d);
     }
-    c.output().expect("run sidtool")
+    let o = c.output().expect("run sidtool");
+    check_stats_outputs(args, &o, cwd);
+    o
 }
 
 fn stderr(o: &Output) -> String {
@@ -446,6 +448,7 @@ fn a_second_writer_of_the_same_output_fails_at_once_naming_the_holder() {
     );
     let first = first.wait_with_output().unwrap();
     assert!(first.status.success(), "{}", stderr(&first));
+    check_stats_outputs(&args, &first, None);
     assert!(out.join("manifest.json").exists() && out.join("sids.parquet").exists());
     assert_eq!(names(t.path()), ["out"], "lock file and staging removed");
 }

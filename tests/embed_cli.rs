@@ -137,7 +137,7 @@ fn pooling_dim_instruction_and_template_options() {
     assert_eq!(v[0].len(), 16);
     // Truncation is reported.
     let out = t.path().join("t.parquet");
-    let err = ok(&[
+    let (report, _) = ok_out(&[
         "embed",
         s(&items),
         "--out",
@@ -147,7 +147,7 @@ fn pooling_dim_instruction_and_template_options() {
         "--max-length",
         "8",
     ]);
-    assert!(err.contains("400 truncated to 8 tokens"), "{err}");
+    assert!(report.contains("400 truncated to 8 tokens"), "{report}");
 }
 
 #[test]
@@ -356,7 +356,38 @@ fn hub_ids_resolve_through_a_local_hf_cache_without_network() {
         );
         let (_, got) = read_embeddings(&out);
         assert_eq!(got, want, "run {i}");
+        // The footer names the commit the revision resolved to, not the moving `main`.
+        let meta: serde_json::Value =
+            serde_json::from_str(&footer_metadata(&out)["sidtool:embed"]).unwrap();
+        assert_eq!(
+            meta["encoder"]["model"],
+            format!("test-org/tiny-qwen3@{commit}"),
+            "run {i}"
+        );
     }
+    // So does a build's manifest, beside the revision it was asked for.
+    let built = t.path().join("built");
+    let o = sidtool_env(
+        &[
+            "build",
+            s(&items),
+            "--out",
+            s(&built),
+            "--model",
+            "test-org/tiny-qwen3",
+            "--codebook-sizes",
+            "16,8",
+            "-q",
+        ],
+        &[("HF_HUB_CACHE", s(&cache)), ("HF_HUB_OFFLINE", "1"), dead],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = read_json(&built.join("manifest.json"));
+    assert_eq!(
+        m["embed"]["encoder"]["model"],
+        format!("test-org/tiny-qwen3@{commit}")
+    );
+    assert_eq!(m["config"]["embed"]["revision"], "main");
     // HF_HOME/hub is the cache when HF_HUB_CACHE is unset.
     let home = t.path().join("home");
     hf_cache(&home.join("hub"), "test-org/tiny-qwen3", commit);
@@ -391,7 +422,9 @@ fn hub_ids_resolve_through_a_local_hf_cache_without_network() {
     assert!(
         err.contains("test-org/other-model")
             && err.contains("not in the Hugging Face cache")
-            && err.contains("HF_HUB_OFFLINE"),
+            && err.contains("HF_HUB_OFFLINE")
+            && err.contains("(`hf download test-org/other-model --revision main`)")
+            && !err.contains("huggingface-cli"),
         "{err}"
     );
     assert!(!out.exists());
@@ -490,10 +523,10 @@ fn a_killed_run_resumes_where_it_stopped() {
     // Resume: the finished parts are reused, the result equals an uninterrupted run.
     let mut resumed = args.to_vec();
     resumed.push("--resume");
-    let err = ok(&resumed);
+    let (report, _) = ok_out(&resumed);
     assert!(
-        err.contains(&format!("({} from an earlier run)", done * 50)),
-        "{err}"
+        report.contains(&format!("({} from an earlier run)", done * 50)),
+        "{report}"
     );
     assert_eq!(read_embeddings(&out), read_embeddings(&full));
     assert!(!partial.exists());

@@ -80,12 +80,12 @@ fn broken_copy(dir: &Path, edit: impl Fn(&str, String) -> String) -> PathBuf {
 fn imports_the_tiny_dataset_with_exact_values_and_types() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let err = ok(&["import-recbole", p(&tiny()), "--out", p(&out)]);
+    let (report, _) = ok_out(&["import-recbole", p(&tiny()), "--out", p(&out)]);
     assert!(
-        err.contains("items.parquet: 5 rows")
-            && err.contains("interactions.parquet: 6 rows")
-            && err.contains("token_seq  → Utf8 (1 null)"),
-        "{err}"
+        report.contains("items.parquet: 5 rows")
+            && report.contains("interactions.parquet: 6 rows")
+            && report.contains("token_seq  → Utf8 (1 null)"),
+        "{report}"
     );
     let mut files = entries(&out);
     files.sort();
@@ -255,8 +255,8 @@ fn interactions_alone_and_dataset_names() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(tiny().join("tiny.inter"), dir.join("tiny.inter")).unwrap();
     let out = tmp.path().join("out");
-    let err = ok(&["import-recbole", p(&dir), "--out", p(&out)]);
-    assert!(err.contains("no tiny.item in"), "{err}");
+    let (report, _) = ok_out(&["import-recbole", p(&dir), "--out", p(&out)]);
+    assert!(report.contains("no tiny.item in"), "{report}");
     assert_eq!(entries(&out), ["interactions.parquet"]);
 
     let err = fails(&[

@@ -14,35 +14,41 @@ use std::path::PathBuf;
 /// a mistyped count fails at once instead of spawning threads until the process hangs.
 const MAX_THREADS: u64 = 1024;
 
+/// The help heading of the flags every subcommand takes, listed apart from its own.
+const GLOBAL: &str = "Global options";
+
 #[derive(Parser)]
 #[command(
     name = "sidtool",
     version,
+    // Every subcommand's `--version` and manual page carry the version too.
+    propagate_version = true,
     about = "Turn an item catalogue into semantic IDs (SIDs)"
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
     /// TOML config file; command-line flags override its values.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
     /// Random seed: the same input, config and seed give identical IDs.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub seed: Option<u64>,
     /// Print errors only.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     /// More detail (-v: per-level training info, -vv: debug).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// Worker threads (default: all cores).
-    #[arg(long, global = true,
+    #[arg(long, global = true, help_heading = GLOBAL,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_THREADS))]
     pub threads: Option<usize>,
 }
 
 /// `[input]`.
 #[derive(Args, Default, Serialize)]
+#[command(next_help_heading = "Input")]
 pub struct InputArgs {
     /// Column with the item identifier [default: item_id].
     #[arg(long)]
@@ -55,6 +61,7 @@ pub struct InputArgs {
 /// Where a GenSAR model's collaborative vectors come from (`train`, `assign`, `stats`):
 /// `[collab]`, and `--collab` for `[input] collab` (see `overlay`).
 #[derive(Args, Default, Serialize)]
+#[command(next_help_heading = "Collaborative")]
 pub struct CollabInputArgs {
     /// GenSAR: collaborative vectors, item_id + a vector column (the collab.parquet a GenSAR
     /// build wrote, `sidtool collab`'s output, or e.g. SASRec item vectors) [default: the
@@ -70,6 +77,7 @@ pub struct CollabInputArgs {
 
 /// `[quantizer]`, with its `rqvae` and `gensar` subsections as flattened groups.
 #[derive(Args, Default, Serialize)]
+#[command(next_help_heading = "Quantizer")]
 pub struct QuantArgs {
     /// Quantization method [default: rq-kmeans].
     #[arg(long, value_enum)]
@@ -98,6 +106,7 @@ pub struct QuantArgs {
 
 /// `[quantizer.rqvae]`.
 #[derive(Args, Default, Serialize)]
+#[command(next_help_heading = "RQ-VAE")]
 pub struct RqVaeArgs {
     /// RQ-VAE: latent dimension [default: 32].
     #[arg(long)]
@@ -145,6 +154,7 @@ pub struct RqVaeArgs {
 
 /// `[quantizer.gensar]`.
 #[derive(Args, Default, Serialize)]
+#[command(next_help_heading = "GenSAR")]
 pub struct GensarArgs {
     /// GenSAR: levels shared by the SID and the CID [default: 2].
     #[arg(long)]
@@ -159,6 +169,7 @@ pub struct GensarArgs {
 
 /// `[ids]`.
 #[derive(Args, Default, Serialize)]
+#[command(next_help_heading = "IDs")]
 pub struct IdArgs {
     /// Collision resolution [default: suffix; with --existing, that table's].
     #[arg(long, value_enum)]
@@ -170,6 +181,7 @@ pub struct IdArgs {
 
 /// `[embed]`.
 #[derive(Args, Default, Serialize)]
+#[command(next_help_heading = "Embedding")]
 pub struct EmbedArgs {
     /// Hub id (via the Hugging Face cache; HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE apply) or
     /// a local model directory [default: Qwen/Qwen3-Embedding-0.6B].
@@ -210,6 +222,7 @@ pub struct EmbedArgs {
 
 /// `[vocab]`; `--llm` is set on the typed config (see `overlay`).
 #[derive(Args, Default, Serialize)]
+#[command(next_help_heading = "Vocabulary")]
 pub struct VocabArgs {
     /// The LLM that will learn the SIDs: a hub id (through the HF cache, e.g. Qwen/Qwen3-0.6B),
     /// its model or tokenizer directory, or a bare tokenizer.json. Its tokenizer folder is
@@ -249,6 +262,7 @@ pub struct VocabArgs {
 
 /// `sidtool collab`'s `[collab]`; `--id-column` is `[input] id_column` (see `overlay`).
 #[derive(Args, Default, Serialize)]
+#[command(next_help_heading = "Collaborative")]
 pub struct CollabArgs {
     /// Dimensions of the collaborative vectors [default: 64].
     #[arg(long, value_name = "D")]
@@ -277,6 +291,7 @@ pub struct CollabArgs {
 /// contrastive pairs' window, so the co-occurrence window is `--collab-window`. `[collab]`,
 /// and `--collab` for `[input] collab` (see `overlay`).
 #[derive(Args, Default, Serialize)]
+#[command(next_help_heading = "Collaborative")]
 pub struct BuildCollabArgs {
     /// GenSAR: collaborative vectors, item_id + a vector column (e.g. SASRec item vectors)
     /// [default: the items' own collab_embedding column, else computed from --interactions].
@@ -312,7 +327,7 @@ pub enum Cmd {
         /// Items Parquet file: an id column and text columns or a vector column (see schemas/items.md).
         items: PathBuf,
         /// Output directory (created if needed; sidtool's files in it are replaced).
-        #[arg(long, default_value = "sidtool-out")]
+        #[arg(long, default_value = "sidtool-out", help_heading = "Output")]
         out: PathBuf,
         #[command(flatten)]
         input: InputArgs,
@@ -327,7 +342,7 @@ pub enum Cmd {
         #[command(flatten)]
         collab: BuildCollabArgs,
         /// Also write report.html (the charts of `sidtool report`) into the output.
-        #[arg(long)]
+        #[arg(long, help_heading = "Output")]
         report: bool,
     },
     /// The LLM's tokenizer folder with the SID tokens added, the embedding-size advice, and the
@@ -535,6 +550,18 @@ pub enum Cmd {
         /// Sample rows to show.
         #[arg(long, default_value_t = crate::inspect::SAMPLE_ROWS)]
         rows: usize,
+    },
+    /// Shell completion script on stdout, e.g. `sidtool completions bash >
+    /// ~/.local/share/bash-completion/completions/sidtool`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff) on stdout, or with --out one page per subcommand into a directory.
+    Man {
+        /// Directory for sidtool.1 and sidtool-<subcommand>.1 (created if needed).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Performance figures (see docs/benchmarks.md).
     Bench {

@@ -1,7 +1,12 @@
 //! One function per subcommand: take the config, call the library, print the summary.
+//!
+//! Conventions every command keeps: the command's result (a report, a table, or data written
+//! to `-`) goes to stdout; progress, timings, `wrote …` lines and warnings go to stderr. When
+//! stdout carries data, the human report moves to stderr so the data stays parseable.
 
 use crate::args::{BenchCmd, Cli, Cmd};
-use crate::report::{self, Reporter};
+use crate::report::{self, Reporter, Say, print_out};
+use crate::stdout::{self, is_stdout};
 use anyhow::{Context, Result};
 use sidtool::ids::stats::render;
 use sidtool::pipeline::{self, Source};
@@ -10,14 +15,15 @@ use std::time::Instant;
 
 pub fn run(cli: &Cli) -> Result<()> {
     let reporter = Reporter::new(cli.quiet);
+    let say = Say::new(cli.quiet);
     match &cli.cmd {
-        Cmd::Build { items, out, .. } => build(cli, items, out, &reporter),
+        Cmd::Build { items, out, .. } => build(cli, items, out, &reporter, say),
         Cmd::Embed {
             items, out, resume, ..
-        } => embed(cli, items, out, *resume, &reporter),
+        } => embed(cli, items, out, *resume, &reporter, say),
         Cmd::Train {
             embeddings, out, ..
-        } => train(cli, embeddings, out, &reporter),
+        } => train(cli, embeddings, out, &reporter, say),
         Cmd::Assign {
             embeddings,
             quantizer,
@@ -37,6 +43,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 existing.as_deref(),
                 user_set,
                 &reporter,
+                say,
             )
         }
         Cmd::Stats {
@@ -50,21 +57,22 @@ pub fn run(cli: &Cli) -> Result<()> {
             sids,
             json.as_deref(),
             embeddings.as_deref().zip(quantizer.as_deref()),
+            say,
         ),
-        Cmd::Vocab { sids, out, .. } => vocab(cli, sids, out),
+        Cmd::Vocab { sids, out, .. } => vocab(cli, sids, out, say),
         Cmd::Export {
             sids,
             format,
             out,
             cid,
-        } => export(cli, sids, *format, out, *cid),
-        Cmd::ImportRecbole { dir, out, name } => import_recbole(cli, dir, out, name.as_deref()),
+        } => export(sids, *format, out, *cid, say),
+        Cmd::ImportRecbole { dir, out, name } => import_recbole(dir, out, name.as_deref(), say),
         Cmd::Collab {
             interactions,
             items,
             out,
             ..
-        } => collab(cli, interactions, items, out, &reporter),
+        } => collab(cli, interactions, items, out, &reporter, say),
         Cmd::Resolve {
             parts,
             out,
@@ -72,6 +80,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             dedup,
             existing,
         } => {
+            stdout::refuse_two(&[("--out", Some(out)), ("--stats", stats.as_deref())])?;
             let files = pipeline::part_files(parts)?;
             let existing = match existing {
                 Some(p) => Some(sidtool::ids::sid_table::read(p)?),
@@ -79,20 +88,30 @@ pub fn run(cli: &Cli) -> Result<()> {
             };
             let a = pipeline::resolve(&files, *dedup, existing.as_ref())
                 .with_context(|| format!("resolving {} parts failed", files.len()))?;
-            pipeline::write_assigned(&a, out, stats.as_deref())?;
-            if !cli.quiet {
-                eprint!("{}", render(&a.stats));
-                eprintln!("wrote {} (from {} parts)", out.display(), files.len());
-            }
+            let say = write_assigned(&a, out, stats.as_deref(), say)?;
+            say.report(&render(&a.stats))?;
+            say.log(&format!(
+                "wrote {} (from {} parts)",
+                shown(out),
+                files.len()
+            ));
             Ok(())
         }
         Cmd::Report { dirs, out } => {
-            sidtool::report::write(dirs, out).context("report failed")?;
-            if !cli.quiet {
-                eprintln!("wrote {}", out.display());
+            if is_stdout(out) {
+                return print_out(&sidtool::report::render(dirs).context("report failed")?);
             }
+            sidtool::report::write(dirs, out).context("report failed")?;
+            say.log(&format!("wrote {}", out.display()));
             Ok(())
         }
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut o = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "sidtool", &mut o);
+            print_out(&String::from_utf8(o)?)
+        }
+        Cmd::Man { out } => crate::man::write(out.as_deref(), say),
         Cmd::Inspect { file, rows } => print_out(&crate::inspect::describe(file, *rows)?),
         Cmd::Eval {
             tables,
@@ -117,7 +136,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 no_t1: *no_next_item,
                 seed: cli.seed.unwrap_or(sidtool::config::DEFAULT_SEED),
             };
-            eval(tables, &o, out.as_deref())
+            eval(tables, &o, out.as_deref(), say)
         }
         Cmd::Bench { what } => bench(cli, what),
     }
@@ -127,6 +146,7 @@ fn eval(
     tables: &[std::path::PathBuf],
     o: &sidtool::eval::Options,
     out: Option<&Path>,
+    say: Say,
 ) -> Result<()> {
     let evals = tables
         .iter()
@@ -134,53 +154,100 @@ fn eval(
             sidtool::eval::evaluate(t, o).with_context(|| format!("eval of {} failed", t.display()))
         })
         .collect::<Result<Vec<_>>>()?;
-    match out {
-        // `--out -`: the JSON on stdout instead of the table.
-        Some(p) if p == Path::new("-") => {
-            return print_out(&(serde_json::to_string_pretty(&evals)? + "\n"));
+    let say = match out {
+        // `--out -`: the JSON on stdout, the table on stderr.
+        Some(p) if is_stdout(p) => {
+            print_out(&(serde_json::to_string_pretty(&evals)? + "\n"))?;
+            say.to_stderr()
         }
-        Some(p) => sidtool::fs::atomic::write_json(p, &evals)?,
-        None => {}
-    }
-    print_out(&report::eval(&evals))
+        Some(p) => {
+            sidtool::fs::atomic::write_json(p, &evals)?;
+            say
+        }
+        None => say,
+    };
+    say.report(&report::eval(&evals))
 }
 
-fn build(cli: &Cli, items: &Path, out: &Path, reporter: &Reporter) -> Result<()> {
+fn build(cli: &Cli, items: &Path, out: &Path, reporter: &Reporter, say: Say) -> Result<()> {
     let cfg = cli.config()?;
     let (manifest, stats) = pipeline::build(items, out, &cfg, reporter)
         .with_context(|| format!("build of {} failed", items.display()))?;
-    if !cli.quiet {
-        eprint!("{}", render(&stats));
-        let total: f64 = manifest.timings.iter().map(|t| t.seconds).sum();
-        eprintln!("wrote {} ({:.2}s)", out.display(), total);
-    }
+    say.report(&render(&stats))?;
+    let total: f64 = manifest.timings.iter().map(|t| t.seconds).sum();
+    say.log(&format!("wrote {} ({:.2}s)", out.display(), total));
     Ok(())
 }
 
-fn embed(cli: &Cli, items: &Path, out: &Path, resume: bool, reporter: &Reporter) -> Result<()> {
+fn embed(
+    cli: &Cli,
+    items: &Path,
+    out: &Path,
+    resume: bool,
+    reporter: &Reporter,
+    say: Say,
+) -> Result<()> {
     let cfg = cli.config()?;
     let r = sidtool::embed::job::embed_file(items, out, &cfg.embed, &cfg.input, resume, reporter)
         .with_context(|| format!("embedding {} failed", items.display()))?;
-    if !cli.quiet {
-        report::embedded(&r, out);
+    say.report(&report::embedded(&r))?;
+    if r.empty_texts > 0 {
+        say.log(&format!(
+            "warning: {} items had no text (every template field null)",
+            r.empty_texts
+        ));
     }
+    say.log(&format!("wrote {}", out.display()));
     Ok(())
 }
 
-fn train(cli: &Cli, embeddings: &Path, out: &Path, reporter: &Reporter) -> Result<()> {
+fn train(cli: &Cli, embeddings: &Path, out: &Path, reporter: &Reporter, say: Say) -> Result<()> {
     let cfg = cli.config()?;
     let q = pipeline::train(embeddings, &cfg, reporter)
         .with_context(|| format!("training on {} failed", embeddings.display()))?;
     q.save(out)?;
-    if !cli.quiet {
-        eprintln!(
-            "wrote {} ({} levels: {:?})",
-            out.display(),
-            q.levels(),
-            q.codebook_sizes()
-        );
-    }
+    say.report(&format!(
+        "trained {} levels: {:?}\n",
+        q.levels(),
+        q.codebook_sizes()
+    ))?;
+    say.log(&format!("wrote {}", out.display()));
     Ok(())
+}
+
+/// `assign`'s and `resolve`'s outputs, either of which may be `-` (checked by the caller not to
+/// be both); returns where the human report goes then.
+fn write_assigned(
+    a: &pipeline::Assigned,
+    out: &Path,
+    stats: Option<&Path>,
+    say: Say,
+) -> Result<Say> {
+    let stats_file = stats.filter(|p| !is_stdout(p));
+    if is_stdout(out) {
+        stdout::via_temp_file("sids.parquet", |tmp| {
+            Ok(pipeline::write_assigned(a, tmp, stats_file)?)
+        })?;
+    } else {
+        pipeline::write_assigned(a, out, stats_file)?;
+    }
+    if stats.is_some_and(is_stdout) {
+        print_out(&(serde_json::to_string_pretty(&a.stats)? + "\n"))?;
+    }
+    Ok(if is_stdout(out) || stats.is_some_and(is_stdout) {
+        say.to_stderr()
+    } else {
+        say
+    })
+}
+
+/// A path as `wrote …` names it; `-` is stdout.
+fn shown(p: &Path) -> String {
+    if is_stdout(p) {
+        "stdout".into()
+    } else {
+        p.display().to_string()
+    }
 }
 
 fn assign(
@@ -190,7 +257,9 @@ fn assign(
     existing: Option<&Path>,
     (dedup_set, format_set): (bool, bool),
     reporter: &Reporter,
+    say: Say,
 ) -> Result<()> {
+    stdout::refuse_two(&[("--out", Some(out)), ("--stats", stats)])?;
     let mut cfg = cli.config()?;
     let previous = match existing {
         Some(p) => Some(sidtool::ids::sid_table::read(p)?),
@@ -208,11 +277,9 @@ fn assign(
     };
     let a = pipeline::assign(&source, q.as_ref(), &cfg, previous.as_ref(), reporter)
         .with_context(|| format!("assign of {} failed", embeddings.display()))?;
-    pipeline::write_assigned(&a, out, stats)?;
-    if !cli.quiet {
-        eprint!("{}", render(&a.stats));
-        eprintln!("wrote {}", out.display());
-    }
+    let say = write_assigned(&a, out, stats, say)?;
+    say.report(&render(&a.stats))?;
+    say.log(&format!("wrote {}", shown(out)));
     Ok(())
 }
 
@@ -222,6 +289,7 @@ fn stats(
     sids: &Path,
     json: Option<&Path>,
     vectors: Option<(&Path, &Path)>,
+    say: Say,
 ) -> Result<()> {
     let cfg = cli.config()?;
     let s = match vectors {
@@ -237,19 +305,22 @@ fn stats(
         }
         None => pipeline::stats_of_table(sids, None)?,
     };
-    match json {
-        // `--json -`: the statistics on stdout, for a pipe.
-        Some(p) if p == Path::new("-") => print_out(&(serde_json::to_string_pretty(&s)? + "\n"))?,
-        Some(p) => pipeline::write_json(p, &s)?,
-        None => {}
-    }
-    if !cli.quiet {
-        eprint!("{}", render(&s));
-    }
-    Ok(())
+    let say = match json {
+        // `--json -`: the statistics on stdout, for a pipe; the table on stderr.
+        Some(p) if is_stdout(p) => {
+            print_out(&(serde_json::to_string_pretty(&s)? + "\n"))?;
+            say.to_stderr()
+        }
+        Some(p) => {
+            pipeline::write_json(p, &s)?;
+            say
+        }
+        None => say,
+    };
+    say.report(&render(&s))
 }
 
-fn vocab(cli: &Cli, sids: &Path, out: &Path) -> Result<()> {
+fn vocab(cli: &Cli, sids: &Path, out: &Path, say: Say) -> Result<()> {
     let cfg = cli.config()?;
     let v = &cfg.vocab;
     let Some(spec) = &v.llm else {
@@ -267,18 +338,17 @@ fn vocab(cli: &Cli, sids: &Path, out: &Path) -> Result<()> {
         &sidtool::vocab::extend::Options::new(v, cfg.seed),
     )
     .with_context(|| format!("vocabulary for {} failed", sids.display()))?;
-    if !cli.quiet {
-        report::vocab(&r, out);
-    }
+    say.report(&report::vocab(&r))?;
+    say.log(&format!("wrote {}", out.display()));
     Ok(())
 }
 
 fn export(
-    cli: &Cli,
     sids: &Path,
     format: sidtool::export::Format,
     out: &Path,
     cid: bool,
+    say: Say,
 ) -> Result<()> {
     use sidtool::export::Format;
     use sidtool::quant::kind::IdKind;
@@ -293,9 +363,7 @@ fn export(
         return print_out(&sidtool::export::index_json(&table, kind).with_context(failed)?);
     }
     sidtool::export::write(sids, format, kind, out).with_context(failed)?;
-    if !cli.quiet {
-        eprintln!("wrote {}", out.display());
-    }
+    say.log(&format!("wrote {}", out.display()));
     Ok(())
 }
 
@@ -305,6 +373,7 @@ fn collab(
     items: &Path,
     out: &Path,
     reporter: &Reporter,
+    say: Say,
 ) -> Result<()> {
     let cfg = cli.config()?;
     let start = Instant::now();
@@ -317,21 +386,27 @@ fn collab(
                     interactions.display()
                 )
             })?;
-    if !cli.quiet {
-        report::collab(&summary, start.elapsed().as_secs_f64(), out);
-    }
+    say.report(&report::collab(&summary))?;
+    say.log(&format!(
+        "wrote {} ({:.2}s)",
+        out.display(),
+        start.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
-fn import_recbole(cli: &Cli, dir: &Path, out: &Path, name: Option<&str>) -> Result<()> {
+fn import_recbole(dir: &Path, out: &Path, name: Option<&str>, say: Say) -> Result<()> {
     use sidtool::io::recbole::{self, Dataset};
     let t = Instant::now();
     let ds = Dataset::locate(dir, name)?;
     let r = recbole::import(&ds, out)
         .with_context(|| format!("import of RecBole dataset {} failed", ds.name))?;
-    if !cli.quiet {
-        report::recbole(&ds, dir, &r, out, t.elapsed().as_secs_f64());
-    }
+    report::recbole(&ds, dir, &r, say)?;
+    say.log(&format!(
+        "wrote {} ({:.2}s)",
+        out.display(),
+        t.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
@@ -371,13 +446,4 @@ fn bench(cli: &Cli, what: &BenchCmd) -> Result<()> {
             print_out(&(report.to_string() + "\n"))
         }
     }
-}
-
-/// Results on stdout, flushed so a closed pipe surfaces here as an error (see `main`).
-fn print_out(s: &str) -> Result<()> {
-    use std::io::Write;
-    let mut o = std::io::stdout().lock();
-    o.write_all(s.as_bytes())?;
-    o.flush()?;
-    Ok(())
 }

@@ -4,8 +4,10 @@
 mod args;
 mod commands;
 mod inspect;
+mod man;
 mod overlay;
 mod report;
+mod stdout;
 
 use clap::Parser;
 use std::io::IsTerminal;
@@ -49,7 +51,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| format!("sidtool={level}").into()),
         )
-        .with_writer(std::io::stderr)
+        // Through the bars: a log line while a bar is drawn clears it, prints, and redraws it.
+        .with_writer(report::LogWriter::stderr())
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();

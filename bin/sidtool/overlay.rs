@@ -64,6 +64,8 @@ impl Cmd {
             | Cmd::Eval { .. }
             | Cmd::Report { .. }
             | Cmd::Resolve { .. }
+            | Cmd::Completions { .. }
+            | Cmd::Man { .. }
             | Cmd::Bench { .. } => Ok(o),
         }
     }

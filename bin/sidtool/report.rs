@@ -1,22 +1,29 @@
-//! What the user sees on stderr: progress while a stage runs, and each command's summary.
+//! What the user sees: progress while a stage runs and log lines (stderr), and each command's
+//! human report (stdout, see [`Say`]).
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use sidtool::collab::CollabSummary;
 use sidtool::embed::job::EmbedReport;
 use sidtool::io::recbole::{self, TableReport};
 use sidtool::progress::Progress;
 use sidtool::vocab::extend::VocabReport;
-use std::io::IsTerminal;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 /// Seconds between plain progress lines when stderr is not a terminal (a pipeline's log):
-/// often enough that a long stage visibly moves, rarely enough to keep logs short.
-const PLAIN_EVERY_S: f64 = 30.0;
+/// often enough that a stuck job shows within a glance at the log, rarely enough that an
+/// hour-long stage writes a few hundred lines.
+const PLAIN_EVERY_S: f64 = 10.0;
+
+/// Every live bar is drawn through this one `MultiProgress`, so that a log line can clear the
+/// bars, print, and redraw them (see [`LogWriter`]) instead of leaving a half-drawn bar behind.
+static BARS: LazyLock<MultiProgress> = LazyLock::new(MultiProgress::new);
 
 /// Progress as an indicatif bar on a terminal, plain lines otherwise (`stage: started`, a
-/// line with the count and rate every [`PLAIN_EVERY_S`] seconds, or as often as the
+/// line with the count, rate and ETA every [`PLAIN_EVERY_S`] seconds, or as often as the
 /// `SIDTOOL_PROGRESS_SECONDS` environment variable says, `stage: done`), nothing when quiet.
 pub struct Reporter {
     bars: bool,
@@ -66,7 +73,7 @@ impl Progress for Reporter {
                 ),
             };
             b.set_message(stage.to_string());
-            b
+            BARS.add(b)
         } else {
             eprintln!("{stage}: started");
             let b = ProgressBar::hidden();
@@ -88,10 +95,15 @@ impl Progress for Reporter {
             s.bar.inc(units);
             if !self.bars && s.printed.elapsed().as_secs_f64() >= self.every_s {
                 s.printed = Instant::now();
-                let pos = s.bar.position();
-                let total = s.bar.length().map(|t| format!("/{t}")).unwrap_or_default();
-                let rate = pos as f64 / s.started.elapsed().as_secs_f64().max(1e-9);
-                eprintln!("{}: {pos}{total} ({rate:.0}/s)", s.name);
+                eprintln!(
+                    "{}",
+                    plain_line(
+                        &s.name,
+                        s.bar.position(),
+                        s.bar.length(),
+                        s.started.elapsed()
+                    )
+                );
             }
         }
     }
@@ -105,6 +117,7 @@ impl Progress for Reporter {
     fn finish(&self) {
         if let Some(s) = self.state.lock().unwrap().take() {
             s.bar.finish_and_clear();
+            BARS.remove(&s.bar);
             if !self.quiet {
                 eprintln!(
                     "{}: done in {:.2}s",
@@ -131,8 +144,149 @@ impl Reporter {
     }
 }
 
+/// One plain progress line: `stage: 1200/5000 (24.0%), 300/s, eta 13s`; without a known
+/// total, the count and the rate only.
+fn plain_line(stage: &str, pos: u64, total: Option<u64>, elapsed: Duration) -> String {
+    let rate = pos as f64 / elapsed.as_secs_f64().max(1e-9);
+    match total {
+        Some(t) => {
+            let pct = 100.0 * pos as f64 / (t.max(1)) as f64;
+            let eta = if pos >= t {
+                "0s".to_string()
+            } else if pos == 0 {
+                "unknown".to_string()
+            } else {
+                human_seconds((t - pos) as f64 / rate)
+            };
+            format!("{stage}: {pos}/{t} ({pct:.1}%), {rate:.0}/s, eta {eta}")
+        }
+        None => format!("{stage}: {pos}, {rate:.0}/s"),
+    }
+}
+
+/// `42s`, `3m05s`, `2h07m`: short enough for a log line, exact enough for an ETA.
+fn human_seconds(s: f64) -> String {
+    let s = s.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// Where a finished log line's bytes go (stderr; a test's in-memory terminal).
+type Sink = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// The log's writer (tracing's `MakeWriter`): each event is collected whole, then printed
+/// while the live bars are cleared, and the bars are redrawn below it.
+#[derive(Clone)]
+pub struct LogWriter {
+    bars: MultiProgress,
+    sink: Sink,
+}
+
+impl LogWriter {
+    /// Log lines to stderr, above sidtool's bars.
+    pub fn stderr() -> Self {
+        LogWriter {
+            bars: BARS.clone(),
+            sink: Arc::new(|b| {
+                let _ = std::io::stderr().write_all(b);
+            }),
+        }
+    }
+}
+
+/// One event's text, printed when tracing drops the writer at the end of the event.
+pub struct LogLine {
+    buf: Vec<u8>,
+    to: LogWriter,
+}
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            let (buf, sink) = (&self.buf, &self.to.sink);
+            self.to.bars.suspend(|| sink(buf));
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+    fn make_writer(&'a self) -> LogLine {
+        LogLine {
+            buf: Vec::new(),
+            to: self.clone(),
+        }
+    }
+}
+
+/// Where a command's human report goes: stdout, since it is the command's result, or stderr
+/// when stdout already carries the command's data (`-` as an output); nothing with `-q`.
+/// `wrote …` lines and warnings always go to stderr.
+#[derive(Clone, Copy)]
+pub struct Say {
+    quiet: bool,
+    to_stderr: bool,
+}
+
+impl Say {
+    pub fn new(quiet: bool) -> Self {
+        Say {
+            quiet,
+            to_stderr: false,
+        }
+    }
+
+    /// The same, with the report on stderr: stdout is taken by data.
+    pub fn to_stderr(self) -> Self {
+        Say {
+            to_stderr: true,
+            ..self
+        }
+    }
+
+    /// The command's human report (ends with a newline).
+    pub fn report(&self, text: &str) -> anyhow::Result<()> {
+        match (self.quiet, self.to_stderr) {
+            (true, _) => Ok(()),
+            (false, true) => {
+                eprint!("{text}");
+                Ok(())
+            }
+            (false, false) => print_out(text),
+        }
+    }
+
+    /// A log line: `wrote …`, a warning.
+    pub fn log(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// Results on stdout, flushed so a closed pipe surfaces here as an error (see `main`).
+pub fn print_out(s: &str) -> anyhow::Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(s.as_bytes())?;
+    o.flush()?;
+    Ok(())
+}
+
 /// `sidtool embed`.
-pub fn embedded(r: &EmbedReport, out: &Path) {
+pub fn embedded(r: &EmbedReport) -> String {
     let padding = if r.tokens > 0 {
         format!(
             "padding {:.1}%",
@@ -141,9 +295,9 @@ pub fn embedded(r: &EmbedReport, out: &Path) {
     } else {
         "nothing left to run".into()
     };
-    eprintln!(
+    format!(
         "embedded {} items ({} from an earlier run) with {} ({}, {} pooling, dim {}): \
-         {} tokens, {padding}, {} truncated to {} tokens, {:.2}s",
+         {} tokens, {padding}, {} truncated to {} tokens, {:.2}s\n",
         r.items,
         r.resumed_items,
         r.encoder.model,
@@ -154,18 +308,11 @@ pub fn embedded(r: &EmbedReport, out: &Path) {
         r.truncated,
         r.encoder.max_length,
         r.seconds
-    );
-    if r.empty_texts > 0 {
-        eprintln!(
-            "warning: {} items had no text (every template field null)",
-            r.empty_texts
-        );
-    }
-    eprintln!("wrote {}", out.display());
+    )
 }
 
 /// `sidtool vocab`.
-pub fn vocab(r: &VocabReport, out: &Path) {
+pub fn vocab(r: &VocabReport) -> String {
     let (what, levels, checked) = match &r.cid_level_sizes {
         None => (
             "SID tokens",
@@ -181,9 +328,9 @@ pub fn vocab(r: &VocabReport, out: &Path) {
             "SID and CID",
         ),
     };
-    eprintln!(
+    format!(
         "base vocabulary {}, added {} {what}{} ({levels}), new vocabulary {}; every item's \
-         {checked} tokenizes to one token per level",
+         {checked} tokenizes to one token per level\n{}\n",
         r.base_vocab_size,
         r.tokens.len(),
         if r.markers.is_empty() {
@@ -192,9 +339,8 @@ pub fn vocab(r: &VocabReport, out: &Path) {
             format!(" and {} markers", r.markers.len())
         },
         r.vocab_size,
-    );
-    eprintln!("{}", resize_advice(r));
-    eprintln!("wrote {}", out.display());
+        resize_advice(r)
+    )
 }
 
 /// What to do with the LLM's embedding matrix (recorded in sid_tokens.json too).
@@ -229,11 +375,11 @@ fn resize_advice(r: &VocabReport) -> String {
 }
 
 /// `sidtool collab`.
-pub fn collab(s: &CollabSummary, seconds: f64, out: &Path) {
-    eprintln!(
+pub fn collab(s: &CollabSummary) -> String {
+    format!(
         "{} items, {} users, {} interactions ({} naming items not in the catalogue, \
          skipped); {} items without interactions (zero vectors); PPMI nonzeros {}; \
-         {} of {} dimensions non-zero; {seconds:.2}s",
+         {} of {} dimensions non-zero\n",
         s.items,
         s.users,
         s.events,
@@ -242,14 +388,20 @@ pub fn collab(s: &CollabSummary, seconds: f64, out: &Path) {
         s.nonzeros,
         s.rank,
         s.dim,
-    );
-    eprintln!("wrote {}", out.display());
+    )
 }
 
-/// `sidtool import-recbole`.
-pub fn recbole(ds: &recbole::Dataset, dir: &Path, r: &recbole::Report, out: &Path, seconds: f64) {
-    let table = |t: &TableReport| {
-        eprintln!(
+/// `sidtool import-recbole`: the tables on stdout, warnings on stderr.
+pub fn recbole(
+    ds: &recbole::Dataset,
+    dir: &Path,
+    r: &recbole::Report,
+    say: Say,
+) -> anyhow::Result<()> {
+    let mut o = String::new();
+    let mut table = |t: &TableReport| {
+        let _ = writeln!(
+            o,
             "{} → {}: {} rows",
             t.source.display(),
             t.dest.display(),
@@ -260,7 +412,8 @@ pub fn recbole(ds: &recbole::Dataset, dir: &Path, r: &recbole::Report, out: &Pat
                 0 => String::new(),
                 n => format!(" ({n} null)"),
             };
-            eprintln!(
+            let _ = writeln!(
+                o,
                 "  {:<24} {:<10} → {}{nulls}",
                 c.name,
                 c.recbole_type.name(),
@@ -273,22 +426,24 @@ pub fn recbole(ds: &recbole::Dataset, dir: &Path, r: &recbole::Report, out: &Pat
     }
     table(&r.interactions);
     if r.items.is_none() {
-        eprintln!(
+        let _ = writeln!(
+            o,
             "no {}.item in {}: wrote interactions only",
             ds.name,
             dir.display()
         );
     }
+    say.report(&o)?;
     if let Some(stale) = &r.stale {
-        eprintln!(
+        say.log(&format!(
             "warning: {} is left from an earlier run, not from this dataset",
             stale.display()
-        );
+        ));
     }
     for p in &r.not_imported {
-        eprintln!("not imported: {}", p.display());
+        say.log(&format!("not imported: {}", p.display()));
     }
-    eprintln!("wrote {} ({seconds:.2}s)", out.display());
+    Ok(())
 }
 
 /// `eval`'s figures, one column per table, one row per measure (on stdout).
@@ -425,4 +580,54 @@ pub fn eval(evals: &[sidtool::eval::Evaluation]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use indicatif::{InMemoryTerm, ProgressDrawTarget, TermLike};
+
+    #[test]
+    fn plain_lines_carry_count_total_rate_and_eta() {
+        let l = plain_line("embed", 1200, Some(5000), Duration::from_secs(4));
+        assert_eq!(l, "embed: 1200/5000 (24.0%), 300/s, eta 13s");
+        let l = plain_line("embed", 100, Some(100_000), Duration::from_secs(1));
+        assert_eq!(l, "embed: 100/100000 (0.1%), 100/s, eta 16m39s");
+        assert_eq!(
+            plain_line("assign (rows)", 10, None, Duration::from_secs(2)),
+            "assign (rows): 10, 5/s"
+        );
+        assert!(plain_line("x", 0, Some(9), Duration::from_secs(1)).ends_with("eta unknown"));
+        assert!(plain_line("x", 9, Some(9), Duration::from_secs(1)).ends_with("eta 0s"));
+        assert_eq!(human_seconds(7300.0), "2h01m");
+    }
+
+    /// A log line printed while a bar is drawn lands above the bar, and the bar is redrawn
+    /// whole below it (without the suspend, the line is written over the bar's row).
+    #[test]
+    fn log_lines_print_above_a_live_bar() {
+        let term = InMemoryTerm::new(10, 60);
+        let bars =
+            MultiProgress::with_draw_target(ProgressDrawTarget::term_like(Box::new(term.clone())));
+        let bar = bars.add(
+            ProgressBar::new(10)
+                .with_style(ProgressStyle::with_template("{msg} {pos}/{len}").unwrap()),
+        );
+        bar.set_message("assign");
+        bar.set_position(3);
+        bar.tick();
+        let sink_term = term.clone();
+        let w = LogWriter {
+            bars: bars.clone(),
+            sink: Arc::new(move |b| {
+                let _ = sink_term.write_str(std::str::from_utf8(b).unwrap());
+            }),
+        };
+        {
+            use tracing_subscriber::fmt::MakeWriter;
+            let mut line = w.make_writer();
+            line.write_all(b"INFO level 1 fitted\r\n").unwrap();
+        }
+        assert_eq!(term.contents(), "INFO level 1 fitted\nassign 3/10");
+    }
 }

@@ -112,7 +112,7 @@ impl Drop for AtomicFile {
 }
 
 /// Write `bytes` to `dest` atomically.
-pub(crate) fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let (guard, mut f) = AtomicFile::create(dest)?;
     f.write_all(bytes).map_err(|e| Error::io(dest, e))?;

@@ -273,16 +273,18 @@ fn render_id(o: &mut String, title: &str, s: &IdStats, dedup: &str) {
         b.p99_group_size.to_string(),
         a.p99_group_size.to_string(),
     );
+    // Levels by number, as in stats.json and every message; the letter is the token's name.
     writeln!(
         o,
-        "{:<8}{:>8}{:>8}{:>8}{:>10}{:>12}{:>8}",
-        "level", "K", "used", "util", "entropy", "perplexity", "dead"
+        "{:<6}{:<6}{:>8}{:>8}{:>8}{:>10}{:>12}{:>8}",
+        "level", "token", "K", "used", "util", "entropy", "perplexity", "dead"
     )
     .unwrap();
     for l in &a.per_level {
         writeln!(
             o,
-            "{:<8}{:>8}{:>8}{:>8.3}{:>10.3}{:>12.1}{:>8}",
+            "{:<6}{:<6}{:>8}{:>8}{:>8.3}{:>10.3}{:>12.1}{:>8}",
+            l.level,
             l.letter,
             l.codebook_size,
             l.codes_used,

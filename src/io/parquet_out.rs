@@ -9,6 +9,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Rows per Parquet row group in outputs.
 pub const ROW_GROUP_ROWS: usize = 65_536;
@@ -31,8 +32,14 @@ pub(crate) struct ParquetOut {
 }
 
 impl ParquetOut {
-    /// Start writing `dest`; `metadata` lands in the file footer's key-value metadata.
+    /// Start writing `dest`; `metadata` lands in the file footer's key-value metadata and in
+    /// the Arrow schema's metadata: pyarrow's `pq.read_schema(path).metadata` shows only the
+    /// latter (the schema stored under the footer's `ARROW:schema` key), and the parquet
+    /// crate's reader merges both, so every reader sees the keys.
     pub fn create(dest: &Path, schema: SchemaRef, metadata: Vec<(String, String)>) -> Result<Self> {
+        let mut schema_meta = schema.metadata().clone();
+        schema_meta.extend(metadata.iter().cloned());
+        let schema = Arc::new(schema.as_ref().clone().with_metadata(schema_meta));
         // Name the file the user asked for (not its temporary sibling) and say it is a write.
         let (guard, file) = AtomicFile::create(dest).map_err(|e| match e {
             Error::Io { cause, .. } => Error::write(dest, cause),
@@ -80,5 +87,46 @@ impl ParquetOut {
             .close()
             .map_err(|e| Error::write(&self.dest, cause(e)))?;
         Ok(self.guard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Int64Array};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    #[test]
+    fn footer_metadata_is_also_the_arrow_schemas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let mut out = ParquetOut::create(
+            &path,
+            schema.clone(),
+            vec![("sidtool:test".into(), "{\"a\":1}".into())],
+        )
+        .unwrap();
+        let col: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
+        out.write(&RecordBatch::try_new(schema, vec![col]).unwrap())
+            .unwrap();
+        out.finish().unwrap();
+        let r = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let fm = r.metadata().file_metadata();
+        let kv = fm.key_value_metadata().unwrap();
+        assert!(kv.iter().any(|k| k.key == "sidtool:test"), "in the footer");
+        // The Arrow schema alone (what pyarrow reads), without the footer's other keys.
+        let arrow_only: Vec<KeyValue> = kv
+            .iter()
+            .filter(|k| k.key == "ARROW:schema")
+            .cloned()
+            .collect();
+        let arrow =
+            parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), Some(&arrow_only)).unwrap();
+        assert_eq!(
+            arrow.metadata().get("sidtool:test").map(String::as_str),
+            Some("{\"a\":1}")
+        );
     }
 }

@@ -79,7 +79,14 @@ fn id_charts(title: &str, s: &Value) -> Vec<String> {
     if !levels.is_empty() {
         let labels: Vec<String> = levels
             .iter()
-            .map(|l| l["letter"].as_str().unwrap_or("?").to_string())
+            // The level's number (as in stats.json) and its token letter.
+            .map(|l| {
+                format!(
+                    "{} ({})",
+                    l["level"].as_u64().unwrap_or(0),
+                    l["letter"].as_str().unwrap_or("?")
+                )
+            })
             .collect();
         let util: Vec<f64> = levels
             .iter()

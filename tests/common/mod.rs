@@ -10,19 +10,95 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+/// Run sidtool; every stats.json the run wrote is checked against the schema (see
+/// [`check_stats_outputs`]), as with every other helper here that runs it.
 pub fn sidtool(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sidtool"))
+    let o = Command::new(env!("CARGO_BIN_EXE_sidtool"))
         .args(args)
         .output()
-        .expect("run sidtool")
+        .expect("run sidtool");
+    check_stats_outputs(args, &o, None);
+    o
 }
 
-/// Run and require success, returning stderr.
+/// Run and require success, returning stderr (progress and log lines).
 pub fn ok(args: &[&str]) -> String {
+    ok_out(args).1
+}
+
+/// Run and require success, returning (stdout, stderr): the command's report or data, and its
+/// progress and log lines.
+pub fn ok_out(args: &[&str]) -> (String, String) {
     let o = sidtool(args);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "sidtool {args:?} failed:\n{err}");
-    err
+    (String::from_utf8_lossy(&o.stdout).into_owned(), err)
+}
+
+/// Global flags that take a value: their values are not the subcommand.
+const GLOBAL_VALUE_FLAGS: [&str; 3] = ["--config", "--seed", "--threads"];
+
+/// The value of `--flag VALUE` or `--flag=VALUE` in `args`.
+fn flag<'a>(args: &[&'a str], name: &str) -> Option<&'a str> {
+    let eq = format!("{name}=");
+    args.iter().enumerate().find_map(|(i, a)| {
+        if *a == name {
+            args.get(i + 1).copied()
+        } else {
+            a.strip_prefix(eq.as_str())
+        }
+    })
+}
+
+/// Check every stats.json a successful run wrote against schemas/stats.schema.json: `build`'s
+/// output directory, `assign`/`resolve --stats`, `stats --json`, and stdout when that is `-`.
+/// Every helper that runs sidtool calls this, so each statistics file any test produces is
+/// validated, not only the few a test looks at.
+pub fn check_stats_outputs(args: &[&str], o: &Output, cwd: Option<&Path>) {
+    // `--help` succeeds without running the command.
+    if !o.status.success() || args.iter().any(|a| ["-h", "--help"].contains(a)) {
+        return;
+    }
+    let mut i = 0;
+    let cmd = loop {
+        match args.get(i) {
+            None => return,
+            Some(a) if GLOBAL_VALUE_FLAGS.contains(a) => i += 2,
+            Some(a) if a.starts_with('-') => i += 1,
+            Some(a) => break *a,
+        }
+    };
+    let target = match cmd {
+        "build" => Some(flag(args, "--out").unwrap_or("sidtool-out")).map(|d| (d, true)),
+        "assign" | "resolve" => flag(args, "--stats").map(|f| (f, false)),
+        "stats" => flag(args, "--json").map(|f| (f, false)),
+        _ => None,
+    };
+    let Some((path, is_dir)) = target else {
+        return;
+    };
+    let (what, v) = if path == "-" {
+        let v = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("sidtool {args:?}: stdout is not JSON: {e}"));
+        ("stdout".to_string(), v)
+    } else {
+        let mut p = PathBuf::from(path);
+        if let Some(d) = cwd.filter(|_| p.is_relative()) {
+            p = d.join(p);
+        }
+        if is_dir {
+            p = p.join("stats.json");
+        }
+        (p.display().to_string(), read_json(&p))
+    };
+    let schema = stats_schema();
+    if let Err(e) = check_schema(&v, &schema, &schema, "stats") {
+        panic!("sidtool {args:?}: {what} does not match schemas/stats.schema.json: {e}");
+    }
+}
+
+pub fn stats_schema() -> serde_json::Value {
+    read_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/stats.schema.json"))
 }
 
 /// Run and require failure, returning stderr.
@@ -263,7 +339,9 @@ pub fn sidtool_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         c.env(k, v);
     }
-    c.output().expect("run sidtool")
+    let o = c.output().expect("run sidtool");
+    check_stats_outputs(args, &o, None);
+    o
 }
 
 /// An external test asset (fetched by scripts/fetch-test-assets.sh): `None` with a printed
@@ -308,4 +386,35 @@ pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
             x.iter().zip(y).map(|(p, q)| (p - q).abs())
         })
         .fold(0.0, f32::max)
+}
+
+/// A Parquet file's footer key-value metadata, less `ARROW:schema`.
+pub fn footer_metadata(path: &Path) -> std::collections::BTreeMap<String, String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let r = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let kv = r.metadata().file_metadata().key_value_metadata().cloned();
+    kv.unwrap_or_default()
+        .into_iter()
+        .filter(|k| k.key != "ARROW:schema")
+        .map(|k| (k.key, k.value.unwrap_or_default()))
+        .collect()
+}
+
+/// The metadata of the Arrow schema stored in a Parquet footer (`ARROW:schema`) alone: what
+/// pyarrow's `pq.read_schema(path).metadata` shows. (The parquet crate's reader merges the
+/// footer's other keys in, so its `schema().metadata()` cannot tell the two apart.)
+pub fn arrow_schema_metadata(path: &Path) -> std::collections::BTreeMap<String, String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let r = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let fm = r.metadata().file_metadata();
+    let arrow_only: Vec<_> = fm
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter(|k| k.key == "ARROW:schema")
+        .cloned()
+        .collect();
+    let schema =
+        parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), Some(&arrow_only)).unwrap();
+    schema.metadata().clone().into_iter().collect()
 }

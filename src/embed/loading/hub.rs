@@ -172,10 +172,19 @@ impl Hub {
         dir.is_dir().then_some(dir)
     }
 
+    /// `id@commit`, the commit read from the snapshot directory's name (the HF cache keeps a
+    /// revision's files in `snapshots/<commit>/`): a branch such as `main` moves, so recording
+    /// it would not say which weights made the vectors.
+    fn source(&self, snapshot: &Path) -> String {
+        match snapshot.file_name().and_then(|n| n.to_str()) {
+            Some(commit) if is_commit(commit) => format!("{}@{commit}", self.id),
+            _ => format!("{}@{}", self.id, self.revision),
+        }
+    }
+
     fn resolve(&self) -> Result<ModelFiles> {
-        let source = format!("{}@{}", self.id, self.revision);
         if let Some(dir) = self.snapshot()
-            && let Ok(files) = from_dir(&dir, &source)
+            && let Ok(files) = from_dir(&dir, &self.source(&dir))
         {
             return Ok(files);
         }
@@ -183,7 +192,7 @@ impl Hub {
             return Err(Error::Model(format!(
                 "model {} (revision {}) is not in the Hugging Face cache at {} and HF_HUB_OFFLINE \
                  is set (nor is there a local directory of that name); download it first \
-                 (`huggingface-cli download {} --revision {}`), point HF_HUB_CACHE or HF_HOME at \
+                 (`hf download {} --revision {}`), point HF_HUB_CACHE or HF_HOME at \
                  the cache that has it, or pass a local directory to --model",
                 self.id,
                 self.revision,
@@ -192,10 +201,10 @@ impl Hub {
                 self.revision
             )));
         }
-        self.download(&source)
+        self.download()
     }
 
-    fn download(&self, source: &str) -> Result<ModelFiles> {
+    fn download(&self) -> Result<ModelFiles> {
         use hf_hub::api::sync::ApiBuilder;
         use hf_hub::{Repo, RepoType};
         let fail = |what: &str, e: hf_hub::api::sync::ApiError| {
@@ -241,7 +250,7 @@ impl Hub {
         }
         let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(ModelFiles {
-            source: source.to_string(),
+            source: self.source(&dir),
             config,
             tokenizer,
             weights,
@@ -302,4 +311,22 @@ impl Hub {
 
 pub(crate) fn is_commit(rev: &str) -> bool {
     rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_names_the_snapshot_commit_not_the_branch() {
+        let hub = Hub {
+            id: "org/model".into(),
+            revision: "main".into(),
+            cache: PathBuf::from("/cache"),
+        };
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let snap = hub.repo_dir().join("snapshots").join(commit);
+        assert_eq!(hub.source(&snap), format!("org/model@{commit}"));
+        assert_eq!(hub.source(Path::new("/elsewhere/x")), "org/model@main");
+    }
 }
