@@ -6,6 +6,7 @@
 pub mod t0;
 pub mod t1;
 pub mod table;
+mod trie;
 
 pub use table::CodeTable;
 
