@@ -93,6 +93,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             codes_column,
             embedding_column,
             no_next_item,
+            t2,
             out,
         } => {
             let o = sidtool::eval::Options {
@@ -104,9 +105,10 @@ pub fn run(cli: &Cli) -> Result<()> {
                 embeddings: embeddings.clone(),
                 embedding_column: embedding_column.clone(),
                 no_t1: *no_next_item,
+                t2: t2.config(),
                 seed: cli.seed.unwrap_or(sidtool::config::DEFAULT_SEED),
             };
-            eval(tables, &o, out.as_deref())
+            eval(tables, &o, out.as_deref(), &reporter)
         }
         Cmd::Bench { what } => bench(cli, what),
     }
@@ -116,11 +118,13 @@ fn eval(
     tables: &[std::path::PathBuf],
     o: &sidtool::eval::Options,
     out: Option<&Path>,
+    reporter: &Reporter,
 ) -> Result<()> {
     let evals = tables
         .iter()
         .map(|t| {
-            sidtool::eval::evaluate(t, o).with_context(|| format!("eval of {} failed", t.display()))
+            sidtool::eval::evaluate_with_progress(t, o, reporter)
+                .with_context(|| format!("eval of {} failed", t.display()))
         })
         .collect::<Result<Vec<_>>>()?;
     match out {

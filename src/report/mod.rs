@@ -274,6 +274,11 @@ fn eval_table(e: &Value) -> String {
             }
         }
     }
+    for m in ["recall@10", "ndcg@10"] {
+        if let Some(v) = num(&e["t2"]["sid"][m]) {
+            rows.push((format!("next item, T2 transformer {m}"), v));
+        }
+    }
     let mut t = String::from("<table><tr><th>measure</th><th>value</th></tr>");
     for (k, v) in rows {
         let _ = write!(t, "<tr><td>{}</td><td>{v}</td></tr>", esc(&k));
