@@ -97,7 +97,9 @@ pub fn evaluate_with_progress(
     progress: &dyn crate::progress::Progress,
 ) -> Result<Evaluation> {
     if let Some(c) = &o.t2 {
+        // Refused before the minutes of T0 and T1, not after them.
         c.validate()?;
+        crate::embed::loading::device::open(c.device)?;
         if o.interactions.is_none() {
             return Err(crate::error::Error::Config(
                 "t2 needs --interactions".into(),

@@ -75,13 +75,13 @@ pub(crate) fn windows(train: &[Vec<u32>], max_history: usize) -> Vec<Window> {
     out
 }
 
-/// A batch of item sequences as tensors, right-padded: tokens and positions (b, t) u32; the
-/// next token of every position and a weight of 1 where it is a target token (b, t).
+/// A batch of item sequences as tensors, right-padded: tokens and positions (b, t) u32; and
+/// per level, the flat indices (into b·t) of the positions whose next token is a target of
+/// that level, with those targets as indices into the level's codes.
 pub(crate) struct Batch {
     pub tokens: Tensor,
     pub positions: Tensor,
-    pub targets: Tensor,
-    pub weights: Tensor,
+    pub by_level: Vec<(Tensor, Tensor)>,
     pub target_tokens: usize,
 }
 
@@ -91,24 +91,35 @@ pub(crate) fn batch(seqs: &[(&[u32], usize)], vocab: &Vocab, device: &Device) ->
     let t = seqs.iter().map(|s| s.0.len() * l).max().unwrap_or(0);
     let b = seqs.len();
     let mut tokens = vec![vocab.pad; b * t];
-    let mut targets = vec![0u32; b * t];
-    let mut weights = vec![0f32; b * t];
+    let mut at: Vec<Vec<u32>> = vec![Vec::new(); l];
+    let mut targets: Vec<Vec<u32>> = vec![Vec::new(); l];
     for (r, (items, first_target)) in seqs.iter().enumerate() {
         let row: Vec<u32> = items.iter().flat_map(|&i| vocab.item(i)).copied().collect();
         tokens[r * t..r * t + row.len()].copy_from_slice(&row);
-        // Position p predicts token p + 1.
+        // Position p predicts token p + 1, of level (p + 1) mod l.
         for p in (first_target * l).max(1) - 1..row.len() - 1 {
-            targets[r * t + p] = row[p + 1];
-            weights[r * t + p] = 1.0;
+            let level = (p + 1) % l;
+            at[level].push((r * t + p) as u32);
+            targets[level].push(row[p + 1] - vocab.level_range(level).0);
         }
     }
-    let target_tokens = weights.iter().filter(|&&w| w > 0.0).count();
+    let target_tokens = at.iter().map(|a| a.len()).sum();
     let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+    let by_level = at
+        .into_iter()
+        .zip(targets)
+        .map(|(a, y)| {
+            let n = a.len();
+            Ok((
+                Tensor::from_vec(a, n, device)?,
+                Tensor::from_vec(y, n, device)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
     Ok(Batch {
         tokens: Tensor::from_vec(tokens, (b, t), device)?,
         positions: Tensor::from_vec(positions, (b, t), device)?,
-        targets: Tensor::from_vec(targets, (b, t), device)?,
-        weights: Tensor::from_vec(weights, (b, t), device)?,
+        by_level,
         target_tokens,
     })
 }

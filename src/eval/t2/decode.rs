@@ -33,7 +33,7 @@ pub(crate) fn ranks(
         let (h, past) = model.forward(&p.tokens, &p.positions, &p.mask, None)?;
         let t = h.dim(1)?;
         let first: Vec<Vec<f32>> = model
-            .logits(&h.narrow(1, t - 1, 1)?.squeeze(1)?)?
+            .logits(&h.narrow(1, t - 1, 1)?.squeeze(1)?, vocab.level_range(0))?
             .to_vec2()?;
         let leaves = beam::search(trie, chunk.len(), width, |level, beams| {
             let logits = if level == 0 {
@@ -42,13 +42,14 @@ pub(crate) fn ranks(
                 step(model, vocab, trie, &p, &past, level, beams, device)?
             };
             // Each beam's logits of its node's children.
+            let start = vocab.level_range(level).0;
             Ok(beams
                 .iter()
                 .zip(logits)
                 .map(|(b, lg)| {
                     trie.children[b.node as usize]
                         .iter()
-                        .map(|&c| lg[vocab.token(level, trie.code[c as usize]) as usize])
+                        .map(|&c| lg[(vocab.token(level, trie.code[c as usize]) - start) as usize])
                         .collect()
                 })
                 .collect())
@@ -62,8 +63,10 @@ pub(crate) fn ranks(
     Ok(out)
 }
 
-/// Next-token logits of every beam at `level` ≥ 1: its `level` tokens so far after its user's
-/// history.
+/// Next-token logits of every beam at `level` ≥ 1 (over the level's codes): its `level` tokens
+/// so far after its user's history. Every user gets the same number of rows (the most beams
+/// any user has; a user with fewer repeats its last beam, whose extra rows are dropped), so
+/// that the attention reads each history in place for all of its user's beams.
 #[allow(clippy::too_many_arguments)]
 fn step(
     model: &Model,
@@ -75,12 +78,22 @@ fn step(
     beams: &[Beam],
     device: &Device,
 ) -> Result<Vec<Vec<f32>>> {
-    let n = beams.len();
     let t = p.pad.first().map_or(0, |r| r.len());
+    let mut by_user: Vec<Vec<usize>> = vec![Vec::new(); p.pad.len()];
+    for (k, b) in beams.iter().enumerate() {
+        by_user[b.query].push(k);
+    }
+    let g = by_user.iter().map(|v| v.len()).max().unwrap_or(0);
+    let rows: Vec<usize> = by_user
+        .iter()
+        .flat_map(|v| (0..g).map(|j| v[j.min(v.len() - 1)]))
+        .collect();
+    let n = rows.len();
     let mut tokens = Vec::with_capacity(n * level);
     let mut positions = Vec::with_capacity(n * level);
     let mut mask = Vec::with_capacity(n * level * (t + level));
-    for b in beams {
+    for &k in &rows {
+        let b = &beams[k];
         for (j, &node) in b.path.iter().enumerate() {
             tokens.push(vocab.token(j, trie.code[node as usize]));
             positions.push(p.next_position[b.query] + j as u32);
@@ -94,19 +107,21 @@ fn step(
             mask.extend((0..level).map(|k| if k > q { MASKED } else { 0.0 }));
         }
     }
-    let rows: Vec<u32> = beams.iter().map(|b| b.query as u32).collect();
-    let rows = Tensor::from_vec(rows, n, device)?;
-    let past: Vec<Kv> = past
-        .iter()
-        .map(|kv| kv.select(&rows))
-        .collect::<Result<_>>()?;
     let (h, _) = model.forward(
         &Tensor::from_vec(tokens, (n, level), device)?,
         &Tensor::from_vec(positions, (n, level), device)?,
         &Tensor::from_vec(mask, (n, 1, level, t + level), device)?,
-        Some(&past),
+        Some(past),
     )?;
-    Ok(model
-        .logits(&h.narrow(1, level - 1, 1)?.squeeze(1)?)?
-        .to_vec2()?)
+    let logits: Vec<Vec<f32>> = model
+        .logits(
+            &h.narrow(1, level - 1, 1)?.squeeze(1)?,
+            vocab.level_range(level),
+        )?
+        .to_vec2()?;
+    let mut out = vec![Vec::new(); beams.len()];
+    for (r, &k) in rows.iter().enumerate().rev() {
+        out[k] = logits[r].clone();
+    }
+    Ok(out)
 }

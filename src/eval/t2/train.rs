@@ -14,15 +14,29 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-/// Mean cross-entropy per target token of a batch (the next token of every weighted position).
-pub(crate) fn loss(model: &Model, b: &data::Batch) -> Result<Tensor> {
-    let t = b.tokens.dim(1)?;
+/// Mean cross-entropy per target token of a batch, each target scored over its level's codes.
+pub(crate) fn loss(model: &Model, b: &data::Batch, vocab: &Vocab) -> Result<Tensor> {
+    let (rows, t) = b.tokens.dims2()?;
     let mask = model::causal_mask(t, b.tokens.device())?;
     let (h, _) = model.forward(&b.tokens, &b.positions, &mask, None)?;
-    let logp = model::log_softmax(&model.logits(&h)?)?;
-    let picked = logp.gather(&b.targets.unsqueeze(2)?, 2)?.squeeze(2)?;
-    let total = (picked * &b.weights)?.sum_all()?;
-    Ok((total.neg()? / b.target_tokens.max(1) as f64)?)
+    let h = h.reshape((rows * t, ()))?;
+    let mut total: Option<Tensor> = None;
+    for (level, (at, targets)) in b.by_level.iter().enumerate() {
+        if at.dim(0)? == 0 {
+            continue;
+        }
+        let logits = model.logits(&h.index_select(at, 0)?, vocab.level_range(level))?;
+        let picked = model::log_softmax(&logits)?
+            .gather(&targets.unsqueeze(1)?, 1)?
+            .sum_all()?;
+        total = Some(match total {
+            Some(x) => (x + picked)?,
+            None => picked,
+        });
+    }
+    let total =
+        total.ok_or_else(|| crate::error::Error::Config("t2: a batch without targets".into()))?;
+    Ok((total.neg()? / b.target_tokens as f64)?)
 }
 
 /// What training did.
@@ -89,7 +103,7 @@ pub(crate) fn train(
             cfg.lr * (steps - step) as f64 / (steps - warmup + 1) as f64
         };
         opt.set_learning_rate(lr);
-        let l = loss(model, &b)?;
+        let l = loss(model, &b, vocab)?;
         opt.backward_step(&l)?;
         let v = l.to_scalar::<f32>()? as f64;
         losses.push(v);
@@ -125,7 +139,7 @@ pub(crate) fn held_out_loss(
     for chunk in seqs.chunks(batch_size) {
         let s: Vec<(&[u32], usize)> = chunk.iter().map(|v| (&v[..], v.len() - 1)).collect();
         let b = data::batch(&s, vocab, device)?;
-        let l = loss(model, &b)?.to_scalar::<f32>()? as f64;
+        let l = loss(model, &b, vocab)?.to_scalar::<f32>()? as f64;
         sum += l * b.target_tokens as f64;
         n += b.target_tokens;
     }

@@ -50,6 +50,12 @@ impl Vocab {
         self.tokens[level][&code]
     }
 
+    /// The tokens of `level` are `start..start + len`: (start, len).
+    pub(crate) fn level_range(&self, level: usize) -> (u32, usize) {
+        let start: usize = self.tokens[..level].iter().map(|t| t.len()).sum();
+        (start as u32, self.tokens[level].len())
+    }
+
     /// The tokens of item `i`.
     pub(crate) fn item(&self, i: u32) -> &[u32] {
         let l = self.levels;
@@ -79,5 +85,6 @@ mod tests {
         assert_eq!(v.item(2), &[1, 3]);
         assert_eq!(v.token(1, 9), 3);
         assert_eq!(v.pad, 4);
+        assert_eq!(v.level_range(1), (2, 2));
     }
 }
