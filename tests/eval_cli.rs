@@ -210,7 +210,10 @@ fn t2_needs_interactions_and_a_device_this_binary_has() {
     let sids = out.join("sids.parquet");
     let o = sidtool(&["eval", s(&sids), "--t2"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("--interactions"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("--interactions"),
+        "{err}"
+    );
     let (ids, _) = catalogue();
     let inter = t.path().join("interactions.parquet");
     let users: Vec<String> = (0..40).map(|k| format!("u{}", k / 8)).collect();
