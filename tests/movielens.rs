@@ -264,17 +264,16 @@ fn eval_all_tiers_on_a_movielens_1m_subsample() {
     );
     let mut kept: HashSet<&str> = HashSet::new();
     let (mut users, mut items, mut times) = (Vec::new(), Vec::new(), Vec::new());
-    for k in 0..inter[0].len() {
-        let u = inter[0][k].as_str();
-        if !kept.contains(u) {
+    for ((u, i), time) in inter[0].iter().zip(&inter[1]).zip(&inter[2]) {
+        if !kept.contains(u.as_str()) {
             if kept.len() == 600 {
                 continue;
             }
             kept.insert(u);
         }
-        users.push(u.to_string());
-        items.push(inter[1][k].clone());
-        times.push(inter[2][k].parse::<i64>().unwrap());
+        users.push(u.clone());
+        items.push(i.clone());
+        times.push(time.parse::<i64>().unwrap());
     }
     let interactions = t.path().join("sub.parquet");
     write_interactions(&interactions, users, items, Some(times));

@@ -450,7 +450,7 @@ mod tests {
             )
             .unwrap();
         let new = t(vec![7, 8, 9, 7, 8, 8, 2, 3, 4, 5, 6, 7], (6, 2));
-        let pos = t(vec![3, 4].repeat(6), (6, 2));
+        let pos = t([3, 4].repeat(6), (6, 2));
         let mask = Tensor::from_vec(
             [0., 0., 0., 0., MASKED, 0., 0., 0., 0., 0.].repeat(6),
             (6, 1, 2, 5),
