@@ -224,8 +224,10 @@ pub struct T2Args {
     /// Tier 2's hidden size (a multiple of --t2-heads).
     #[arg(long, value_name = "N", default_value_t = 128, requires = "t2")]
     pub t2_dim: usize,
+    /// Tier 2's transformer layers.
     #[arg(long, value_name = "N", default_value_t = 2, requires = "t2")]
     pub t2_layers: usize,
+    /// Tier 2's attention heads.
     #[arg(long, value_name = "N", default_value_t = 4, requires = "t2")]
     pub t2_heads: usize,
     /// Items of history each prediction sees (the most recent).
