@@ -504,7 +504,8 @@ pub enum Cmd {
         collab: CollabArgs,
     },
     /// How good are these IDs for a generative recommender? Training-free measures of the
-    /// codes and, with --interactions, leave-one-out next-item Recall/NDCG (docs/methods.md §9).
+    /// codes and, with --interactions, leave-one-out next-item Recall/NDCG of a count model
+    /// and, with --t2, of a small transformer trained on the IDs (docs/methods.md §9).
     Eval {
         /// Code tables to score side by side: sids.parquet files, or any Parquet table with an
         /// id column and a list-of-integers codes column (other tools' IDs too).

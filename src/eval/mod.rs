@@ -1,5 +1,5 @@
 //! How good are a table's IDs for a generative recommender? Scores any code table (sidtool's
-//! or another tool's) without training a neural model: tier 0 measures the codes themselves
+//! or another tool's): tier 0 measures the codes themselves
 //! ([`t0`]), tier 1 predicts each user's next item from ID-prefix transition counts decoded
 //! through the trie ([`t1`]), and tier 2, on request, trains a small generative recommender on
 //! the IDs and decodes it with a constrained beam search ([`t2`]). See docs/methods.md §9.
