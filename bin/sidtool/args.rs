@@ -220,6 +220,64 @@ pub struct EmbedArgs {
     window_rows: Option<usize>,
 }
 
+/// Tier 2 of `eval`: a small generative recommender trained on each table's IDs.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Tier 2: a small generative recommender")]
+pub struct T2Args {
+    /// Also train a small decoder-only transformer on the IDs and score its constrained beam
+    /// search (tier 2; needs --interactions; minutes on a CPU).
+    #[arg(long, requires = "interactions")]
+    pub t2: bool,
+    /// Tier 2's budget: passes over the training windows.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "t2")]
+    pub t2_epochs: usize,
+    /// Tier 2's budget in optimiser steps instead of epochs.
+    #[arg(long, value_name = "N", requires = "t2")]
+    pub t2_steps: Option<usize>,
+    /// Tier 2's hidden size (a multiple of --t2-heads).
+    #[arg(long, value_name = "N", default_value_t = 128, requires = "t2")]
+    pub t2_dim: usize,
+    /// Tier 2's transformer layers.
+    #[arg(long, value_name = "N", default_value_t = 2, requires = "t2")]
+    pub t2_layers: usize,
+    /// Tier 2's attention heads.
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "t2")]
+    pub t2_heads: usize,
+    /// Items of history each prediction sees (the most recent).
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "t2")]
+    pub t2_max_history: usize,
+    /// Training windows per step.
+    #[arg(long, value_name = "N", default_value_t = 64, requires = "t2")]
+    pub t2_batch_size: usize,
+    /// Peak learning rate (linear warm-up, linear decay to zero).
+    #[arg(long, value_name = "LR", default_value_t = 2e-3, requires = "t2")]
+    pub t2_lr: f64,
+    /// Beam width of the constrained decoding (at least 10).
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "t2")]
+    pub t2_beam: usize,
+    /// Where tier 2 runs: cpu, or cuda with a binary built with `--features cuda`.
+    #[arg(long, default_value = "cpu", requires = "t2")]
+    pub device: DeviceKind,
+}
+
+impl T2Args {
+    /// The library's configuration, or None without --t2.
+    pub fn config(&self) -> Option<sidtool::eval::t2::Config> {
+        self.t2.then_some(sidtool::eval::t2::Config {
+            dim: self.t2_dim,
+            layers: self.t2_layers,
+            heads: self.t2_heads,
+            max_history: self.t2_max_history,
+            epochs: self.t2_epochs,
+            steps: self.t2_steps,
+            batch_size: self.t2_batch_size,
+            lr: self.t2_lr,
+            beam: self.t2_beam,
+            device: self.device,
+        })
+    }
+}
+
 /// `[vocab]`; `--llm` is set on the typed config (see `overlay`).
 #[derive(Args, Default, Serialize)]
 #[command(next_help_heading = "Vocabulary")]
@@ -497,7 +555,8 @@ pub enum Cmd {
         collab: CollabArgs,
     },
     /// How good are these IDs for a generative recommender? Training-free measures of the
-    /// codes and, with --interactions, leave-one-out next-item Recall/NDCG (docs/methods.md §9).
+    /// codes and, with --interactions, leave-one-out next-item Recall/NDCG of a count model
+    /// and, with --t2, of a small transformer trained on the IDs (docs/methods.md §9).
     Eval {
         /// Code tables to score side by side: sids.parquet files, or any Parquet table with an
         /// id column and a list-of-integers codes column (other tools' IDs too).
@@ -528,6 +587,8 @@ pub enum Cmd {
         /// Training-free measures only, even with --interactions.
         #[arg(long)]
         no_next_item: bool,
+        #[command(flatten)]
+        t2: T2Args,
         /// Also write every table's figures as JSON here (eval.json).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,

@@ -123,6 +123,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             codes_column,
             embedding_column,
             no_next_item,
+            t2,
             out,
         } => {
             let o = sidtool::eval::Options {
@@ -134,9 +135,10 @@ pub fn run(cli: &Cli) -> Result<()> {
                 embeddings: embeddings.clone(),
                 embedding_column: embedding_column.clone(),
                 no_t1: *no_next_item,
+                t2: t2.config(),
                 seed: cli.seed.unwrap_or(sidtool::config::DEFAULT_SEED),
             };
-            eval(tables, &o, out.as_deref(), say)
+            eval(tables, &o, out.as_deref(), &reporter, say)
         }
         Cmd::Bench { what } => bench(cli, what),
     }
@@ -146,12 +148,14 @@ fn eval(
     tables: &[std::path::PathBuf],
     o: &sidtool::eval::Options,
     out: Option<&Path>,
+    reporter: &Reporter,
     say: Say,
 ) -> Result<()> {
     let evals = tables
         .iter()
         .map(|t| {
-            sidtool::eval::evaluate(t, o).with_context(|| format!("eval of {} failed", t.display()))
+            sidtool::eval::evaluate_with_progress(t, o, reporter)
+                .with_context(|| format!("eval of {} failed", t.display()))
         })
         .collect::<Result<Vec<_>>>()?;
     let say = match out {

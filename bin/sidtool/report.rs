@@ -540,6 +540,15 @@ pub fn eval(evals: &[sidtool::eval::Evaluation]) -> String {
             });
         }
     }
+    for (m, pick) in metrics {
+        row(format!("next item, T2 transformer {m}"), &|e| {
+            e.t2.as_ref().map(|t| format!("{:.4}", pick(&t.sid)))
+        });
+    }
+    row("T2 loss: train / validation".into(), &|e| {
+        e.t2.as_ref()
+            .map(|t| format!("{:.3} / {:.3}", t.train_loss, t.valid_loss))
+    });
     let depth = evals
         .iter()
         .filter_map(|e| e.t1.as_ref().map(|t| t.by_context.len()))

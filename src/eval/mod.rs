@@ -1,11 +1,14 @@
 //! How good are a table's IDs for a generative recommender? Scores any code table (sidtool's
-//! or another tool's) without training a neural model: tier 0 measures the codes themselves
+//! or another tool's): tier 0 measures the codes themselves
 //! ([`t0`]), tier 1 predicts each user's next item from ID-prefix transition counts decoded
-//! through the trie ([`t1`]). See docs/methods.md §9.
+//! through the trie ([`t1`]), and tier 2, on request, trains a small generative recommender on
+//! the IDs and decodes it with a constrained beam search ([`t2`]). See docs/methods.md §9.
 
 pub mod t0;
 pub mod t1;
+pub mod t2;
 pub mod table;
+mod trie;
 
 pub use table::CodeTable;
 
@@ -21,6 +24,8 @@ pub struct Evaluation {
     pub t0: t0::T0,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub t1: Option<t1::T1>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub t2: Option<t2::T2>,
 }
 
 /// Per user (dense index), the table rows of the items they consumed, ordered by time (file
@@ -58,6 +63,8 @@ pub struct Options {
     pub embedding_column: String,
     /// Skip tier 1 even with interactions.
     pub no_t1: bool,
+    /// Train and score tier 2 (needs interactions; minutes).
+    pub t2: Option<t2::Config>,
     pub seed: u64,
 }
 
@@ -72,6 +79,7 @@ impl Default for Options {
             embeddings: None,
             embedding_column: "embedding".into(),
             no_t1: false,
+            t2: None,
             seed: crate::config::DEFAULT_SEED,
         }
     }
@@ -79,6 +87,25 @@ impl Default for Options {
 
 /// Evaluate one code table.
 pub fn evaluate(table: &Path, o: &Options) -> Result<Evaluation> {
+    evaluate_with_progress(table, o, &crate::progress::Silent)
+}
+
+/// [`evaluate`], reporting the progress of tier 2's training and decoding.
+pub fn evaluate_with_progress(
+    table: &Path,
+    o: &Options,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Evaluation> {
+    if let Some(c) = &o.t2 {
+        // Refused before the minutes of T0 and T1, not after them.
+        c.validate()?;
+        crate::embed::loading::device::open(c.device)?;
+        if o.interactions.is_none() {
+            return Err(crate::error::Error::Config(
+                "t2 needs --interactions".into(),
+            ));
+        }
+    }
     let t = CodeTable::read(table, &o.id_column, &o.codes_column)?;
     let histories = o
         .interactions
@@ -105,6 +132,10 @@ pub fn evaluate(table: &Path, o: &Options) -> Result<Evaluation> {
         t0: t0::evaluate(&t, &side),
         t1: match (&histories, o.no_t1) {
             (Some(h), false) => Some(t1::evaluate(&t, h)),
+            _ => None,
+        },
+        t2: match (&histories, &o.t2) {
+            (Some(h), Some(c)) => Some(t2::evaluate(&t, h, c, o.seed, progress)?),
             _ => None,
         },
     })

@@ -17,6 +17,7 @@
 //! (m ≤ 1) and the popularity baseline (m = 0).
 
 use super::table::CodeTable;
+use super::trie::Trie;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -80,48 +81,6 @@ fn split(histories: &[Vec<u32>]) -> Split {
         tests.push((h[n - 2], h[n - 1]));
     }
     Split { transitions, tests }
-}
-
-/// The trie of a table's IDs: node 0 is the root; `node[l][i]` is item i's prefix of length l.
-struct Trie {
-    node: Vec<Vec<u32>>,
-    children: Vec<Vec<u32>>,
-    /// Items at each leaf (full ID).
-    items_at: HashMap<u32, Vec<u32>>,
-    levels: usize,
-}
-
-impl Trie {
-    fn new(codes: &[u32], width: usize, n: usize) -> Trie {
-        let mut node = vec![vec![0u32; n]];
-        let mut children: Vec<Vec<u32>> = vec![Vec::new()];
-        for l in 1..=width {
-            let mut index: HashMap<(u32, u32), u32> = HashMap::new();
-            let mut here = Vec::with_capacity(n);
-            for i in 0..n {
-                let parent = node[l - 1][i];
-                let key = (parent, codes[i * width + l - 1]);
-                let id = *index.entry(key).or_insert_with(|| {
-                    let id = children.len() as u32;
-                    children.push(Vec::new());
-                    children[parent as usize].push(id);
-                    id
-                });
-                here.push(id);
-            }
-            node.push(here);
-        }
-        let mut items_at: HashMap<u32, Vec<u32>> = HashMap::new();
-        for (i, &leaf) in node[width].iter().enumerate() {
-            items_at.entry(leaf).or_default().push(i as u32);
-        }
-        Trie {
-            node,
-            children,
-            items_at,
-            levels: width,
-        }
-    }
 }
 
 /// Transition counts out of one context (a previous item's ID prefix of some length): into
@@ -217,7 +176,8 @@ fn rank(scores: &[f64], popularity: &[u32], target: usize) -> usize {
         .count()
 }
 
-fn ranking(ranks: &[usize]) -> Ranking {
+/// Recall and NDCG of 1-based ranks (a miss is any rank past the cut-offs).
+pub(crate) fn ranking(ranks: &[usize]) -> Ranking {
     let n = ranks.len().max(1) as f64;
     let recall = |k: usize| ranks.iter().filter(|&&r| r <= k).count() as f64 / n;
     let ndcg = |k: usize| {

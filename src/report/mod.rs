@@ -281,6 +281,11 @@ fn eval_table(e: &Value) -> String {
             }
         }
     }
+    for m in ["recall@10", "ndcg@10"] {
+        if let Some(v) = num(&e["t2"]["sid"][m]) {
+            rows.push((format!("next item, T2 transformer {m}"), v));
+        }
+    }
     let mut t = String::from("<table><tr><th>measure</th><th>value</th></tr>");
     for (k, v) in rows {
         let _ = write!(t, "<tr><td>{}</td><td>{v}</td></tr>", esc(&k));
@@ -356,4 +361,30 @@ pub(crate) fn render_named(runs: &[(String, &Path)]) -> Result<String> {
 /// [`render`], written atomically to `out`.
 pub fn write(dirs: &[PathBuf], out: &Path) -> Result<()> {
     crate::fs::atomic::write_file(out, render(dirs)?.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eval_table_shows_t2_when_the_eval_json_has_it() {
+        let e = serde_json::json!([{
+            "t0": {"buckets": {"gini": 0.0}},
+            "t1": {"sid": {"recall@10": 0.25}},
+            "t2": {"sid": {"recall@10": 0.125, "ndcg@10": 0.0625}},
+        }]);
+        let html = eval_table(&e);
+        assert!(
+            html.contains("next item sid recall@10</td><td>0.2500"),
+            "{html}"
+        );
+        assert!(
+            html.contains("T2 transformer recall@10</td><td>0.1250")
+                && html.contains("T2 transformer ndcg@10</td><td>0.0625"),
+            "{html}"
+        );
+        let without = serde_json::json!([{"t0": {}, "t1": {"sid": {"recall@10": 0.25}}}]);
+        assert!(!eval_table(&without).contains("T2"));
+    }
 }
