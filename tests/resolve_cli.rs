@@ -179,6 +179,76 @@ fn partitions_resolved_globally_equal_the_single_machine_assign() {
     let first = read_all(&day1);
     let kept = read_all(&day2).slice(0, 300);
     assert_eq!(first.column_by_name("sid"), kept.column_by_name("sid"));
+    // Parts an engine rewrote without sidtool's footer, codes as List<Int32> (Spark has no
+    // unsigned types): resolved with the quantizer that coded them, the same table.
+    let bare = t.path().join("bare");
+    std::fs::create_dir(&bare).unwrap();
+    for k in 0..4 {
+        let b = read_all(&raw.join(format!("part-{k:05}.parquet")));
+        let codes = b.column_by_name("codes").unwrap();
+        let codes = arrow_array::cast::AsArray::as_fixed_size_list(codes);
+        let lists: Vec<Option<Vec<Option<i32>>>> = (0..codes.len())
+            .map(|i| {
+                let v = codes.value(i);
+                let v =
+                    arrow_array::cast::AsArray::as_primitive::<arrow_array::types::UInt16Type>(&v);
+                Some(v.values().iter().map(|&c| Some(c as i32)).collect())
+            })
+            .collect();
+        let list = arrow_array::ListArray::from_iter_primitive::<arrow_array::types::Int32Type, _, _>(
+            lists,
+        );
+        write_batch(
+            &bare.join(format!("part-{k:05}-c000.snappy.parquet")),
+            vec![
+                ("item_id", b.column_by_name("item_id").unwrap().clone()),
+                ("codes", std::sync::Arc::new(list)),
+            ],
+        );
+    }
+    let err = fails(&["resolve", s(&bare), "--out", s(&t.path().join("x.parquet"))]);
+    assert!(
+        err.contains("has no sidtool footer") && err.contains("--quantizer"),
+        "{err}"
+    );
+    let from_bare = t.path().join("from-bare.parquet");
+    ok(&[
+        "resolve",
+        s(&bare),
+        "--quantizer",
+        s(&q),
+        "--out",
+        s(&from_bare),
+        "-q",
+    ]);
+    assert_eq!(
+        std::fs::read(&from_bare).unwrap(),
+        std::fs::read(&reference).unwrap(),
+        "footer-less parts with the quantizer give the single-machine table"
+    );
+    // The quantizer must be the one that coded parts that do carry a footer.
+    let other = t.path().join("other-q");
+    ok(&[
+        "train",
+        s(&items),
+        "--codebook-sizes",
+        "8,4",
+        "--seed",
+        "9",
+        "--out",
+        s(&other),
+        "-q",
+    ]);
+    let err = fails(&[
+        "resolve",
+        s(&raw),
+        "--quantizer",
+        s(&other),
+        "--out",
+        s(&t.path().join("x.parquet")),
+    ]);
+    assert!(err.contains("another quantizer"), "{err}");
+
     // An existing table of another resolution is refused by name.
     let err = fails(&[
         "resolve",

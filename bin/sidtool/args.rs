@@ -508,6 +508,11 @@ pub enum Cmd {
         /// items keep their IDs, new items get IDs none of them holds, as `assign --existing`.
         #[arg(long, value_name = "SIDS")]
         existing: Option<PathBuf>,
+        /// The quantizer that coded the parts: needed for parts without sidtool's footer (Spark
+        /// and Ray rewrite the encoded batches without it; the token format is the config's
+        /// `[ids] token_format`), and checked against the parts that have one.
+        #[arg(long, value_name = "DIR")]
+        quantizer: Option<PathBuf>,
     },
     /// Collision and codebook statistics of a sids.parquet.
     Stats {

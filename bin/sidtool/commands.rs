@@ -79,6 +79,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             stats,
             dedup,
             existing,
+            quantizer,
         } => {
             stdout::refuse_two(&[("--out", Some(out)), ("--stats", stats.as_deref())])?;
             let files = pipeline::part_files(parts)?;
@@ -86,7 +87,15 @@ pub fn run(cli: &Cli) -> Result<()> {
                 Some(p) => Some(sidtool::ids::sid_table::read(p)?),
                 None => None,
             };
-            let a = pipeline::resolve(&files, *dedup, existing.as_ref())
+            let coded_by = match quantizer {
+                Some(dir) => {
+                    let q = sidtool::quant::load(dir)?;
+                    let format = cli.config()?.ids.token_format;
+                    Some(pipeline::raw_meta(q.as_ref(), &format))
+                }
+                None => None,
+            };
+            let a = pipeline::resolve(&files, *dedup, existing.as_ref(), coded_by.as_ref())
                 .with_context(|| format!("resolving {} parts failed", files.len()))?;
             let say = write_assigned(&a, out, stats.as_deref(), say)?;
             say.report(&render(&a.stats))?;

@@ -133,7 +133,7 @@ impl Quantizer {
 /// Global collision resolution of raw-code parts (files or Spark-style directories), written
 /// to `out` exactly as `sidtool resolve` writes it; returns the statistics as JSON text.
 #[pyfunction]
-#[pyo3(signature = (parts, out, dedup="suffix", existing=None, stats=None))]
+#[pyo3(signature = (parts, out, dedup="suffix", existing=None, stats=None, quantizer=None))]
 fn resolve(
     py: Python<'_>,
     parts: Vec<PathBuf>,
@@ -141,7 +141,11 @@ fn resolve(
     dedup: &str,
     existing: Option<PathBuf>,
     stats: Option<PathBuf>,
+    quantizer: Option<&Quantizer>,
 ) -> PyResult<String> {
+    let coded_by = quantizer.map(|q| {
+        sidtool::pipeline::raw_meta(q.inner.as_ref(), sidtool::ids::tokens::DEFAULT_TOKEN_FORMAT)
+    });
     let strategy = match dedup {
         "suffix" => Dedup::Suffix,
         "none" => Dedup::None,
@@ -158,7 +162,7 @@ fn resolve(
             .as_deref()
             .map(sidtool::ids::sid_table::read)
             .transpose()?;
-        let a = sidtool::pipeline::resolve(&files, strategy, existing.as_ref())?;
+        let a = sidtool::pipeline::resolve(&files, strategy, existing.as_ref(), coded_by.as_ref())?;
         sidtool::pipeline::write_assigned(&a, &out, stats.as_deref())?;
         Ok(serde_json::to_string(&a.stats).expect("statistics serialise"))
     })

@@ -3,11 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::io::embeddings::open_parquet;
-use crate::item_id::{ItemIds, first_null, id_column_index};
-use arrow_array::cast::AsArray;
-use arrow_array::types::*;
-use arrow_array::{Array, ArrayRef};
-use arrow_schema::DataType;
+use crate::item_id::{ItemIds, id_column_index};
 use std::path::{Path, PathBuf};
 
 /// The footer key under which sidtool records how a sids.parquet was made.
@@ -75,7 +71,15 @@ impl CodeTable {
             let id_col = b.column_by_name(id_column).expect("checked above");
             let bi = ItemIds::from_column(id_col.as_ref(), path, id_column, first_row)?;
             let col = b.column_by_name(codes_column).expect("checked above");
-            read_lists(col, path, codes_column, first_row, &mut width, &mut codes)?;
+            crate::io::codes::read_lists(
+                col,
+                path,
+                codes_column,
+                first_row,
+                u32::MAX,
+                &mut width,
+                &mut codes,
+            )?;
             match &mut ids {
                 Some(all) => all.extend(bi),
                 None => ids = Some(bi),
@@ -110,118 +114,4 @@ impl CodeTable {
             codebook_sizes: codebook_sizes.filter(|s: &Vec<usize>| s.len() <= width),
         })
     }
-}
-
-/// Append every row's codes of a list column, checking they all have the same length.
-fn read_lists(
-    col: &ArrayRef,
-    path: &Path,
-    name: &str,
-    first_row: u64,
-    width: &mut Option<usize>,
-    out: &mut Vec<u32>,
-) -> Result<()> {
-    let bad = |row: Option<u64>, msg: String| Error::input(path, Some(name), row, msg);
-    if let Some(r) = first_null(col.as_ref()) {
-        return Err(bad(Some(first_row + r as u64), "codes are null".into()));
-    }
-    let (offsets, values): (Vec<usize>, ArrayRef) = match col.data_type() {
-        DataType::FixedSizeList(_, w) => {
-            let l = col.as_fixed_size_list();
-            let w = *w as usize;
-            let start = l.value_offset_at(0);
-            (
-                (0..=l.len()).map(|i| start + i * w).collect(),
-                l.values().clone(),
-            )
-        }
-        DataType::List(_) => {
-            let l = col.as_list::<i32>();
-            (
-                l.value_offsets().iter().map(|&o| o as usize).collect(),
-                l.values().clone(),
-            )
-        }
-        DataType::LargeList(_) => {
-            let l = col.as_list::<i64>();
-            (
-                l.value_offsets().iter().map(|&o| o as usize).collect(),
-                l.values().clone(),
-            )
-        }
-        other => {
-            return Err(bad(
-                None,
-                format!("has type {other}, expected a list of integer codes"),
-            ));
-        }
-    };
-    let vals = integers(&values).ok_or_else(|| {
-        bad(
-            None,
-            format!(
-                "holds {} values, expected integer codes",
-                values.data_type()
-            ),
-        )
-    })?;
-    for (r, w) in offsets.windows(2).enumerate() {
-        let row = first_row + r as u64;
-        let n = w[1] - w[0];
-        match *width {
-            None => *width = Some(n),
-            Some(k) if k != n => {
-                return Err(bad(
-                    Some(row),
-                    format!(
-                        "has {n} codes where earlier rows have {k}: every ID needs the same number of levels"
-                    ),
-                ));
-            }
-            _ => {}
-        }
-        for &v in &vals[w[0]..w[1]] {
-            if v < 0 || v > u32::MAX as i64 {
-                return Err(bad(
-                    Some(row),
-                    format!("code {v} is not a non-negative 32-bit integer"),
-                ));
-            }
-            out.push(v as u32);
-        }
-    }
-    Ok(())
-}
-
-/// Any integer array's values as i64 (nulls refused by the caller's list-level check; a null
-/// inside a list reads as 0 and is refused here).
-fn integers(a: &ArrayRef) -> Option<Vec<i64>> {
-    if a.null_count() > 0 {
-        return None;
-    }
-    macro_rules! vals {
-        ($t:ty) => {
-            a.as_primitive::<$t>()
-                .values()
-                .iter()
-                .map(|&v| v as i64)
-                .collect()
-        };
-    }
-    Some(match a.data_type() {
-        DataType::UInt8 => vals!(UInt8Type),
-        DataType::UInt16 => vals!(UInt16Type),
-        DataType::UInt32 => vals!(UInt32Type),
-        DataType::UInt64 => a
-            .as_primitive::<UInt64Type>()
-            .values()
-            .iter()
-            .map(|&v| i64::try_from(v).unwrap_or(-1))
-            .collect(),
-        DataType::Int8 => vals!(Int8Type),
-        DataType::Int16 => vals!(Int16Type),
-        DataType::Int32 => vals!(Int32Type),
-        DataType::Int64 => vals!(Int64Type),
-        _ => return None,
-    })
 }

@@ -9,7 +9,7 @@ use crate::io::parquet_out::ROW_GROUP_ROWS;
 use crate::item_id::ItemIds;
 use crate::quant::kind::IdKind;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{UInt16Type, UInt32Type};
+use arrow_array::types::UInt32Type;
 use arrow_array::{
     Array, ArrayRef, FixedSizeListArray, RecordBatch, StringArray, UInt16Array, UInt32Array,
 };
@@ -272,7 +272,7 @@ pub fn read(path: &Path) -> Result<SidTable> {
             Some(all) => all.extend(bi),
             None => ids = Some(bi),
         }
-        let (w, c) = read_codes(b.column_by_name("codes").unwrap(), path, "codes")?;
+        let (w, c) = read_codes(b.column_by_name("codes").unwrap(), path, "codes", row)?;
         width = w;
         codes.extend(c);
         if let Some(g) = b.column_by_name("collision_group_size") {
@@ -283,10 +283,10 @@ pub fn read(path: &Path) -> Result<SidTable> {
             );
         }
         if let Some(o) = b.column_by_name("original_codes") {
-            orig.extend(read_codes(o, path, "original_codes")?.1);
+            orig.extend(read_codes(o, path, "original_codes", row)?.1);
         }
         if let Some(c) = b.column_by_name("cid_codes") {
-            let (w, c) = read_codes(c, path, "cid_codes")?;
+            let (w, c) = read_codes(c, path, "cid_codes", row)?;
             cid.width = w;
             cid.codes.extend(c);
         }
@@ -298,7 +298,7 @@ pub fn read(path: &Path) -> Result<SidTable> {
             );
         }
         if let Some(o) = b.column_by_name("cid_original_codes") {
-            cid_orig.extend(read_codes(o, path, "cid_original_codes")?.1);
+            cid_orig.extend(read_codes(o, path, "cid_original_codes", row)?.1);
         }
         row += b.num_rows() as u64;
     }
@@ -318,23 +318,25 @@ pub fn read(path: &Path) -> Result<SidTable> {
     })
 }
 
-fn read_codes(a: &ArrayRef, path: &Path, col: &str) -> Result<(usize, Vec<u16>)> {
-    let bad = || {
-        Error::input(
-            path,
-            Some(col),
-            None,
-            format!("has type {}, expected FixedSizeList<UInt16>", a.data_type()),
-        )
-    };
-    let l = a.as_fixed_size_list_opt().ok_or_else(bad)?;
-    let w = l.value_length() as usize;
-    let v = l
-        .values()
-        .as_primitive_opt::<UInt16Type>()
-        .ok_or_else(bad)?;
-    let start = l.value_offset_at(0);
-    Ok((w, v.values()[start..start + l.len() * w].to_vec()))
+/// One batch's codes of `col` (rows starting at `first_row`): sidtool writes
+/// FixedSizeList<UInt16>, and any integer list fits when its codes do (Spark writes
+/// `array<int>`). Returns the width and the codes.
+fn read_codes(a: &ArrayRef, path: &Path, col: &str, first_row: u64) -> Result<(usize, Vec<u16>)> {
+    let mut width = None;
+    let mut codes = Vec::new();
+    crate::io::codes::read_lists(
+        a,
+        path,
+        col,
+        first_row,
+        u16::MAX as u32,
+        &mut width,
+        &mut codes,
+    )?;
+    Ok((
+        width.unwrap_or(0),
+        codes.into_iter().map(|c| c as u16).collect(),
+    ))
 }
 
 /// What a reader needs of a table beyond what its own footer promises; see

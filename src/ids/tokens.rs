@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 
 /// `{level}` is replaced by the level letter (a, b, c, ...), `{code}` by the code.
-pub(crate) const DEFAULT_TOKEN_FORMAT: &str = "<{level}_{code}>";
+pub const DEFAULT_TOKEN_FORMAT: &str = "<{level}_{code}>";
 const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
 
 /// A parsed token pattern, split once so formatting millions of IDs is cheap.

@@ -1,5 +1,6 @@
 //! Parquet/Arrow readers and writers for every table sidtool consumes or produces.
 
+pub mod codes;
 pub mod embeddings;
 pub mod id_column;
 pub mod input;

@@ -59,17 +59,33 @@ fn same_run(a: &SidMeta, b: &SidMeta) -> bool {
     )
 }
 
-/// One part's raw codes, checked.
-fn read_part(path: &Path) -> Result<(SidTable, SidMeta)> {
+/// One part's raw codes, checked. A part without sidtool's footer (written by Spark or Ray
+/// from `encode` batches, whose engines drop schema metadata) is taken as raw codes of
+/// `coded_by` (the footer of the quantizer's raw codes), when given.
+fn read_part(path: &Path, coded_by: Option<&SidMeta>) -> Result<(SidTable, SidMeta)> {
     let t = sid_table::read(path)?;
-    let Some(meta) = t.meta.clone() else {
-        return Err(Error::input(
-            path,
-            None,
-            None,
-            "has no sidtool footer: resolve takes the raw codes `sidtool assign --dedup none` \
-             writes",
-        ));
+    let meta = match (t.meta.clone(), coded_by) {
+        (Some(m), Some(q)) if !same_run(&m, q) => {
+            return Err(Error::input(
+                path,
+                None,
+                None,
+                "was coded by another quantizer or ID format than --quantizer (method, codebook \
+                 sizes, token format and quantizer fingerprint must agree)",
+            ));
+        }
+        (Some(m), _) => m,
+        (None, Some(q)) => q.clone(),
+        (None, None) => {
+            return Err(Error::input(
+                path,
+                None,
+                None,
+                "has no sidtool footer: resolve takes the raw codes `sidtool assign --dedup none` \
+                 (or the Python `Quantizer.encode`) writes; for parts an engine rewrote without \
+                 it, name the quantizer that coded them with --quantizer",
+            ));
+        }
     };
     if meta.dedup != Dedup::None.name() {
         return Err(Error::input(
@@ -104,10 +120,14 @@ fn read_part(path: &Path) -> Result<(SidTable, SidMeta)> {
 /// `assign` with that strategy gives for the concatenated parts, row for row; with `existing`
 /// (IDs handed out earlier by the same quantizer), what `assign --existing` gives: those items
 /// keep their IDs and come first, new items get IDs none of them holds.
+///
+/// `coded_by`: the footer of the quantizer's raw codes ([`super::raw_meta`]), for parts that
+/// lack one, and to check the parts that have one against.
 pub fn resolve(
     parts: &[PathBuf],
     strategy: Dedup,
     existing: Option<&SidTable>,
+    coded_by: Option<&SidMeta>,
 ) -> Result<Assigned> {
     if strategy == Dedup::Reassign {
         return Err(Error::Config(
@@ -122,7 +142,7 @@ pub fn resolve(
     // Item id → (part, row), to name both places of an item listed twice.
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
     for (k, p) in parts.iter().enumerate() {
-        let (t, m) = read_part(p)?;
+        let (t, m) = read_part(p, coded_by)?;
         match &meta {
             None => meta = Some((m.clone(), p.clone())),
             Some((first, from)) if !same_run(first, &m) => {

@@ -21,7 +21,7 @@ from ._sidtool import resolve as _resolve
 __all__ = ["Quantizer", "SidtoolError", "resolve", "__version__"]
 
 
-def resolve(parts, out, dedup="suffix", existing=None, stats=None):
+def resolve(parts, out, dedup="suffix", existing=None, stats=None, quantizer=None):
     """Global collision resolution of raw-code parts, as `sidtool resolve` does.
 
     `parts`: a path or a list of paths: Parquet files written from `Quantizer.encode` batches
@@ -29,6 +29,8 @@ def resolve(parts, out, dedup="suffix", existing=None, stats=None):
     (`*.parquet` in name order; `_SUCCESS`, `.crc` and hidden files ignored). Writes the final
     IDs to `out` (and the statistics JSON to `stats`); returns the statistics as a dict. With
     `existing` (an earlier sids.parquet of the same quantizer), its items keep their IDs.
+    `quantizer` (a `Quantizer`): the one that coded the parts, for parts an engine rewrote
+    without sidtool's footer (Spark's and Ray's Parquet writers drop it).
     """
     if isinstance(parts, (str, bytes, _os.PathLike)):
         parts = [parts]
@@ -38,5 +40,6 @@ def resolve(parts, out, dedup="suffix", existing=None, stats=None):
         dedup,
         None if existing is None else _os.fspath(existing),
         None if stats is None else _os.fspath(stats),
+        quantizer,
     )
     return _json.loads(text)

@@ -33,5 +33,6 @@ def resolve(
     dedup: str = "suffix",
     existing: Union[_Path, None] = None,
     stats: Union[_Path, None] = None,
+    quantizer: Union[Quantizer, None] = None,
 ) -> dict[str, Any]:
     """Resolve raw-code parts into final IDs, written to `out`; returns the statistics."""
