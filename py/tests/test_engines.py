@@ -96,7 +96,7 @@ def test_ray_map_batches_then_resolve_gives_the_single_machine_ids(trained, tmp_
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        ds = ray.data.read_parquet(ITEMS).map_batches(
+        ds = ray.data.read_parquet(ITEMS).repartition(4).map_batches(
             Encoder,
             fn_constructor_args=(str(trained / "q"),),
             batch_format="pyarrow",
