@@ -14,21 +14,33 @@ fn s(p: &Path) -> String {
 /// Build from text with the tiny model, and its directory standing in for the LLM (1000
 /// tokens, 1024 embedding rows).
 fn built(t: &Path) -> std::path::PathBuf {
+    let llm = s(&testdata("tiny-qwen3"));
+    build_text(
+        t,
+        &["--llm", &llm, "--markers", "<|sid_begin|>,<|sid_end|>"],
+    )
+}
+
+/// `build` of the shipped text catalogue with the tiny embedding model into `t/out`.
+fn build_text(t: &Path, extra: &[&str]) -> std::path::PathBuf {
     let out = t.join("out");
-    ok(&[
+    let (items, out_s, model) = (
+        s(&testdata("items_text.parquet")),
+        s(&out),
+        s(&testdata("tiny-qwen3")),
+    );
+    let mut args = vec![
         "build",
-        &s(&testdata("items_text.parquet")),
+        &items,
         "--out",
-        &s(&out),
+        &out_s,
         "--model",
-        &s(&testdata("tiny-qwen3")),
-        "--llm",
-        &s(&testdata("tiny-qwen3")),
+        &model,
         "--codebook-sizes",
         "16,8,8",
-        "--markers",
-        "<|sid_begin|>,<|sid_end|>",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
     out
 }
 
@@ -327,17 +339,7 @@ fn the_output_is_a_tokenizer_folder_with_the_llms_settings() {
 #[test]
 fn build_without_an_llm_writes_no_vocabulary_and_vocab_asks_for_one() {
     let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    ok(&[
-        "build",
-        &s(&testdata("items_text.parquet")),
-        "--out",
-        &s(&out),
-        "--model",
-        &s(&testdata("tiny-qwen3")),
-        "--codebook-sizes",
-        "16,8,8",
-    ]);
+    let out = build_text(t.path(), &[]);
     // The embedding model is not the LLM: no tokenizer is extended by default.
     assert!(out.join("sids.parquet").is_file());
     for f in [
@@ -357,6 +359,10 @@ fn build_without_an_llm_writes_no_vocabulary_and_vocab_asks_for_one() {
         &s(&t.path().join("v")),
     ]);
     assert!(err.contains("--llm is required"), "{err}");
+    // The help says so (the flag itself stays optional: a config file can name the LLM).
+    let help = sidtool(&["vocab", "--help"]);
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("Requires --llm"), "{help}");
 }
 
 #[test]

@@ -404,7 +404,7 @@ pub enum Cmd {
         report: bool,
     },
     /// The LLM's tokenizer folder with the SID tokens added, the embedding-size advice, and the
-    /// constrained-decoding trie.
+    /// constrained-decoding trie. Requires --llm (or `[vocab] llm` in the --config file).
     Vocab {
         /// A sids.parquet written by `build` or `assign`.
         #[arg(long)]

@@ -365,6 +365,17 @@ pub struct SharedIds {
 }
 
 impl SidTable {
+    /// The SID's columns (final codes, group sizes, codes before `reassign`), as an existing
+    /// table's rows are put before new ones.
+    pub(crate) fn sid_columns(&self) -> IdColumns {
+        IdColumns {
+            codes: self.codes.clone(),
+            width: self.width,
+            group_size: self.group_size.clone(),
+            original_codes: self.original_codes.clone(),
+        }
+    }
+
     /// A table of `ids` and row-major `codes` of `width` levels, with no footer (the default
     /// token format), for unit tests elsewhere in the crate.
     #[cfg(test)]

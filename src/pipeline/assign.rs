@@ -8,7 +8,7 @@ use super::stats::{id_stats, make_stats};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ids::dedup::{self, Existing, Resolution};
-use crate::ids::sid_table::{self, CidPart, DualMeta, IdColumns, SidMeta, SidTable};
+use crate::ids::sid_table::{self, CidPart, DualMeta, SidMeta, SidTable};
 use crate::ids::stats::Stats;
 use crate::io::embeddings;
 use crate::item_id::{IdKey, ItemIds};
@@ -215,12 +215,7 @@ pub fn assign(
         Some(ex) => {
             let mut all_ids = ex.ids.clone();
             all_ids.extend(ids);
-            let sid_cols = IdColumns {
-                codes: ex.codes.clone(),
-                width: ex.width,
-                group_size: ex.group_size.clone(),
-                original_codes: ex.original_codes.clone(),
-            };
+            let sid_cols = ex.sid_columns();
             let n_sid = kind_levels(q, IdKind::Sid).len();
             let (raw, resolution) = prepend(&sid_cols, &all_ids, n_sid, sid_raw, sid_res);
             let cid = match (cid, &ex.cid) {

@@ -9,7 +9,7 @@ use super::stats::make_stats;
 use crate::config::Dedup;
 use crate::error::{Error, Result};
 use crate::ids::dedup;
-use crate::ids::sid_table::{self, Expect, IdColumns, SidMeta, SidTable};
+use crate::ids::sid_table::{self, Expect, SidMeta, SidTable};
 use crate::item_id::{IdKey, ItemIds};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -239,12 +239,7 @@ pub fn resolve(
         Some(ex) => {
             let mut all_ids = ex.ids.clone();
             all_ids.extend(new_ids);
-            let cols = IdColumns {
-                codes: ex.codes.clone(),
-                width: ex.width,
-                group_size: ex.group_size.clone(),
-                original_codes: ex.original_codes.clone(),
-            };
+            let cols = ex.sid_columns();
             let (raw, resolution) = prepend(&cols, &all_ids, levels, new_raw, resolution);
             (all_ids, raw, resolution)
         }

@@ -249,6 +249,25 @@ mod tests {
         // Seeded.
         init_rows(&llm, 40, &[40, 41, 55], 7, &out).unwrap();
         assert_eq!(read(&out).1, emb);
+        // Sharded weights: the tensor is found through the index, in its shard.
+        let sharded = tempfile::tempdir().unwrap();
+        for f in ["tokenizer.json", "config.json"] {
+            std::fs::copy(dir.path().join(f), sharded.path().join(f)).unwrap();
+        }
+        let shard = "model-00002-of-00002.safetensors";
+        std::fs::copy(
+            dir.path().join("model.safetensors"),
+            sharded.path().join(shard),
+        )
+        .unwrap();
+        let index = format!(
+            r#"{{"weight_map": {{"lm_head.weight": "model-00001-of-00002.safetensors",
+                "model.embed_tokens.weight": "{shard}"}}}}"#
+        );
+        std::fs::write(sharded.path().join("model.safetensors.index.json"), index).unwrap();
+        let llm = Llm::resolve(sharded.path(), "main").unwrap();
+        init_rows(&llm, 40, &[40, 41, 55], 7, &out).unwrap();
+        assert_eq!(read(&out).1, emb);
         // A singular covariance (fewer rows than dims): the mean alone.
         let flat = model(&[vec![1.0, 2.0, 3.0], vec![3.0, 2.0, 1.0]]);
         let llm = Llm::resolve(flat.path(), "main").unwrap();
