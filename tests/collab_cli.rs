@@ -27,17 +27,7 @@ fn inputs(dir: &Path, n_items: usize) -> (std::path::PathBuf, std::path::PathBuf
             ("item_id", str_ids(n_items)),
         ],
     );
-    let (mut u, mut it, mut ts) = (Vec::new(), Vec::new(), Vec::new());
-    for user in 0..60 {
-        for t in 0..8 {
-            u.push(format!("u{user}"));
-            it.push(format!(
-                "item-{:04}",
-                (user % 3) * 10 + (user * 3 + t * 7) % 10
-            ));
-            ts.push(1_700_000_000 + t as i64 * 60);
-        }
-    }
+    let (mut u, mut it, mut ts) = taste_groups();
     u.push("u0".into());
     it.push("gone".into());
     ts.push(5);

@@ -16,17 +16,7 @@ fn p(path: &Path) -> &str {
 fn collab_inputs(dir: &Path) -> (PathBuf, PathBuf) {
     let items = dir.join("items.parquet");
     write_batch(&items, vec![("item_id", str_ids(30))]);
-    let (mut u, mut it, mut ts) = (Vec::new(), Vec::new(), Vec::new());
-    for user in 0..60 {
-        for t in 0..8 {
-            u.push(format!("u{user}"));
-            it.push(format!(
-                "item-{:04}",
-                (user % 3) * 10 + (user * 3 + t * 7) % 10
-            ));
-            ts.push(1_700_000_000 + t as i64 * 60);
-        }
-    }
+    let (u, it, ts) = taste_groups();
     let inter = dir.join("interactions.parquet");
     write_interactions(&inter, u, it, Some(ts));
     (items, inter)

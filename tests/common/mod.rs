@@ -151,6 +151,23 @@ pub fn write_interactions(
 }
 
 /// A small build of the shipped catalogue (codebooks 8, 4) into `out`.
+/// Interactions of 60 users in 3 taste groups, each group using 10 of items `item-0000` …
+/// `item-0029`, 8 timestamped events per user: (users, items, timestamps).
+pub fn taste_groups() -> (Vec<String>, Vec<String>, Vec<i64>) {
+    let (mut u, mut it, mut ts) = (Vec::new(), Vec::new(), Vec::new());
+    for user in 0..60 {
+        for t in 0..8 {
+            u.push(format!("u{user}"));
+            it.push(format!(
+                "item-{:04}",
+                (user % 3) * 10 + (user * 3 + t * 7) % 10
+            ));
+            ts.push(1_700_000_000 + t as i64 * 60);
+        }
+    }
+    (u, it, ts)
+}
+
 pub fn build_small(out: &Path) {
     ok(&[
         "build",
