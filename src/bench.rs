@@ -54,6 +54,7 @@ pub fn rq_kmeans(
     niter: usize,
     points_per_centroid: usize,
     seed: u64,
+    device: crate::device::DeviceKind,
 ) -> Result<RqBenchReport> {
     let t = Instant::now();
     let (ids, x) = read_all(data, "item_id", "embedding", 8192)?;
@@ -69,6 +70,7 @@ pub fn rq_kmeans(
         codebook_sizes: sizes.to_vec(),
         max_iter: niter,
         tol: 0.0,
+        device,
         ..QuantizerConfig::default()
     };
     let t = Instant::now();
@@ -156,7 +158,7 @@ pub fn gemm(rows: usize, k: usize, d: usize) -> Result<f64> {
 pub struct EmbedBenchReport {
     pub tool: &'static str,
     pub model: String,
-    pub dtype: crate::embed::loading::device::EmbedDType,
+    pub dtype: crate::device::EmbedDType,
     pub threads: usize,
     pub items: usize,
     pub tokens_per_item: usize,
@@ -235,10 +237,10 @@ pub fn embed(
     }
     let seconds = clock.elapsed().as_secs_f64();
     let flops = enc.flops(n * t, t);
-    let min_cosine_vs_f32 = if enc.info.dtype != crate::embed::loading::device::EmbedDType::F32 {
+    let min_cosine_vs_f32 = if enc.info.dtype != crate::device::EmbedDType::F32 {
         drop(enc);
         let f32cfg = crate::config::EmbedConfig {
-            dtype: Some(crate::embed::loading::device::EmbedDType::F32),
+            dtype: Some(crate::device::EmbedDType::F32),
             ..cfg.clone()
         };
         let reference = Encoder::load(&f32cfg)?;
@@ -279,9 +281,7 @@ pub fn embed(
         model: cfg.model.clone(),
         dtype: cfg
             .dtype
-            .unwrap_or(crate::embed::loading::device::EmbedDType::default_for(
-                cfg.device,
-            )),
+            .unwrap_or(crate::device::EmbedDType::default_for(cfg.device)),
         threads: rayon::current_num_threads(),
         items: n,
         tokens_per_item: t,

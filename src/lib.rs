@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod collab;
 pub mod config;
+pub mod device;
 pub mod embed;
 pub mod error;
 pub mod eval;

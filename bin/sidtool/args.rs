@@ -209,15 +209,23 @@ pub struct EmbedArgs {
     /// Padded tokens per forward batch [default: 4096].
     #[arg(long)]
     batch_tokens: Option<usize>,
-    /// cpu, cuda or metal [default: cpu].
-    #[arg(long)]
-    device: Option<DeviceKind>,
     /// f32, f16 or bf16 [default: f32 on CPU, bf16 on a GPU].
     #[arg(long)]
     dtype: Option<EmbedDType>,
     /// Items per resumable part [default: 8192].
     #[arg(long, value_name = "N")]
     window_rows: Option<usize>,
+}
+
+/// `--device`: one switch for every heavy stage a command runs (`[embed] device`,
+/// `[quantizer] device`, `[collab] device`; see `overlay`).
+#[derive(Args, Default)]
+#[command(next_help_heading = "Device")]
+pub struct DeviceArgs {
+    /// cpu, cuda or metal: where embedding, quantizer training/encoding and the collaborative
+    /// SVD run (cuda/metal need a binary built with that feature) [default: cpu].
+    #[arg(long)]
+    pub device: Option<DeviceKind>,
 }
 
 /// Tier 2 of `eval`: a small generative recommender trained on each table's IDs.
@@ -399,6 +407,8 @@ pub enum Cmd {
         vocab: VocabArgs,
         #[command(flatten)]
         collab: BuildCollabArgs,
+        #[command(flatten)]
+        device: DeviceArgs,
         /// Also write report.html (the charts of `sidtool report`) into the output.
         #[arg(long, help_heading = "Output")]
         report: bool,
@@ -447,6 +457,8 @@ pub enum Cmd {
         input: InputArgs,
         #[command(flatten)]
         embed: EmbedArgs,
+        #[command(flatten)]
+        device: DeviceArgs,
     },
     /// Train a quantizer on an embeddings table.
     Train {
@@ -461,6 +473,8 @@ pub enum Cmd {
         quant: QuantArgs,
         #[command(flatten)]
         collab: CollabInputArgs,
+        #[command(flatten)]
+        device: DeviceArgs,
     },
     /// Encode every row with a trained quantizer and write unique SIDs.
     Assign {
@@ -486,6 +500,8 @@ pub enum Cmd {
         ids: IdArgs,
         #[command(flatten)]
         collab: CollabInputArgs,
+        #[command(flatten)]
+        device: DeviceArgs,
     },
     /// Global collision resolution over raw codes from many workers: the parts of `assign
     /// --dedup none` runs over partitions, resolved as `assign` resolves the whole catalogue.
@@ -558,6 +574,8 @@ pub enum Cmd {
         out: PathBuf,
         #[command(flatten)]
         collab: CollabArgs,
+        #[command(flatten)]
+        device: DeviceArgs,
     },
     /// How good are these IDs for a generative recommender? Training-free measures of the
     /// codes and, with --interactions, leave-one-out next-item Recall/NDCG of a count model
@@ -651,6 +669,8 @@ pub enum BenchCmd {
         /// Training rows per centroid (FAISS's default is 256).
         #[arg(long, default_value_t = 256)]
         max_points_per_centroid: usize,
+        #[command(flatten)]
+        device: DeviceArgs,
     },
     /// Embedding throughput: N synthetic items of T tokens through --model.
     Embed {
@@ -665,6 +685,8 @@ pub enum BenchCmd {
         warmup: usize,
         #[command(flatten)]
         embed: EmbedArgs,
+        #[command(flatten)]
+        device: DeviceArgs,
     },
     /// Raw assignment-GEMM rate on random data.
     Gemm {

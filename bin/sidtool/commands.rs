@@ -432,6 +432,7 @@ fn bench(cli: &Cli, what: &BenchCmd) -> Result<()> {
             k,
             niter,
             max_points_per_centroid,
+            device,
         } => {
             let r = sidtool::bench::rq_kmeans(
                 data,
@@ -439,6 +440,7 @@ fn bench(cli: &Cli, what: &BenchCmd) -> Result<()> {
                 *niter,
                 *max_points_per_centroid,
                 seed,
+                device.device.unwrap_or_default(),
             )?;
             print_out(&(serde_json::to_string(&r)? + "\n"))
         }

@@ -4,12 +4,13 @@
 //! serializer leaves out, so it keeps the file's (or the default) value.
 
 use crate::args::{
-    BenchCmd, BuildCollabArgs, Cli, Cmd, CollabArgs, CollabInputArgs, EmbedArgs, IdArgs, InputArgs,
-    QuantArgs, VocabArgs,
+    BenchCmd, BuildCollabArgs, Cli, Cmd, CollabArgs, CollabInputArgs, DeviceArgs, EmbedArgs,
+    IdArgs, InputArgs, QuantArgs, VocabArgs,
 };
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sidtool::config::Config;
+use sidtool::device::DeviceKind;
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
@@ -32,6 +33,7 @@ impl Cmd {
                 ids,
                 vocab,
                 collab,
+                device,
                 report,
                 ..
             } => o
@@ -41,23 +43,42 @@ impl Cmd {
                 .embed(embed)?
                 .vocab(vocab)?
                 .build_collab(collab)?
+                .device(device)?
                 .report(*report),
-            Cmd::Embed { input, embed, .. } => o.input(input)?.embed(embed),
+            Cmd::Embed {
+                input,
+                embed,
+                device,
+                ..
+            } => o.input(input)?.embed(embed)?.device(device),
             Cmd::Train {
                 input,
                 quant,
                 collab,
+                device,
                 ..
-            } => o.input(input)?.quant(quant)?.collab_input(collab),
+            } => o
+                .input(input)?
+                .quant(quant)?
+                .collab_input(collab)?
+                .device(device),
             Cmd::Assign {
-                input, ids, collab, ..
-            } => o.input(input)?.ids(ids)?.collab_input(collab),
+                input,
+                ids,
+                collab,
+                device,
+                ..
+            } => o
+                .input(input)?
+                .ids(ids)?
+                .collab_input(collab)?
+                .device(device),
             Cmd::Stats { input, collab, .. } => o.input(input)?.collab_input(collab),
             Cmd::Vocab { vocab, .. } => o.vocab(vocab),
-            Cmd::Collab { collab, .. } => o.collab(collab),
+            Cmd::Collab { collab, device, .. } => o.collab(collab)?.device(device),
             Cmd::Bench {
-                what: BenchCmd::Embed { embed, .. },
-            } => o.embed(embed),
+                what: BenchCmd::Embed { embed, device, .. },
+            } => o.embed(embed)?.device(device),
             Cmd::ImportRecbole { .. }
             | Cmd::Export { .. }
             | Cmd::Inspect { .. }
@@ -131,6 +152,18 @@ impl Overlay {
         // `--collab FILE` is `[input] collab`.
         self.collab = a.collab.clone();
         self.section("collab", a)
+    }
+
+    /// `--device`: every stage's device, so one flag moves the whole command.
+    fn device(self, a: &DeviceArgs) -> Result<Self> {
+        #[derive(Serialize)]
+        struct Device {
+            device: Option<DeviceKind>,
+        }
+        let d = Device { device: a.device };
+        self.section("embed", &d)?
+            .section("quantizer", &d)?
+            .section("collab", &d)
     }
 
     /// `build --report`: the top-level `report` key (only when given, so a file's

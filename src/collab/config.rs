@@ -1,5 +1,6 @@
 //! The collaborative-vector section (`[collab]`).
 
+use crate::device::DeviceKind;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,8 @@ pub struct CollabConfig {
     /// Name of the vector column: written by `sidtool collab`, and the column of
     /// user-supplied collaborative vectors in a catalogue.
     pub column: String,
+    /// Where the randomized SVD runs (`cpu`, `cuda`, `metal`).
+    pub device: DeviceKind,
 }
 
 impl Default for CollabConfig {
@@ -30,6 +33,7 @@ impl Default for CollabConfig {
             oversample: 10,
             power_iterations: 2,
             column: "collab_embedding".into(),
+            device: DeviceKind::Cpu,
         }
     }
 }

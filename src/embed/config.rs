@@ -1,7 +1,7 @@
 //! The embedding section (`[embed]`): model, pooling, text template, batching, device.
 
+use crate::device::{DeviceKind, EmbedDType};
 use crate::embed::layers::pooling::Pooling;
-use crate::embed::loading::device::{DeviceKind, EmbedDType};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 

@@ -1,8 +1,8 @@
 //! A loaded text encoder: tokenizer + model + pooling, from a hub id or a directory.
 
+use crate::device::{self, EmbedDType};
 use crate::embed::config::EmbedConfig;
 use crate::embed::layers::pooling::{self, Pooling};
-use crate::embed::loading::device::{self, EmbedDType};
 use crate::embed::loading::hub::{self, ModelFiles};
 use crate::embed::loading::weights::Weights;
 use crate::embed::models::bert::Bert;

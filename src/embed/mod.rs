@@ -19,9 +19,9 @@ pub mod loading;
 pub mod models;
 pub mod template;
 
+pub use crate::device::{DeviceKind, EmbedDType};
 pub use encoder::Encoder;
 pub use layers::pooling::Pooling;
-pub use loading::device::{DeviceKind, EmbedDType};
 
 pub(crate) const DEFAULT_MODEL: &str = "Qwen/Qwen3-Embedding-0.6B";
 pub(crate) const DEFAULT_MAX_LENGTH: usize = 512;

@@ -99,7 +99,7 @@ pub fn evaluate_with_progress(
     if let Some(c) = &o.t2 {
         // Refused before the minutes of T0 and T1, not after them.
         c.validate()?;
-        crate::embed::loading::device::open(c.device)?;
+        crate::device::open(c.device)?;
         if o.interactions.is_none() {
             return Err(crate::error::Error::Config(
                 "t2 needs --interactions".into(),

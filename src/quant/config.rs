@@ -1,5 +1,6 @@
 //! The quantizer section (`[quantizer]`): method, codebooks, and RQ-VAE/GenSAR training.
 
+use crate::device::DeviceKind;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,9 @@ pub struct QuantizerConfig {
     pub rqvae: RqVaeConfig,
     /// GenSAR's level split (`method = "gensar"`).
     pub gensar: GensarConfig,
+    /// Where training and encoding run: `cpu` keeps the tuned CPU kernels; `cuda`/`metal`
+    /// run the device-generic candle path (docs/architecture.md, "Devices").
+    pub device: DeviceKind,
 }
 
 /// GenSAR (docs/methods.md §5): codebook levels shared by both IDs, then levels of the semantic ID
@@ -176,6 +180,7 @@ impl Default for QuantizerConfig {
             balanced: false,
             rqvae: RqVaeConfig::default(),
             gensar: GensarConfig::default(),
+            device: DeviceKind::Cpu,
         }
     }
 }

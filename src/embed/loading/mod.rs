@@ -1,6 +1,5 @@
 //! Finding and opening a model: the Hugging Face hub cache or a local folder, the safetensors
-//! weights (the one loader every model reads through), and the device and dtype to run on.
+//! weights (the one loader every model reads through). The device lives in `crate::device`.
 
-pub mod device;
 pub mod hub;
 pub mod weights;

@@ -21,7 +21,7 @@ pub(crate) mod vocab;
 use super::t1::{Ranking, ranking};
 use super::table::CodeTable;
 use super::trie::Trie;
-use crate::embed::DeviceKind;
+use crate::device::DeviceKind;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use serde::Serialize;
@@ -128,7 +128,7 @@ pub fn evaluate(
     progress: &dyn Progress,
 ) -> Result<T2> {
     cfg.validate()?;
-    let device = crate::embed::loading::device::open(cfg.device)?;
+    let device = crate::device::open(cfg.device)?;
     let s = data::split(histories, cfg.max_history);
     let windows = data::windows(&s.train, cfg.max_history);
     if windows.is_empty() {

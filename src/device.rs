@@ -1,13 +1,15 @@
-//! Where and in which precision the encoder runs. The only place that knows about the
-//! `cuda` and `metal` cargo features.
+//! Where the heavy stages run (embedding, quantizer training and encoding, tier-2 eval) and in
+//! which precision the encoder runs. The only place that knows about the `cuda` and `metal`
+//! cargo features; everything else takes a `candle_core::Device` from [`open`].
 
 use crate::error::{Error, Result};
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
+    #[default]
     Cpu,
     Cuda,
     Metal,
