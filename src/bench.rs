@@ -19,6 +19,8 @@ use std::time::Instant;
 #[derive(Debug, Clone, Serialize)]
 pub struct RqBenchReport {
     pub tool: &'static str,
+    /// Where training and encoding ran: cpu, cuda or metal.
+    pub device: crate::device::DeviceKind,
     pub gemm_backend: String,
     pub n: usize,
     pub d: usize,
@@ -32,8 +34,9 @@ pub struct RqBenchReport {
     pub rel_mse_per_level: Vec<f64>,
     pub collision_rate: f64,
     pub levels: Vec<LevelReport>,
-    /// Achieved rate of the assignment GEMM (one full nearest search of all rows).
-    pub assignment_gemm_gflops: f64,
+    /// Achieved rate of the CPU assignment GEMM (one full nearest search of all rows); null
+    /// on a device.
+    pub assignment_gemm_gflops: Option<f64>,
     /// Point×centroid distances k-means computed, against what plain Lloyd would compute.
     pub train_distance_evals: u64,
     pub plain_lloyd_distance_evals: u64,
@@ -76,8 +79,9 @@ pub fn rq_kmeans(
     let t = Instant::now();
     let q = RqKMeans::fit(&sample, &cfg, seed, &Silent)?;
     let train_s = t.elapsed().as_secs_f64();
+    let dev = crate::device::open(device)?;
     let t = Instant::now();
-    let codes = q.encode(&x)?;
+    let codes = q.encode_on(&x, &dev)?;
     let encode_s = t.elapsed().as_secs_f64();
     let total: f64 = x.row_sq_norms().iter().map(|&v| v as f64).sum();
     let rel = q
@@ -99,7 +103,12 @@ pub fn rq_kmeans(
             prefix_distinct,
         });
     }
-    let gflops = gemm_rate(&x, q.codebook(0))?;
+    // The CPU GEMM's rate; a device's is not measured apart from the encode time.
+    let gflops = if dev.is_cpu() {
+        Some(gemm_rate(&x, q.codebook(0))?)
+    } else {
+        None
+    };
     let evals = q.config().training.iter().map(|l| l.distance_evals).sum();
     let plain = sizes
         .iter()
@@ -107,6 +116,7 @@ pub fn rq_kmeans(
         .sum();
     Ok(RqBenchReport {
         tool: "sidtool",
+        device,
         gemm_backend: crate::gemm::gemm_backend(),
         n: x.rows,
         d: x.cols,

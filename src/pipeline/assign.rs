@@ -57,6 +57,7 @@ pub fn assign(
     let levels = q.levels();
     let sizes = q.codebook_sizes().to_vec();
     let kinds = kinds(q);
+    let device = crate::device::open(cfg.quantizer.device)?;
     if let Some(ex) = existing {
         check_existing(ex, q, cfg)?;
     }
@@ -102,7 +103,7 @@ pub fn assign(
                 .filter(|&i| x_new.row(i)[d.semantic_dim..].iter().all(|&v| v == 0.0))
                 .count() as u64;
         }
-        let codes = q.encode(x_new)?;
+        let codes = q.encode_on(x_new, &device)?;
         for (acc, (e, n)) in err.iter_mut().zip(id_sq_errors(q, x_new, &codes)?) {
             acc.0.iter_mut().zip(e).for_each(|(a, v)| *a += v);
             acc.1 += n;

@@ -40,6 +40,19 @@ pub trait Quantizer: Send + Sync {
     /// Codes of every row of `x` (rows × L).
     fn encode(&self, x: &Matrix) -> Result<Vec<u16>>;
 
+    /// [`Quantizer::encode`] on `device`: the tuned CPU path on `Device::Cpu`, the
+    /// device-generic candle path elsewhere; the same codes either way.
+    fn encode_on(&self, x: &Matrix, device: &candle_core::Device) -> Result<Vec<u16>> {
+        if device.is_cpu() {
+            self.encode(x)
+        } else {
+            Err(Error::Config(format!(
+                "{} cannot encode on {device:?} yet; use --device cpu",
+                self.method().name()
+            )))
+        }
+    }
+
     /// Reconstruction from the first `depth` codes of each row (`codes` is rows × L). For dual
     /// quantizers the levels count in storage order (shared, semantic, collaborative), so only
     /// the full depth is a meaningful reconstruction; [`Quantizer::decode_id`] gives one ID's

@@ -7,8 +7,10 @@ use crate::matrix::Matrix;
 use crate::progress::Progress;
 use crate::quant::config::{Method, QuantizerConfig};
 use crate::quant::distance::Codebook;
+use crate::quant::kmeans::device::DeviceCodebook;
 use crate::quant::kmeans::{self, KMeansConfig};
 use crate::quant::{Quantizer, store};
+use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -40,12 +42,141 @@ pub(crate) struct LevelFit {
     pub distance_evals: u64,
 }
 
+/// Rows per host-to-device upload when encoding on a device (256 MiB at D = 1024).
+const DEVICE_ENCODE_ROWS: usize = 65_536;
+
+/// Where training keeps the residuals of the level being clustered.
+enum Residual {
+    Host(Matrix),
+    Device(Tensor),
+}
+
 pub(crate) struct RqKMeans {
     config: RqKMeansConfig,
     codebooks: Vec<Codebook>,
 }
 
 impl RqKMeans {
+    /// Training on the tuned CPU path (`device` None) or the candle path on `device`.
+    pub(crate) fn fit_in(
+        x: &Matrix,
+        cfg: &QuantizerConfig,
+        seed: u64,
+        progress: &dyn Progress,
+        device: Option<&Device>,
+    ) -> Result<Self> {
+        // The residuals being clustered: on the host for the tuned CPU path, on the device
+        // for the candle path.
+        let mut residual = match device {
+            None => Residual::Host(x.clone()),
+            Some(d) => Residual::Device(kmeans::device::upload(x, d)?),
+        };
+        let mut model = RqKMeans {
+            config: RqKMeansConfig {
+                method: Method::RqKmeans,
+                format_version: store::FORMAT_VERSION,
+                sidtool_version: crate::VERSION.to_string(),
+                dim: x.cols,
+                codebook_sizes: cfg.codebook_sizes.clone(),
+                seed,
+                max_iter: cfg.max_iter,
+                tol: cfg.tol,
+                balanced: cfg.balanced,
+                training: Vec::new(),
+            },
+            codebooks: Vec::new(),
+        };
+        progress.start(
+            "train rq-kmeans (levels)",
+            Some(cfg.codebook_sizes.len() as u64),
+        );
+        for (level, &k) in cfg.codebook_sizes.iter().enumerate() {
+            let kc = KMeansConfig {
+                k,
+                max_iter: cfg.max_iter,
+                tol: cfg.tol,
+                balanced: cfg.balanced,
+                seed: seed.wrapping_add(level as u64),
+            };
+            let t = std::time::Instant::now();
+            let fit = match &residual {
+                Residual::Host(r) => kmeans::fit(r, &kc)?,
+                Residual::Device(r) => kmeans::device::fit(r, &kc)?,
+            };
+            let mut used = vec![false; k];
+            fit.assignment.iter().for_each(|&a| used[a as usize] = true);
+            let used = used.iter().filter(|&&u| u).count();
+            if used < k {
+                tracing::warn!(
+                    "level {}: only {used} of {k} codes hold any training item (the residuals have \
+                     too few distinct values); smaller --codebook-sizes would waste fewer codes",
+                    level + 1
+                );
+            }
+            tracing::debug!(
+                level = level + 1,
+                seconds = t.elapsed().as_secs_f64(),
+                "k-means level time"
+            );
+            tracing::info!(
+                level = level + 1,
+                k,
+                iterations = fit.iterations,
+                inertia = fit.inertia,
+                "k-means level fitted"
+            );
+            model.config.training.push(LevelFit {
+                train_rows: x.rows,
+                iterations: fit.iterations,
+                converged: fit.converged,
+                inertia: fit.inertia,
+                reseeded_clusters: fit.reseeded,
+                distance_evals: fit.distance_evals,
+            });
+            model.codebooks.push(Codebook::new(fit.centroids)?);
+            if level + 1 < cfg.codebook_sizes.len() {
+                match &mut residual {
+                    Residual::Host(r) => model.subtract(r, level, &fit.assignment),
+                    Residual::Device(r) => {
+                        let c =
+                            kmeans::device::upload(&model.codebooks[level].centroids, r.device())?;
+                        *r = kmeans::device::subtract(r, &c, &fit.assignment)?;
+                    }
+                }
+            }
+            progress.advance(1);
+        }
+        progress.finish();
+        Ok(model)
+    }
+
+    /// Encoding through the candle path on `device` (the CPU backend too, in tests).
+    pub(crate) fn encode_generic(&self, x: &Matrix, device: &Device) -> Result<Vec<u16>> {
+        let levels = self.levels();
+        let cbs = self
+            .codebooks
+            .iter()
+            .map(|c| DeviceCodebook::new(c.centroids.clone(), device))
+            .collect::<Result<Vec<_>>>()?;
+        let mut codes = vec![0u16; x.rows * levels];
+        let d = x.cols;
+        for start in (0..x.rows).step_by(DEVICE_ENCODE_ROWS) {
+            let len = DEVICE_ENCODE_ROWS.min(x.rows - start);
+            let rows = &x.data[start * d..(start + len) * d];
+            let mut r = Tensor::from_slice(rows, (len, d), device)?;
+            for (level, cb) in cbs.iter().enumerate() {
+                let idx = cb.nearest(&r)?;
+                for (i, &j) in idx.iter().enumerate() {
+                    codes[(start + i) * levels + level] = j as u16;
+                }
+                if level + 1 < levels {
+                    r = kmeans::device::subtract(&r, cb.centroids(), &idx)?;
+                }
+            }
+        }
+        Ok(codes)
+    }
+
     pub fn config(&self) -> &RqKMeansConfig {
         &self.config
     }
@@ -116,74 +247,15 @@ impl Quantizer for RqKMeans {
     }
 
     fn fit(x: &Matrix, cfg: &QuantizerConfig, seed: u64, progress: &dyn Progress) -> Result<Self> {
-        let mut residual = x.clone();
-        let mut model = RqKMeans {
-            config: RqKMeansConfig {
-                method: Method::RqKmeans,
-                format_version: store::FORMAT_VERSION,
-                sidtool_version: crate::VERSION.to_string(),
-                dim: x.cols,
-                codebook_sizes: cfg.codebook_sizes.clone(),
-                seed,
-                max_iter: cfg.max_iter,
-                tol: cfg.tol,
-                balanced: cfg.balanced,
-                training: Vec::new(),
-            },
-            codebooks: Vec::new(),
-        };
-        progress.start(
-            "train rq-kmeans (levels)",
-            Some(cfg.codebook_sizes.len() as u64),
-        );
-        for (level, &k) in cfg.codebook_sizes.iter().enumerate() {
-            let kc = KMeansConfig {
-                k,
-                max_iter: cfg.max_iter,
-                tol: cfg.tol,
-                balanced: cfg.balanced,
-                seed: seed.wrapping_add(level as u64),
-            };
-            let t = std::time::Instant::now();
-            let fit = kmeans::fit(&residual, &kc)?;
-            let mut used = vec![false; k];
-            fit.assignment.iter().for_each(|&a| used[a as usize] = true);
-            let used = used.iter().filter(|&&u| u).count();
-            if used < k {
-                tracing::warn!(
-                    "level {}: only {used} of {k} codes hold any training item (the residuals have \
-                     too few distinct values); smaller --codebook-sizes would waste fewer codes",
-                    level + 1
-                );
-            }
-            tracing::debug!(
-                level = level + 1,
-                seconds = t.elapsed().as_secs_f64(),
-                "k-means level time"
+        let device = crate::device::open(cfg.device)?;
+        if cfg.balanced && !device.is_cpu() {
+            tracing::warn!(
+                "balanced k-means has no device path yet: training runs on the CPU \
+                 (encoding still uses --device)"
             );
-            tracing::info!(
-                level = level + 1,
-                k,
-                iterations = fit.iterations,
-                inertia = fit.inertia,
-                "k-means level fitted"
-            );
-            model.config.training.push(LevelFit {
-                train_rows: x.rows,
-                iterations: fit.iterations,
-                converged: fit.converged,
-                inertia: fit.inertia,
-                reseeded_clusters: fit.reseeded,
-                distance_evals: fit.distance_evals,
-            });
-            model.codebooks.push(Codebook::new(fit.centroids)?);
-            if level + 1 < cfg.codebook_sizes.len() {
-                model.subtract(&mut residual, level, &fit.assignment);
-            }
-            progress.advance(1);
         }
-        progress.finish();
-        Ok(model)
+        let generic = !(device.is_cpu() || cfg.balanced);
+        Self::fit_in(x, cfg, seed, progress, generic.then_some(&device))
     }
 
     fn encode(&self, x: &Matrix) -> Result<Vec<u16>> {
@@ -214,6 +286,14 @@ impl Quantizer for RqKMeans {
             }
         }
         Ok(codes)
+    }
+
+    fn encode_on(&self, x: &Matrix, device: &Device) -> Result<Vec<u16>> {
+        if device.is_cpu() {
+            self.encode(x)
+        } else {
+            self.encode_generic(x, device)
+        }
     }
 
     fn decode_prefix(&self, codes: &[u16], depth: usize) -> Result<Matrix> {
@@ -367,6 +447,40 @@ mod tests {
             let row = &d[i * 8..(i + 1) * 8];
             let best = (0..8).min_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
             assert_eq!(row[best], row[codes[i * 2 + 1] as usize]);
+        }
+    }
+
+    /// The candle path (here on candle's CPU backend, as on a GPU) against the tuned CPU path:
+    /// the same codebooks to rounding and the same codes, on the test catalogue's vectors
+    /// and on synthetic data, through training and through encoding.
+    #[test]
+    fn device_path_gives_the_cpu_codes() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/items.parquet");
+        let (_, items) =
+            crate::io::embeddings::read_all(&path, "item_id", "embedding", 8192).unwrap();
+        for (x, sizes) in [
+            (items, vec![32, 16, 16]),
+            (data(3000, 24, 9), vec![64, 32, 8]),
+        ] {
+            let c = cfg(&sizes);
+            let cpu = RqKMeans::fit(&x, &c, 42, &Silent).unwrap();
+            let dev = RqKMeans::fit_in(&x, &c, 42, &Silent, Some(&Device::Cpu)).unwrap();
+            for (a, b) in cpu.codebooks.iter().zip(&dev.codebooks) {
+                let diff = a
+                    .centroids
+                    .data
+                    .iter()
+                    .zip(&b.centroids.data)
+                    .map(|(p, q)| (p - q).abs())
+                    .fold(0f32, f32::max);
+                assert!(diff <= 1e-6, "codebooks differ by {diff}");
+            }
+            let codes = cpu.encode(&x).unwrap();
+            assert_eq!(dev.encode(&x).unwrap(), codes);
+            assert_eq!(cpu.encode_generic(&x, &Device::Cpu).unwrap(), codes);
+            for (a, b) in cpu.config.training.iter().zip(&dev.config.training) {
+                assert_eq!(a.iterations, b.iterations);
+            }
         }
     }
 }

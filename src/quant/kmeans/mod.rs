@@ -4,6 +4,7 @@
 //! change the result: assignments are those of plain Lloyd (tested against a naive Lloyd).
 
 mod balanced;
+pub(crate) mod device;
 mod elkan;
 mod hamerly;
 mod seeding;
@@ -77,15 +78,7 @@ pub struct KMeansFit {
 /// Fit k-means to the rows of `x`.
 pub fn fit(x: &Matrix, cfg: &KMeansConfig) -> Result<KMeansFit> {
     let (n, k) = (x.rows, cfg.k);
-    if k == 0 {
-        return Err(Error::Config("k-means needs at least one cluster".into()));
-    }
-    if k > n {
-        return Err(Error::Config(format!(
-            "codebook size {k} is larger than the number of training points ({n}); \
-             use a smaller codebook or more items"
-        )));
-    }
+    check_k(n, k)?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let t = std::time::Instant::now();
     let init = kmeans_pp(x, k, &mut rng);
@@ -104,6 +97,20 @@ pub fn fit(x: &Matrix, cfg: &KMeansConfig) -> Result<KMeansFit> {
     } else {
         hamerly::lloyd_hamerly(x, init, cfg)
     }
+}
+
+/// k clusters need at least k points.
+fn check_k(n: usize, k: usize) -> Result<()> {
+    if k == 0 {
+        return Err(Error::Config("k-means needs at least one cluster".into()));
+    }
+    if k > n {
+        return Err(Error::Config(format!(
+            "codebook size {k} is larger than the number of training points ({n}); \
+             use a smaller codebook or more items"
+        )));
+    }
+    Ok(())
 }
 
 /// `m` distinct indices out of `0..n`, sorted (Floyd's algorithm; deterministic for a seed).
