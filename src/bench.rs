@@ -233,7 +233,7 @@ pub fn embed(
     let clock = Instant::now();
     let _ = enc.tokenize(&texts)?;
     let tokenize = clock.elapsed().as_secs_f64();
-    let rows = (cfg.batch_tokens / t).max(1);
+    let rows = (cfg.batch_tokens() / t).max(1);
     for w in seqs[n..].chunks(rows) {
         let refs: Vec<&[u32]> = w.iter().map(Vec::as_slice).collect();
         enc.embed_tokens(&refs, None)?;

@@ -206,7 +206,7 @@ pub struct EmbedArgs {
     /// Tokens per text, counting the appended end token [default: 512].
     #[arg(long)]
     max_length: Option<usize>,
-    /// Padded tokens per forward batch [default: 4096].
+    /// Padded tokens per forward batch [default: 4096 on the CPU, 65536 on a GPU].
     #[arg(long)]
     batch_tokens: Option<usize>,
     /// f32, f16 or bf16 [default: f32 on CPU, bf16 on a GPU].

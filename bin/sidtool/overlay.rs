@@ -325,7 +325,10 @@ mod tests {
         assert_eq!(e.pooling, Some("mean".parse().unwrap()));
         assert_eq!((e.dim, e.template.as_deref()), (Some(8), Some("{t}")));
         assert_eq!(e.instruction.as_deref(), Some("in"));
-        assert_eq!((e.max_length, e.batch_tokens, e.window_rows), (9, 10, 11));
+        assert_eq!(
+            (e.max_length, e.batch_tokens, e.window_rows),
+            (9, Some(10), 11)
+        );
         assert_eq!(e.dtype, Some("f16".parse().unwrap()));
         let q = &c.quantizer;
         assert_eq!(
@@ -360,6 +363,36 @@ mod tests {
             (k.power_iterations, k.oversample, k.column.as_str()),
             (5, 6, "cv")
         );
+    }
+
+    #[test]
+    fn one_device_flag_moves_every_stage() {
+        use sidtool::device::DeviceKind;
+        let (_f, file) = toml_file("[embed]\ndevice = \"cuda\"\n[quantizer]\ndevice = \"metal\"\n");
+        for cmd in [
+            "build i",
+            "train e --out o",
+            "assign e --quantizer q --out o",
+            "embed i --out o",
+        ] {
+            let c = config(&format!("{cmd} --device cuda"));
+            let all = (c.embed.device, c.quantizer.device, c.collab.device);
+            assert_eq!(
+                all,
+                (DeviceKind::Cuda, DeviceKind::Cuda, DeviceKind::Cuda),
+                "{cmd}"
+            );
+            // Without the flag, each section keeps the file's own setting.
+            let c = config(&format!("{cmd} {file}"));
+            let all = (c.embed.device, c.quantizer.device, c.collab.device);
+            assert_eq!(
+                all,
+                (DeviceKind::Cuda, DeviceKind::Metal, DeviceKind::Cpu),
+                "{cmd}"
+            );
+        }
+        let c = config("collab u --items i --out o --device cuda");
+        assert_eq!(c.collab.device, DeviceKind::Cuda);
     }
 
     #[test]

@@ -86,6 +86,14 @@ pub(crate) fn compute(
     progress: &dyn Progress,
 ) -> Result<Collab> {
     cfg.validate()?;
+    // Opened so that a device this binary cannot use fails before the work, as elsewhere.
+    if !crate::device::open(cfg.device)?.is_cpu() {
+        tracing::info!(
+            "collab: the randomized SVD runs on the CPU (its products are sparse × dense, which \
+             candle has no device kernel for; the dense l × l steps are too small to pay for \
+             a transfer), so --device applies to the other stages only"
+        );
+    }
     if items.is_empty() {
         return Err(Error::Config("the catalogue has no items".into()));
     }

@@ -24,8 +24,10 @@ pub struct EmbedConfig {
     pub instruction: Option<String>,
     /// Tokens per text, counting the appended end token.
     pub max_length: usize,
-    /// Padded tokens per forward batch (batch rows × longest row).
-    pub batch_tokens: usize,
+    /// Padded tokens per forward batch (batch rows × longest row); unset = 4096 on the CPU
+    /// (more only adds padding and cache misses there) and 65 536 on a GPU, which needs large
+    /// batches to be busy.
+    pub batch_tokens: Option<usize>,
     pub device: DeviceKind,
     /// Unset = f32 on CPU, bf16 on a GPU.
     pub dtype: Option<EmbedDType>,
@@ -43,7 +45,7 @@ impl Default for EmbedConfig {
             template: None,
             instruction: None,
             max_length: super::DEFAULT_MAX_LENGTH,
-            batch_tokens: super::DEFAULT_BATCH_TOKENS,
+            batch_tokens: None,
             device: DeviceKind::Cpu,
             dtype: None,
             window_rows: super::DEFAULT_WINDOW_ROWS,
@@ -52,6 +54,14 @@ impl Default for EmbedConfig {
 }
 
 impl EmbedConfig {
+    /// The token budget per forward batch: the configured one, else the device's default.
+    pub fn batch_tokens(&self) -> usize {
+        self.batch_tokens.unwrap_or(match self.device {
+            DeviceKind::Cpu => super::DEFAULT_BATCH_TOKENS,
+            _ => super::DEFAULT_GPU_BATCH_TOKENS,
+        })
+    }
+
     /// Check everything that can be checked without a model or data.
     pub fn validate(&self) -> Result<()> {
         let e = self;
@@ -61,7 +71,7 @@ impl EmbedConfig {
                 e.max_length
             )));
         }
-        if e.batch_tokens == 0 || e.window_rows == 0 {
+        if e.batch_tokens == Some(0) || e.window_rows == 0 {
             return Err(Error::Config(
                 "batch_tokens and window_rows must be ≥ 1".into(),
             ));

@@ -204,7 +204,7 @@ pub fn embed_file(
         dir: &dir,
         done,
         window_rows: e.window_rows,
-        batch_tokens: e.batch_tokens,
+        batch_tokens: e.batch_tokens(),
         delay: test_part_delay(),
     };
     let result = run

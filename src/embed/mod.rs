@@ -28,4 +28,6 @@ pub(crate) const DEFAULT_MAX_LENGTH: usize = 512;
 /// Padded tokens per forward on CPU: large enough that the GEMMs run at full speed, small
 /// enough that a 512-token attention matrix stays in the hundreds of MB.
 pub(crate) const DEFAULT_BATCH_TOKENS: usize = 4096;
+/// A GPU's default token budget: 1 024 rows of 64 tokens per forward.
+pub(crate) const DEFAULT_GPU_BATCH_TOKENS: usize = 65_536;
 pub(crate) const DEFAULT_WINDOW_ROWS: usize = 8192;
