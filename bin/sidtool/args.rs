@@ -656,6 +656,22 @@ pub enum Cmd {
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
+    /// The benchmark data: a deterministic Gaussian mixture of unit rows as an embeddings
+    /// table (item_id, embedding), made without Python.
+    Gen {
+        /// Rows.
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+        /// Dimensions.
+        #[arg(long, default_value_t = 1024)]
+        d: usize,
+        /// The embeddings Parquet file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write the matrix as a NumPy .npy file (for scripts without pyarrow).
+        #[arg(long, value_name = "FILE")]
+        npy: Option<PathBuf>,
+    },
     /// RQ-KMeans train/encode figures on a file made by `bench/rq_anchor.py gen`.
     Kmeans {
         #[arg(long)]

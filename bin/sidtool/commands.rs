@@ -426,6 +426,10 @@ fn import_recbole(dir: &Path, out: &Path, name: Option<&str>, say: Say) -> Resul
 fn bench(cli: &Cli, what: &BenchCmd) -> Result<()> {
     let seed = cli.seed.unwrap_or(sidtool::config::DEFAULT_SEED);
     match what {
+        BenchCmd::Gen { n, d, out, npy } => {
+            sidtool::bench::mixture::write(*n, *d, out, npy.as_deref())?;
+            print_out(&(serde_json::json!({"rows": n, "d": d, "out": out}).to_string() + "\n"))
+        }
         BenchCmd::Kmeans {
             data,
             levels,

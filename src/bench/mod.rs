@@ -1,7 +1,10 @@
 //! `sidtool bench`: the figures docs/benchmarks.md quotes, measured the same way as
 //! `bench/rq_anchor.py faiss` so the two can be put side by side.
 
+pub mod mixture;
+
 use crate::config::QuantizerConfig;
+use crate::device::DeviceKind;
 use crate::error::Result;
 use crate::ids::stats::code_stats;
 use crate::io::embeddings::read_all;
@@ -20,7 +23,7 @@ use std::time::Instant;
 pub struct RqBenchReport {
     pub tool: &'static str,
     /// Where training and encoding ran: cpu, cuda or metal.
-    pub device: crate::device::DeviceKind,
+    pub device: DeviceKind,
     pub gemm_backend: String,
     pub n: usize,
     pub d: usize,
@@ -57,7 +60,7 @@ pub fn rq_kmeans(
     niter: usize,
     points_per_centroid: usize,
     seed: u64,
-    device: crate::device::DeviceKind,
+    device: DeviceKind,
 ) -> Result<RqBenchReport> {
     let t = Instant::now();
     let (ids, x) = read_all(data, "item_id", "embedding", 8192)?;
@@ -163,11 +166,15 @@ pub fn gemm(rows: usize, k: usize, d: usize) -> Result<f64> {
     Ok(reps as f64 * gemm_flops(rows, k, d) / t.elapsed().as_secs_f64() / 1e9)
 }
 
+/// Items of `bench embed` compared with the CPU's f32 vectors.
+const REFERENCE_ITEMS: usize = 64;
+
 /// Figures of `sidtool bench embed`.
 #[derive(Debug, Clone, Serialize)]
 pub struct EmbedBenchReport {
     pub tool: &'static str,
     pub model: String,
+    pub device: DeviceKind,
     pub dtype: crate::device::EmbedDType,
     pub threads: usize,
     pub items: usize,
@@ -180,7 +187,8 @@ pub struct EmbedBenchReport {
     pub gflops_per_s: Option<f64>,
     /// Seconds spent in each part (forward parts summed over all batches).
     pub breakdown_s: EmbedBreakdown,
-    /// With a dtype other than f32: the lowest cosine between its vectors and f32's.
+    /// On a device or in a dtype other than f32: the lowest cosine between its vectors and
+    /// the CPU's in f32, over the first items (at most 64).
     pub min_cosine_vs_f32: Option<f64>,
 }
 
@@ -247,15 +255,26 @@ pub fn embed(
     }
     let seconds = clock.elapsed().as_secs_f64();
     let flops = enc.flops(n * t, t);
-    let min_cosine_vs_f32 = if enc.info.dtype != crate::device::EmbedDType::F32 {
+    let on_cpu_f32 =
+        enc.info.dtype == crate::device::EmbedDType::F32 && cfg.device == DeviceKind::Cpu;
+    let min_cosine_vs_f32 = if !on_cpu_f32 {
         drop(enc);
+        // The reference is the CPU in f32 (the path checked against HF transformers), on the
+        // first items only: a CPU forward of a large model is slow.
         let f32cfg = crate::config::EmbedConfig {
             dtype: Some(crate::device::EmbedDType::F32),
+            device: DeviceKind::Cpu,
+            batch_tokens: None,
             ..cfg.clone()
         };
         let reference = Encoder::load(&f32cfg)?;
         let mut worst = 1.0f64;
-        for (b, got) in seqs[..n].chunks(rows).zip(vectors.chunks(rows)) {
+        let m = n.min(REFERENCE_ITEMS);
+        let ref_rows = (f32cfg.batch_tokens() / t).max(1);
+        for (b, got) in seqs[..m]
+            .chunks(ref_rows)
+            .zip(vectors[..m].chunks(ref_rows))
+        {
             let refs: Vec<&[u32]> = b.iter().map(Vec::as_slice).collect();
             for (r, g) in reference.embed_tokens(&refs, None)?.iter().zip(got) {
                 let c: f64 = r
@@ -289,6 +308,7 @@ pub fn embed(
     Ok(EmbedBenchReport {
         tool: "sidtool",
         model: cfg.model.clone(),
+        device: cfg.device,
         dtype: cfg
             .dtype
             .unwrap_or(crate::device::EmbedDType::default_for(cfg.device)),
