@@ -195,14 +195,22 @@ fn kmeans_pp(x: &Tensor, k: usize, rng: &mut ChaCha8Rng) -> Result<Tensor> {
 }
 
 /// Per-cluster member sums (K × D, f64 where the device has it) and member counts.
+///
+/// The sums are a GEMM, one-hot(assignment)ᵀ · X, not `index_add`: candle's CUDA `index_add`
+/// runs one thread per output column, each walking every row in turn (1 024 threads for
+/// N = 10⁶ sequential steps), while the GEMM keeps the whole GPU busy. In f64 the result
+/// rounds to the same f32 centroids as the CPU path's f64 sums.
 fn cluster_sums(x: &Tensor, assign: &[u32], k: usize) -> Result<(Tensor, Vec<usize>)> {
     let (n, d) = x.dims2()?;
     let dt = sum_dtype(x.device());
+    let codes = Tensor::arange(0u32, k as u32, x.device())?.unsqueeze(0)?;
     let mut sums = Tensor::zeros((k, d), dt, x.device())?;
     for start in (0..n).step_by(BLOCK_ROWS) {
         let len = BLOCK_ROWS.min(n - start);
-        let ids = Tensor::from_slice(&assign[start..start + len], len, x.device())?;
-        sums = sums.index_add(&ids, &x.narrow(0, start, len)?.to_dtype(dt)?, 0)?;
+        let ids = Tensor::from_slice(&assign[start..start + len], (len, 1), x.device())?;
+        let one_hot = ids.broadcast_eq(&codes)?.to_dtype(dt)?;
+        let xb = x.narrow(0, start, len)?.to_dtype(dt)?;
+        sums = (sums + one_hot.t()?.matmul(&xb)?)?;
     }
     let mut counts = vec![0usize; k];
     assign.iter().for_each(|&a| counts[a as usize] += 1);
