@@ -5,6 +5,7 @@
   python3 bench/rq_anchor.py gen --n 100000 --d 1024 --out /tmp/gmm.parquet
   python3 bench/torch_rqvae_bench.py --data /tmp/gmm.parquet --epochs 3      # this script
   sidtool train /tmp/gmm.parquet --out /tmp/q --method rq-vae --epochs 3 -vv  # sidtool
+  python3 bench/torch_rqvae_bench.py --data /tmp/gmm.npy --epochs 3 --device cuda  # on a GPU
 
 The model is the one sidtool trains with its defaults (docs/methods.md §3), written directly:
 encoder MLP D → 512 → 256 → 128 → 32 with ReLU between layers (He-uniform weights, zero biases),
@@ -14,15 +15,24 @@ codeword of the detached residual; straight-through estimator; loss = mse(dec(�
 codebooks initialised level by level by k-means (k-means++ seeding, 20 Lloyd iterations) on the
 latents of the first shuffled batch (at least max K rows); AdamW (lr 1e-3, weight decay 1e-4),
 linear warm-up over 100 steps then cosine decay to a tenth over all epochs, global gradient-norm
-clipping at 1.0; batches of 1024 rows in a fresh shuffled order each epoch. f32 on the CPU.
+clipping at 1.0; batches of 1024 rows in a fresh shuffled order each epoch. f32 throughout, on
+--device: cpu (default) or cuda. The random draws (weights, shuffles, k-means++ seeding) come from
+one CPU generator, so both devices start from the same model and see the same batches.
+
+--data is a Parquet file (read with pyarrow) or a 2-D `.npy` array (np.load, cast to f32; no
+pyarrow needed). On cuda the whole data matrix is moved to the GPU once, before training and
+outside the epoch clock (at most 1M x 1024 f32 = 4 GB), as a tuned PyTorch user would do, so an
+epoch measures compute rather than host-to-device copies; model, codebooks and every batch live
+there, and the losses are summed on the device, read once per epoch.
 
 It does not re-seed dead codes unless --reset-dead-codes is given (then: a code no example chose
 during an epoch gets a random residual of its level from the epoch's last batch, as sidtool does).
 
 An epoch's time covers the optimiser steps only (batch gather, forward, backward, clipping,
-AdamW), like sidtool's `epoch_seconds` (in the quantizer's config.json). After the last epoch the
-whole file is encoded (not timed) for the per-level codebook utilisation. Prints one line per
-epoch, a summary, and one JSON line.
+AdamW), like sidtool's `epoch_seconds` (in the quantizer's config.json); on cuda the clock is read
+after `torch.cuda.synchronize()`. After the last epoch the whole file is encoded (not timed) for
+the per-level codebook utilisation. Prints one line per epoch, a summary, and one JSON line (with
+the device).
 """
 import argparse
 import json
@@ -30,14 +40,19 @@ import math
 import statistics
 import time
 
-import numpy as np
-
 
 def parse_list(s):
     return [int(v) for v in s.split(",") if v.strip()]
 
 
 def load(path, column):
+    import numpy as np
+
+    if path.endswith(".npy"):
+        x = np.load(path)
+        if x.ndim != 2:
+            raise SystemExit(f"{path}: a 2-D array is needed, it has shape {x.shape}")
+        return np.ascontiguousarray(x, dtype=np.float32)
     import pyarrow.parquet as pq
 
     t = pq.read_table(path, columns=[column])
@@ -48,8 +63,10 @@ def load(path, column):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="Parquet file with a FixedSizeList/List<Float32> vector column")
-    ap.add_argument("--column", default="embedding")
+    ap.add_argument("--data", required=True,
+                    help="Parquet file with a FixedSizeList/List<Float32> vector column, or a 2-D .npy array")
+    ap.add_argument("--column", default="embedding", help="the Parquet vector column")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--codebook-sizes", default="256,256,256")
@@ -66,17 +83,31 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     a = ap.parse_args()
 
+    import numpy as np
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
 
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device")
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    gen = torch.Generator().manual_seed(a.seed)
+    gen = torch.Generator().manual_seed(a.seed)  # on the CPU whatever the device: same draws on both
 
     t0 = time.perf_counter()
     x = torch.from_numpy(load(a.data, a.column))
     read_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    x = x.to(dev)  # the whole matrix once, outside the epoch clock
+    sync()
+    upload_s = time.perf_counter() - t0
     n, d = x.shape
     sizes = parse_list(a.codebook_sizes)
     hidden = parse_list(a.hidden)
@@ -95,7 +126,7 @@ def main():
             layers.append(lin)
             if i < len(widths) - 2:
                 layers.append(nn.ReLU())
-        return nn.Sequential(*layers)
+        return nn.Sequential(*layers).to(dev)
 
     enc = mlp([d, *hidden, a.latent_dim])
     dec = mlp([a.latent_dim, *reversed(hidden), d])
@@ -107,13 +138,13 @@ def main():
     def kmeans(r, k):
         # k-means++ seeding, then Lloyd; an empty cluster keeps its centre.
         m = r.shape[0]
-        c = torch.empty(k, r.shape[1])
-        c[0] = r[torch.randint(m, (1,), generator=gen)]
+        c = torch.empty(k, r.shape[1], device=r.device)
+        c[0] = r[torch.randint(m, (1,), generator=gen).to(r.device)]
         d2 = ((r - c[0]) ** 2).sum(1)
         for j in range(1, k):
-            p = d2.clamp_min(0)
+            p = d2.clamp_min(0).cpu()  # drawn with the CPU generator
             i = torch.multinomial(p / p.sum(), 1, generator=gen) if p.sum() > 0 else torch.randint(m, (1,), generator=gen)
-            c[j] = r[i]
+            c[j] = r[i.to(r.device)]
             d2 = torch.minimum(d2, ((r - c[j]) ** 2).sum(1))
         for _ in range(a.kmeans_iters):
             assign = nearest(r, c)
@@ -124,7 +155,7 @@ def main():
         return c, nearest(r, c)
 
     # Codebook init: k-means on the latents of the first shuffled batch, level by level.
-    order = torch.randperm(n, generator=gen)
+    order = torch.randperm(n, generator=gen).to(dev)
     with torch.no_grad():
         r = enc(x[order[: min(n, max(bs, max(sizes)))]])
         books = []
@@ -164,14 +195,18 @@ def main():
         p = min(1.0, (step - a.warmup_steps) / max(1, total - a.warmup_steps))
         return a.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * p)))
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {n} x {d} rows read in {read_s:.2f}s; "
+    where = (f"{torch.cuda.get_device_name(dev)}, {n} x {d} moved there in {upload_s:.2f}s" if cuda
+             else f"{torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__} on {a.device} ({where}); {n} x {d} rows read in {read_s:.2f}s; "
           f"MLP {d}->{'->'.join(map(str, hidden))}->{a.latent_dim}, codebooks {sizes}, batch {bs}", flush=True)
     epoch_s, step, resets = [], 0, 0
     for epoch in range(1, a.epochs + 1):
-        order = torch.randperm(n, generator=gen)
-        used = [torch.zeros(k, dtype=torch.bool) for k in sizes]
-        sum_loss = sum_recon = 0.0
+        order = torch.randperm(n, generator=gen).to(dev)
+        used = [torch.zeros(k, dtype=torch.bool, device=dev) for k in sizes]
+        sum_loss = torch.zeros((), dtype=torch.float64, device=dev)  # summed on the device, read once per epoch
+        sum_recon = torch.zeros((), dtype=torch.float64, device=dev)
         last_res = None
+        sync()
         clock = time.perf_counter()
         for b0 in range(0, n, bs):
             for g in opt.param_groups:
@@ -184,8 +219,8 @@ def main():
                 torch.nn.utils.clip_grad_norm_(params, a.grad_clip)
             opt.step()
             step += 1
-            sum_loss += loss.item() * xb.shape[0]
-            sum_recon += recon.item() * xb.shape[0]
+            sum_loss += loss.detach() * xb.shape[0]
+            sum_recon += recon.detach() * xb.shape[0]
             for u, c in zip(used, codes):
                 u[c] = True
         if a.reset_dead_codes:
@@ -193,11 +228,13 @@ def main():
                 for e, u, res in zip(codebooks, used, last_res):
                     dead = (~u).nonzero().flatten()
                     if len(dead):
-                        pick = torch.randint(res.shape[0], (len(dead),), generator=gen)
+                        pick = torch.randint(res.shape[0], (len(dead),), generator=gen).to(dev)
                         e[dead] = res[pick]
                         resets += len(dead)
+        sync()
         epoch_s.append(time.perf_counter() - clock)
-        print(f"epoch {epoch}: {epoch_s[-1]:.2f} s, loss {sum_loss / n:.5f}, recon {sum_recon / n:.5f}", flush=True)
+        print(f"epoch {epoch}: {epoch_s[-1]:.2f} s, loss {sum_loss.item() / n:.5f}, "
+              f"recon {sum_recon.item() / n:.5f}", flush=True)
 
     # Utilisation, collisions and reconstruction over the whole file (not timed).
     with torch.no_grad():
@@ -214,14 +251,15 @@ def main():
                 cs.append(c)
             all_codes.append(torch.stack(cs, 1))
             sq_err += ((dec(zq) - xb) ** 2).sum().item()
-        codes = torch.cat(all_codes).numpy()
+        codes = torch.cat(all_codes).cpu().numpy()
     util = [float(np.unique(codes[:, l]).size / k) for l, k in enumerate(sizes)]
     collision_rate = 1.0 - np.unique(codes, axis=0).shape[0] / n
     med = statistics.median(epoch_s)
     print(f"median {med:.2f} s / epoch over {len(epoch_s)} epochs; utilisation per level "
           + ", ".join(f"{100 * u:.1f}%" for u in util)
-          + f"; collision rate {collision_rate:.4f}; relative error {sq_err / float((x * x).sum()):.4f}")
-    print(json.dumps({"tool": "torch-rqvae", "torch": torch.__version__, "threads": torch.get_num_threads(),
+          + f"; collision rate {collision_rate:.4f}; relative error {sq_err / float((x * x).sum().item()):.4f}")
+    print(json.dumps({"tool": "torch-rqvae", "torch": torch.__version__, "device": a.device,
+                      "threads": torch.get_num_threads(),
                       "n": n, "d": d, "codebook_sizes": sizes, "epochs": a.epochs,
                       "epoch_seconds": epoch_s, "median_epoch_s": med, "utilisation": util,
                       "collision_rate": collision_rate, "recon_mse": sq_err / (n * d),

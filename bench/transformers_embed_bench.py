@@ -7,24 +7,32 @@
       --tokenizer test-assets/qwen-tokenizer/tokenizer.json
   python3 bench/transformers_embed_bench.py bench --model qwen3-0.6b-random --n 64 --tokens 64
   sidtool bench embed --model qwen3-0.6b-random --n 64 --tokens 64 --warmup 64
+  python3 bench/transformers_embed_bench.py bench --model qwen3-0.6b-random --n 4096 --tokens 64 \
+      --batch 1024 --device cuda --dtype bf16                                   # on a GPU
 
 `make-model` saves a randomly initialised Qwen3 (speed does not depend on weight values) of the
 Qwen3-Embedding-0.6B shape by default (hidden 1024, 28 layers, 16 query / 8 KV heads, head dim
 128, MLP 3072, vocab 151 669, RoPE θ 1e6, RMSNorm ε 1e-6; seed 0) as safetensors, and next to it
 the given tokenizer.json with Qwen3-Embedding's post-processor (append `<|endoftext|>`), so
-sidtool and transformers read the same directory. Smaller shapes through the flags.
+sidtool and transformers read the same directory. Smaller shapes through the flags. --device cuda
+only makes the random initialisation faster (the values then differ from the CPU's for the same
+seed); the file is the same f32 safetensors layout either way. It needs no pyarrow.
 
 `bench` is the measurement `sidtool bench embed` is compared with: N items of exactly T tokens
-(random ids, `<|endoftext|>` last), f32, `attn_implementation="sdpa"`, `torch.set_num_threads`,
+(random ids, `<|endoftext|>` last), weights in --dtype (f32 by default; bf16, f16) on --device
+(cpu by default; cuda), `attn_implementation="sdpa"`, `torch.set_num_threads` (the CPU's threads),
 `torch.inference_mode`, in batches of --batch rows (default: all N in one batch), last-token
-pooling and L2 normalisation, timed after --warmup warm-up items (default one batch). Prints
-items/s, tokens/s and GFLOP/s of the projection and attention matmuls (2 per multiply-add, the
-same count as sidtool's report) as one JSON line.
+pooling and L2 normalisation, timed after --warmup warm-up items (default one batch). The ids are
+drawn on the CPU (the same for every device) and moved to the device before the clock starts; on
+cuda the clock stops after `torch.cuda.synchronize()`. Prints items/s, tokens/s and GFLOP/s of
+the projection and attention matmuls (2 per multiply-add, the same count as sidtool's report),
+with the device and dtype, as one JSON line. It needs no pyarrow.
 
 `catalogue` embeds item text as a plain transformers user would: AutoTokenizer with
 padding_side="left", batches of --batch items in file order padded to the longest, last-token
 pooling, L2 normalisation; it reports the compute time alone and the padding, and with --out
 writes the vectors as an embeddings Parquet file (item_id, embedding) to compare with sidtool's.
+It runs in f32 on the CPU and needs pyarrow.
 """
 import argparse
 import json
@@ -32,17 +40,35 @@ import os
 import shutil
 import time
 
+DTYPES = ("f32", "bf16", "f16")
+
+
+def torch_dtype(name):
+    import torch
+
+    return {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[name]
+
+
+def check_device(device):
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device")
+
 
 def make_model(a):
     import torch
     import transformers
 
+    check_device(a.device)
     torch.manual_seed(a.seed)
     cfg = transformers.Qwen3Config(
         hidden_size=a.hidden_size, num_hidden_layers=a.layers, num_attention_heads=a.heads,
         num_key_value_heads=a.kv_heads, head_dim=a.head_dim, intermediate_size=a.intermediate_size,
         vocab_size=a.vocab_size, tie_word_embeddings=True, rope_theta=1e6, rms_norm_eps=1e-6)
-    model = transformers.Qwen3Model(cfg)
+    with torch.device(a.device):
+        model = transformers.Qwen3Model(cfg)
+    model = model.to("cpu", torch.float32)  # f32 safetensors, whatever the device it was built on
     model.save_pretrained(a.out)
     if a.tokenizer:
         with open(a.tokenizer) as f:
@@ -67,13 +93,14 @@ def make_model(a):
     print(json.dumps({"model": a.out, "parameters": params, "tokenizer": bool(a.tokenizer)}))
 
 
-def load(model_dir, threads):
+def load(model_dir, threads, device="cpu", dtype="f32"):
     import torch
     import transformers
 
+    check_device(device)
     torch.set_num_threads(threads)
-    model = transformers.AutoModel.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
-    return model.eval()
+    model = transformers.AutoModel.from_pretrained(model_dir, dtype=torch_dtype(dtype), attn_implementation="sdpa")
+    return model.to(device).eval()
 
 
 def end_token_id(model_dir, fallback):
@@ -98,13 +125,19 @@ def matmul_flops(cfg, tokens, t):
 def bench(a):
     import torch
 
-    model = load(a.model, a.threads)
+    model = load(a.model, a.threads, a.device, a.dtype)
     end = end_token_id(a.model, a.end_token_id)
     batch = a.batch or a.n
     warmup = batch if a.warmup is None else a.warmup
     g = torch.Generator().manual_seed(a.seed)
     ids = torch.randint(0, model.config.vocab_size, (a.n + warmup, a.tokens), generator=g)
     ids[:, -1] = end
+    ids = ids.to(a.device)
+    cuda = a.device == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
 
     def embed(rows):
         out = model(input_ids=rows, attention_mask=torch.ones_like(rows)).last_hidden_state[:, -1]
@@ -113,13 +146,16 @@ def bench(a):
     with torch.inference_mode():
         for b0 in range(a.n, a.n + warmup, batch):
             embed(ids[b0:min(b0 + batch, a.n + warmup)])
+        sync()
         clock = time.perf_counter()
         for b0 in range(0, a.n, batch):
             embed(ids[b0:min(b0 + batch, a.n)])
+        sync()
         seconds = time.perf_counter() - clock
     print(json.dumps({
         "tool": "transformers", "transformers": __import__("transformers").__version__, "torch": torch.__version__,
-        "model": a.model, "threads": torch.get_num_threads(), "items": a.n, "tokens_per_item": a.tokens,
+        "model": a.model, "device": a.device, "dtype": a.dtype, "threads": torch.get_num_threads(),
+        "items": a.n, "tokens_per_item": a.tokens,
         "batch_rows": batch, "warmup_items": warmup, "seconds": seconds, "items_per_s": a.n / seconds,
         "tokens_per_s": a.n * a.tokens / seconds,
         "gflops_per_s": matmul_flops(model.config, a.n * a.tokens, a.tokens) / seconds / 1e9}))
@@ -178,13 +214,17 @@ def main():
     m.add_argument("--intermediate-size", type=int, default=3072)
     m.add_argument("--vocab-size", type=int, default=151669)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where to initialise the weights (cuda is faster; saved in f32 either way)")
     b = sp.add_parser("bench", help="N random items of exactly T tokens (sidtool bench embed's workload)")
     b.add_argument("--model", required=True)
     b.add_argument("--n", type=int, default=64)
     b.add_argument("--tokens", type=int, default=64)
     b.add_argument("--batch", type=int, default=0, help="rows per forward (default: all N)")
     b.add_argument("--warmup", type=int, default=None, help="warm-up items (default: one batch)")
-    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (the CPU's threads)")
+    b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    b.add_argument("--dtype", choices=DTYPES, default="f32", help="the weights' and activations' type")
     b.add_argument("--seed", type=int, default=42)
     b.add_argument("--end-token-id", type=int, default=151643, help="when the model has no tokenizer.json")
     c = sp.add_parser("catalogue", help="item text from a Parquet file, as a plain transformers user embeds it")

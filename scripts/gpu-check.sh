@@ -135,7 +135,8 @@ fi
 MODEL=testdata/tiny-qwen3
 TOK=test-assets/qwen-tokenizer/tokenizer.json
 if [ "$QUICK" != 1 ] && have_torch && [ -f "$TOK" ]; then
-  python3 bench/transformers_embed_bench.py make-model --out "$W/qwen3-0.6b" --tokenizer "$TOK" >/dev/null &&
+  python3 bench/transformers_embed_bench.py make-model --out "$W/qwen3-0.6b" --tokenizer "$TOK" \
+    --device "$(torch_device)" >/dev/null &&
     MODEL="$W/qwen3-0.6b"
 fi
 for dtype in f32 bf16; do

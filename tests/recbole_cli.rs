@@ -28,7 +28,11 @@ fn read(path: &Path) -> (Vec<(String, DataType, bool)>, RecordBatch) {
         .iter()
         .map(|f| (f.name().clone(), f.data_type().clone(), f.is_nullable()))
         .collect();
-    let mut batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+    let mut batches: Vec<RecordBatch> = builder
+        .reader(None, None)
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect();
     assert_eq!(batches.len(), 1, "a small file reads as one batch");
     (cols, batches.pop().unwrap())
 }
@@ -306,7 +310,7 @@ fn imports_movielens_1m() {
             .iter()
             .map(|f| (f.name().clone(), f.data_type().clone()))
             .collect();
-        (b.metadata().file_metadata().num_rows(), types)
+        (b.num_rows() as i64, types)
     };
     let t = |n: &str, d: DataType| (n.to_string(), d);
     assert_eq!(

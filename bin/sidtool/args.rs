@@ -390,7 +390,8 @@ pub struct BuildCollabArgs {
 pub enum Cmd {
     /// Catalogue → embeddings (when it has no vector column), quantizer, SIDs, statistics.
     Build {
-        /// Items Parquet file: an id column and text columns or a vector column (see schemas/items.md).
+        /// Items Parquet file (or a directory of part files, or a glob): an id column and text
+        /// columns or a vector column (see schemas/items.md).
         items: PathBuf,
         /// Output directory (created if needed; sidtool's files in it are replaced).
         #[arg(long, default_value = "sidtool-out", help_heading = "Output")]
@@ -444,7 +445,8 @@ pub enum Cmd {
     },
     /// Item text → embeddings.parquet with a Qwen3-Embedding (or BERT-family) model.
     Embed {
-        /// Items Parquet file: an id column and the text columns the template reads.
+        /// Items Parquet file (or a directory of part files, or a glob): an id column and the
+        /// text columns the template reads.
         items: PathBuf,
         /// Output embeddings.parquet.
         #[arg(long)]
@@ -462,7 +464,8 @@ pub enum Cmd {
     },
     /// Train a quantizer on an embeddings table.
     Train {
-        /// Parquet file with an id column and a vector column.
+        /// Parquet file with an id column and a vector column (or a directory of part files,
+        /// or a glob).
         embeddings: PathBuf,
         /// Directory for config.json + model.safetensors.
         #[arg(long)]
@@ -478,7 +481,8 @@ pub enum Cmd {
     },
     /// Encode every row with a trained quantizer and write unique SIDs.
     Assign {
-        /// Parquet file with an id column and a vector column.
+        /// Parquet file with an id column and a vector column (or a directory of part files,
+        /// or a glob).
         embeddings: PathBuf,
         /// Quantizer directory written by `train` (or `quantizer/` in a build's output).
         #[arg(long)]
@@ -506,8 +510,8 @@ pub enum Cmd {
     /// Global collision resolution over raw codes from many workers: the parts of `assign
     /// --dedup none` runs over partitions, resolved as `assign` resolves the whole catalogue.
     Resolve {
-        /// Raw-code tables (`assign --dedup none` outputs), or directories of them as Spark
-        /// and Hive write part files; concatenated in the order given (directories: by name).
+        /// Raw-code tables (`assign --dedup none` outputs), directories of them as Spark and
+        /// Hive write part files, or globs; concatenated in the order given (parts: by name).
         #[arg(required = true, value_name = "PARTS")]
         parts: Vec<PathBuf>,
         /// Output sids.parquet.
@@ -629,7 +633,8 @@ pub enum Cmd {
     },
     /// Schema, row count and sample rows of any sidtool input or output.
     Inspect {
-        /// A Parquet file, a JSON file, or a quantizer directory.
+        /// A Parquet file (or a directory of part files, or a glob), a JSON file, or a
+        /// quantizer directory.
         file: PathBuf,
         /// Sample rows to show.
         #[arg(long, default_value_t = crate::inspect::SAMPLE_ROWS)]

@@ -17,7 +17,7 @@ const LIST_PREVIEW: usize = 6;
 
 /// Describe a Parquet file, a JSON artefact or a quantizer directory.
 pub fn describe(path: &Path, rows: usize) -> Result<String> {
-    if path.is_dir() {
+    if path.is_dir() && path.join("config.json").is_file() {
         return describe_quantizer(path);
     }
     if path.extension().is_some_and(|e| e == "json") {
@@ -30,15 +30,20 @@ pub fn describe(path: &Path, rows: usize) -> Result<String> {
         return Ok(serde_json::to_string_pretty(&v).unwrap() + "\n");
     }
     let builder = open_parquet(path)?;
-    let md = builder.metadata().clone();
     let schema = builder.schema().clone();
     let mut o = String::new();
     writeln!(o, "{}", path.display()).unwrap();
+    let parts = builder.files().count();
     writeln!(
         o,
-        "rows: {}   row groups: {}",
-        md.file_metadata().num_rows(),
-        md.num_row_groups()
+        "rows: {}   row groups: {}{}",
+        builder.num_rows(),
+        builder.num_row_groups(),
+        if parts > 1 {
+            format!("   parts: {parts}")
+        } else {
+            String::new()
+        }
     )
     .unwrap();
     writeln!(o, "columns:").unwrap();
@@ -52,22 +57,13 @@ pub fn describe(path: &Path, rows: usize) -> Result<String> {
         )
         .unwrap();
     }
-    if let Some(kv) = md.file_metadata().key_value_metadata() {
-        for k in kv.iter().filter(|k| k.key.starts_with("sidtool")) {
-            writeln!(
-                o,
-                "metadata {}: {}",
-                k.key,
-                k.value.as_deref().unwrap_or("")
-            )
-            .unwrap();
+    for (k, v) in builder.key_values() {
+        if k.starts_with("sidtool") {
+            writeln!(o, "metadata {k}: {v}").unwrap();
         }
     }
     if rows > 0 {
-        let mut reader = builder
-            .with_batch_size(rows)
-            .build()
-            .map_err(|e| sidtool::Error::parquet(path, e))?;
+        let mut reader = builder.reader(Some(rows), None)?;
         if let Some(b) = reader.next() {
             let b = b.map_err(|e| sidtool::Error::arrow(path, e))?;
             writeln!(o, "first {} rows:", b.num_rows()).unwrap();

@@ -8,8 +8,6 @@ use crate::item_id::ItemIds;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
 use std::path::{Path, PathBuf};
 
 /// One record batch of items as text.
@@ -27,7 +25,7 @@ pub struct ItemTextReader {
     template: Template,
     /// Template fields the file has (absent ones are always null).
     present: Vec<String>,
-    inner: ParquetRecordBatchReader,
+    inner: crate::io::parts::Parts,
     pub num_rows: u64,
     next_row: u64,
 }
@@ -112,14 +110,9 @@ impl ItemTextReader {
                 ),
             ));
         }
-        let num_rows = builder.metadata().file_metadata().num_rows() as u64;
+        let num_rows = builder.num_rows();
         // By root index: a name-based projection would split `movie.title` at the dot.
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let inner = builder
-            .with_projection(mask)
-            .with_batch_size(batch_rows)
-            .build()
-            .map_err(|e| Error::parquet(path, e))?;
+        let inner = builder.reader(Some(batch_rows), Some(&roots))?;
         Ok(ItemTextReader {
             path: path.to_path_buf(),
             id_col: id_col.to_string(),

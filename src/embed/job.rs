@@ -275,11 +275,7 @@ fn check_ids(items: &Path, id_col: &str) -> Result<arrow_schema::DataType> {
         .schema()
         .index_of(id_col)
         .map_err(|e| Error::arrow(items, e))?;
-    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [idx]);
-    let reader = builder
-        .with_projection(mask)
-        .build()
-        .map_err(|e| Error::parquet(items, e))?;
+    let reader = builder.reader(None, Some(&[idx]))?;
     let mut seen = SeenIds::default();
     let mut first = 0u64;
     let mut id_type = None;
@@ -430,17 +426,11 @@ fn run_key(
     template: &Template,
     info: &EncoderInfo,
 ) -> Result<RunKey> {
-    let meta = std::fs::metadata(items).map_err(|e| Error::io(items, e))?;
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let (bytes, modified) = crate::io::parts::identity(items)?;
     Ok(RunKey {
         sidtool_version: crate::VERSION.into(),
         input: std::fs::canonicalize(items).unwrap_or_else(|_| items.to_path_buf()),
-        input_bytes: meta.len(),
+        input_bytes: bytes,
         input_modified_ns: modified,
         id_column: input.id_column.clone(),
         template: template.source().into(),
@@ -537,9 +527,7 @@ fn join_parts(
     )?;
     for w in 0..n {
         let p = part_path(dir, w);
-        let reader = open_parquet(&p)?
-            .build()
-            .map_err(|e| Error::parquet(&p, e))?;
+        let reader = open_parquet(&p)?.reader(None, None)?;
         for batch in reader {
             writer.write_batch(&batch.map_err(|e| Error::arrow(&p, e))?)?;
         }

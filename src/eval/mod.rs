@@ -163,7 +163,7 @@ fn categories(
     let index = IdIndex::new(&t.ids);
     let mut out = vec![None; t.len()];
     let mut first_row = 0u64;
-    for b in builder.build().map_err(|e| Error::parquet(items, e))? {
+    for b in builder.reader(None, None)? {
         let b = b.map_err(|e| Error::arrow(items, e))?;
         let ids = crate::item_id::ItemIds::from_column(
             b.column_by_name(id_column).expect("checked").as_ref(),

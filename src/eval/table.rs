@@ -54,14 +54,10 @@ impl CodeTable {
             ));
         }
         let codebook_sizes = builder
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|k| k.key == SIDS_META_KEY))
-            .and_then(|k| k.value.as_deref())
-            .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+            .key_value(SIDS_META_KEY)
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
             .and_then(|v| serde_json::from_value(v["codebook_sizes"].clone()).ok());
-        let reader = builder.build().map_err(|e| Error::parquet(path, e))?;
+        let reader = builder.reader(None, None)?;
         let mut ids: Option<ItemIds> = None;
         let mut codes = Vec::new();
         let mut width = None;

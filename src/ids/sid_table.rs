@@ -213,13 +213,9 @@ pub fn read(path: &Path) -> Result<SidTable> {
     crate::fs::inputs::note(path);
     let builder = open_parquet(path)?;
     let meta = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|k| k.key == META_KEY))
-        .and_then(|k| k.value.as_deref())
+        .key_value(META_KEY)
         .map(|v| {
-            serde_json::from_str::<SidMeta>(v).map_err(|source| Error::Json {
+            serde_json::from_str::<SidMeta>(&v).map_err(|source| Error::Json {
                 path: path.to_path_buf(),
                 cause: source,
             })
@@ -236,7 +232,7 @@ pub fn read(path: &Path) -> Result<SidTable> {
             ));
         }
     }
-    let reader = builder.build().map_err(|e| Error::parquet(path, e))?;
+    let reader = builder.reader(None, None)?;
     let mut ids: Option<ItemIds> = None;
     let (mut codes, mut group, mut orig) = (Vec::new(), Vec::new(), Vec::new());
     let mut width = 0;

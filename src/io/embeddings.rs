@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::io::parquet_out::ParquetOut;
+use crate::io::parts::{ParquetInput, Parts};
 use crate::item_id::ItemIds;
 pub(crate) use crate::item_id::first_null;
 use crate::matrix::Matrix;
@@ -10,8 +11,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type};
 use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,21 +23,12 @@ pub(crate) struct EmbeddingBatch {
     pub first_row: u64,
 }
 
-/// Open a Parquet file and return its reader builder, mapping failures to clear messages.
-pub fn open_parquet(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        return Err(Error::input(
-            path,
-            None,
-            None,
-            "is a directory, expected a Parquet file",
-        ));
-    }
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(path, e))?;
-    check_unique_columns(builder.schema(), path)?;
-    Ok(builder)
+/// Open a Parquet input (a file, a directory of part files or a glob; see `io::parts`),
+/// mapping failures to clear messages.
+pub fn open_parquet(path: &Path) -> Result<ParquetInput> {
+    let input = ParquetInput::open(path)?;
+    check_unique_columns(input.schema(), path)?;
+    Ok(input)
 }
 
 /// Every reader looks columns up by name, and Arrow's lookup silently takes the first of two
@@ -87,7 +77,7 @@ pub(crate) struct EmbeddingReader {
     path: PathBuf,
     id_col: String,
     emb_col: String,
-    inner: ParquetRecordBatchReader,
+    inner: Parts,
     pub num_rows: u64,
     /// Vector length: known up front for FixedSizeList, after the first row for List.
     pub dim: Option<usize>,
@@ -152,16 +142,11 @@ impl EmbeddingReader {
                 ));
             }
         };
-        let num_rows = builder.metadata().file_metadata().num_rows() as u64;
+        let num_rows = builder.num_rows();
         if num_rows == 0 {
             return Err(Error::input(path, None, None, "contains no rows"));
         }
-        let mask = ProjectionMask::roots(builder.parquet_schema(), [id_idx, emb_idx]);
-        let inner = builder
-            .with_projection(mask)
-            .with_batch_size(batch_rows)
-            .build()
-            .map_err(|e| Error::parquet(path, e))?;
+        let inner = builder.reader(Some(batch_rows), Some(&[id_idx, emb_idx]))?;
         Ok(EmbeddingReader {
             path: path.to_path_buf(),
             id_col: id_col.into(),

@@ -4,7 +4,6 @@
 use crate::error::{Error, Result};
 use crate::io::embeddings::{check_unique, open_parquet};
 use crate::item_id::{ItemIds, id_column_index};
-use parquet::arrow::ProjectionMask;
 use std::path::Path;
 
 /// Only the id column of any catalogue-like Parquet file (items, embeddings, sids), streamed by
@@ -15,12 +14,7 @@ pub fn read_ids(path: &Path, id_col: &str, batch_rows: usize) -> Result<ItemIds>
     let builder = open_parquet(path)?;
     let schema = builder.schema().clone();
     let idx = id_column_index(&schema, path, id_col)?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(batch_rows)
-        .build()
-        .map_err(|e| Error::parquet(path, e))?;
+    let reader = builder.reader(Some(batch_rows), Some(&[idx]))?;
     let mut ids: Option<ItemIds> = None;
     let mut first = 0u64;
     for batch in reader {

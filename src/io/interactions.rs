@@ -9,7 +9,6 @@ use crate::item_id::{IdColumn, IdIndex, IdKey, ItemIds};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_schema::DataType;
-use parquet::arrow::ProjectionMask;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -120,16 +119,12 @@ pub fn read(path: &Path, items: &IdIndex<'_>) -> Result<Interactions> {
             format!("has type {t}; timestamps must be Int64, Int32 or Timestamp"),
         ));
     }
-    let rows = builder.metadata().file_metadata().num_rows().max(0) as usize;
+    let rows = builder.num_rows() as usize;
     let mut roots = vec![ui, ii];
     if let Some((i, _)) = &time {
         roots.push(*i);
     }
-    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder
-        .with_projection(mask)
-        .build()
-        .map_err(|e| Error::parquet(path, e))?;
+    let reader = builder.reader(None, Some(&roots))?;
     let mut users = UserIndex::default();
     let mut events = Vec::with_capacity(rows);
     let mut unknown = 0u64;

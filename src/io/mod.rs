@@ -6,4 +6,5 @@ pub mod id_column;
 pub mod input;
 pub mod interactions;
 pub mod parquet_out;
+pub mod parts;
 pub mod recbole;

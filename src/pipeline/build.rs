@@ -173,10 +173,7 @@ pub fn build(
     }];
     for p in cfg.input.interactions.iter().chain(&cfg.input.collab) {
         let (sha, bytes) = sha256_file(p)?;
-        let rows = embeddings::open_parquet(p)?
-            .metadata()
-            .file_metadata()
-            .num_rows() as u64;
+        let rows = embeddings::open_parquet(p)?.num_rows();
         inputs.push(InputFile {
             path: p.clone(),
             sha256: sha,

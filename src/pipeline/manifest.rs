@@ -49,21 +49,25 @@ pub struct VocabSummary {
     pub resize_embeddings_to: usize,
 }
 
-/// Hex SHA-256 and size of a file, read in 1 MiB chunks (inputs can be many GiB).
+/// Hex SHA-256 and size of an input (a file, or all parts of a directory or glob in order),
+/// read in 1 MiB chunks (inputs can be many GiB).
 pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
+    // A directory or glob input: its part files' bytes, in the order they are read.
+    for part in crate::io::parts::files(path)? {
+        let mut f = std::fs::File::open(&part).map_err(|e| Error::io(&part, e))?;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Error::io(&part, e))?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            h.update(&buf[..n]);
         }
-        total += n as u64;
-        h.update(&buf[..n]);
     }
     Ok((format!("{:x}", h.finalize()), total))
 }

@@ -14,32 +14,12 @@ use crate::item_id::{IdKey, ItemIds};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// The Parquet part files of `inputs`: files as given, directories as Spark and Hive write
-/// them (their `*.parquet` files in name order; `_SUCCESS`, `.crc` and hidden files ignored).
+/// The Parquet part files of `inputs`, in the order given: files as they are, directories
+/// and globs expanded as every reading command expands them (see `io::parts`).
 pub fn part_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in inputs {
-        if !p.is_dir() {
-            out.push(p.clone());
-            continue;
-        }
-        let mut parts: Vec<PathBuf> = std::fs::read_dir(p)
-            .map_err(|e| Error::io(p, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|f| {
-                let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
-                let name = name.unwrap_or_default();
-                f.is_file()
-                    && !name.starts_with('.')
-                    && !name.starts_with('_')
-                    && name.ends_with(".parquet")
-            })
-            .collect();
-        parts.sort();
-        if parts.is_empty() {
-            return Err(Error::input(p, None, None, "holds no *.parquet part files"));
-        }
-        out.extend(parts);
+        out.extend(crate::io::parts::files(p)?);
     }
     Ok(out)
 }

@@ -66,10 +66,18 @@ pub fn stats_of_table(path: &Path, vectors: Option<(&Source, &dyn Quantizer)>) -
         allow_shared_ids: t.meta.is_none(),
         ..Expect::default()
     })?;
+    // Without a footer (a table an engine rewrote, or another tool's codes) every code column
+    // is a level of the quantizer, each as large as its largest code + 1.
+    let inferred: Vec<usize> = (0..t.width)
+        .map(|l| {
+            let top = t.codes.iter().skip(l).step_by(t.width.max(1)).max();
+            top.map_or(1, |&c| c as usize + 1)
+        })
+        .collect();
     let meta = t.meta.clone().unwrap_or_else(|| SidMeta {
         sidtool_version: "unknown".into(),
         method: "unknown".into(),
-        codebook_sizes: vec![],
+        codebook_sizes: inferred,
         dedup: Dedup::None.name(),
         suffix_level: false,
         token_format: crate::ids::tokens::DEFAULT_TOKEN_FORMAT.into(),

@@ -275,7 +275,7 @@ mod tests {
 
     /// The whole (small) file as one batch.
     fn read(path: &Path) -> RecordBatch {
-        let reader = open_parquet(path).unwrap().build().unwrap();
+        let reader = open_parquet(path).unwrap().reader(None, None).unwrap();
         let mut batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
         assert_eq!(batches.len(), 1);
         batches.pop().unwrap()
