@@ -58,6 +58,19 @@ impl Config {
         toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
+    /// Defaults ← `file` (TOML) ← `overrides`, an object shaped like the file (`{"quantizer":
+    /// {"codebook_sizes": [512, 256]}, "seed": 7}`), then validated: how the Python package
+    /// takes settings. Unknown keys are errors, as in the file.
+    pub fn load(file: Option<&Path>, overrides: &serde_json::Value) -> Result<Config> {
+        let base = match file {
+            Some(p) => Config::from_toml_file(p)?,
+            None => Config::default(),
+        };
+        let c = with_overrides(&base, overrides)?;
+        c.validate()?;
+        Ok(c)
+    }
+
     /// Check everything that can be checked without reading data: each section's own
     /// validation, then what spans sections (token letters for every quantizer level).
     pub fn validate(&self) -> Result<()> {
@@ -69,9 +82,65 @@ impl Config {
     }
 }
 
+/// `base` with `overrides` (a JSON object shaped like `base`'s serialization) merged over it
+/// key by key; objects merge recursively, anything else replaces.
+pub fn with_overrides<T>(base: &T, overrides: &serde_json::Value) -> Result<T>
+where
+    T: Serialize + serde::de::DeserializeOwned,
+{
+    fn merge(into: &mut serde_json::Value, from: &serde_json::Value) {
+        match (into, from) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                for (k, v) in b {
+                    match a.get_mut(k) {
+                        Some(slot) => merge(slot, v),
+                        None => {
+                            a.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+            (slot, v) => *slot = v.clone(),
+        }
+    }
+    if !overrides.is_object() && !overrides.is_null() {
+        return Err(Error::Config(format!(
+            "settings must be an object of sections, got {overrides}"
+        )));
+    }
+    let mut v = serde_json::to_value(base).expect("configs serialise");
+    if !overrides.is_null() {
+        merge(&mut v, overrides);
+    }
+    serde_json::from_value(v).map_err(|e| Error::Config(format!("settings: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrides_merge_by_key_and_reject_typos() {
+        let o = serde_json::json!({"seed": 7, "quantizer": {"codebook_sizes": [64, 32]}});
+        let c = Config::load(None, &o).unwrap();
+        assert_eq!(
+            (c.seed, &c.quantizer.codebook_sizes[..]),
+            (7, &[64, 32][..])
+        );
+        // Untouched keys of a touched section keep their defaults.
+        assert_eq!(c.quantizer.max_iter, QuantizerConfig::default().max_iter);
+        let e = Config::load(
+            None,
+            &serde_json::json!({"quantizer": {"codebok_sizes": [4]}}),
+        );
+        assert!(e.unwrap_err().to_string().contains("codebok_sizes"));
+        let e = Config::load(
+            None,
+            &serde_json::json!({"quantizer": {"codebook_sizes": []}}),
+        );
+        assert!(e.is_err(), "validated");
+        assert!(Config::load(None, &serde_json::json!([1])).is_err());
+    }
 
     #[test]
     fn toml_round_trip_and_unknown_keys() {

@@ -12,7 +12,7 @@ pub trait Progress: Sync {
 }
 
 /// Reports nothing (library callers and tests).
-pub(crate) struct Silent;
+pub struct Silent;
 
 impl Progress for Silent {
     fn start(&self, _: &str, _: Option<u64>) {}

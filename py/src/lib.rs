@@ -169,10 +169,284 @@ fn resolve(
     .map_err(err)
 }
 
+/// A text-embedding model with its item template: `sidtool embed` per Arrow batch.
+#[pyclass(frozen, subclass, module = "sidtool")]
+struct Embedder {
+    inner: sidtool::embed::batch::BatchEmbedder,
+}
+
+#[pymethods]
+impl Embedder {
+    /// Load the model (a hub id through the HF cache, or a local directory). Unset options
+    /// take `sidtool embed`'s defaults.
+    #[new]
+    #[pyo3(signature = (model=None, *, template=None, pooling=None, dim=None, device=None, dtype=None, instruction=None, max_length=None, batch_tokens=None, revision=None, id_column="item_id"))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        model: Option<String>,
+        template: Option<String>,
+        pooling: Option<String>,
+        dim: Option<usize>,
+        device: Option<String>,
+        dtype: Option<String>,
+        instruction: Option<String>,
+        max_length: Option<usize>,
+        batch_tokens: Option<usize>,
+        revision: Option<String>,
+        id_column: &str,
+    ) -> PyResult<Embedder> {
+        let mut o = serde_json::Map::new();
+        let mut set = |k: &str, v: serde_json::Value| {
+            if !v.is_null() {
+                o.insert(k.to_string(), v);
+            }
+        };
+        set("model", model.into());
+        set("template", template.into());
+        set("pooling", pooling.into());
+        set("dim", dim.into());
+        set("device", device.into());
+        set("dtype", dtype.into());
+        set("instruction", instruction.into());
+        set("max_length", max_length.into());
+        set("batch_tokens", batch_tokens.into());
+        set("revision", revision.into());
+        let cfg: sidtool::config::EmbedConfig = sidtool::config::with_overrides(
+            &sidtool::config::EmbedConfig::default(),
+            &serde_json::Value::Object(o),
+        )
+        .map_err(err)?;
+        let inner = py
+            .detach(|| sidtool::embed::batch::BatchEmbedder::new(&cfg, id_column))
+            .map_err(err)?;
+        Ok(Embedder { inner })
+    }
+
+    /// `item_id` + `embedding` (FixedSizeList<float32>) of every row of `batch`: the vectors
+    /// `sidtool embed` writes for the same rows.
+    fn embed(
+        &self,
+        py: Python<'_>,
+        batch: PyArrowType<RecordBatch>,
+    ) -> PyResult<PyArrowType<RecordBatch>> {
+        let out = py.detach(|| self.inner.embed(&batch.0)).map_err(err)?;
+        Ok(PyArrowType(out))
+    }
+
+    /// The model, dimension, pooling, dtype, device and instruction, as JSON text.
+    #[getter]
+    fn _info(&self) -> String {
+        serde_json::to_string(self.inner.info()).expect("encoder info serialises")
+    }
+}
+
+/// The settings of a wrapper call: the TOML file, then the JSON object of sections over it.
+fn config(
+    file: Option<PathBuf>,
+    settings: &str,
+) -> sidtool::error::Result<sidtool::config::Config> {
+    let v: serde_json::Value = serde_json::from_str(settings)
+        .map_err(|e| sidtool::error::Error::Config(format!("settings: {e}")))?;
+    sidtool::config::Config::load(file.as_deref(), &v)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("reports serialise")
+}
+
+/// `sidtool build`; returns the statistics as JSON text.
+#[pyfunction]
+fn _build(
+    py: Python<'_>,
+    items: PathBuf,
+    out: PathBuf,
+    config_file: Option<PathBuf>,
+    settings: &str,
+) -> PyResult<String> {
+    py.detach(|| -> sidtool::error::Result<String> {
+        let cfg = config(config_file, settings)?;
+        let (_, stats) = sidtool::pipeline::build(&items, &out, &cfg, &sidtool::progress::Silent)?;
+        Ok(json(&stats))
+    })
+    .map_err(err)
+}
+
+/// `sidtool embed`; returns the run's report as JSON text.
+#[pyfunction]
+fn _embed_file(
+    py: Python<'_>,
+    items: PathBuf,
+    out: PathBuf,
+    resume: bool,
+    config_file: Option<PathBuf>,
+    settings: &str,
+) -> PyResult<String> {
+    py.detach(|| -> sidtool::error::Result<String> {
+        let cfg = config(config_file, settings)?;
+        let r = sidtool::embed::job::embed_file(
+            &items,
+            &out,
+            &cfg.embed,
+            &cfg.input,
+            resume,
+            &sidtool::progress::Silent,
+        )?;
+        Ok(json(&r))
+    })
+    .map_err(err)
+}
+
+/// `sidtool train`: the quantizer is saved to `out` and returned.
+#[pyfunction]
+fn _train(
+    py: Python<'_>,
+    embeddings: PathBuf,
+    out: PathBuf,
+    config_file: Option<PathBuf>,
+    settings: &str,
+) -> PyResult<Quantizer> {
+    let inner = py
+        .detach(
+            || -> sidtool::error::Result<Box<dyn sidtool::quant::Quantizer>> {
+                let cfg = config(config_file, settings)?;
+                let q = sidtool::pipeline::train(&embeddings, &cfg, &sidtool::progress::Silent)?;
+                q.save(&out)?;
+                Ok(q)
+            },
+        )
+        .map_err(err)?;
+    Ok(Quantizer { inner, path: out })
+}
+
+/// `sidtool assign`; returns the statistics as JSON text.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn _assign(
+    py: Python<'_>,
+    embeddings: PathBuf,
+    quantizer: &Quantizer,
+    out: PathBuf,
+    stats: Option<PathBuf>,
+    existing: Option<PathBuf>,
+    config_file: Option<PathBuf>,
+    settings: &str,
+) -> PyResult<String> {
+    let q = quantizer.inner.as_ref();
+    py.detach(|| -> sidtool::error::Result<String> {
+        let mut cfg = config(config_file, settings)?;
+        let previous = existing
+            .as_deref()
+            .map(sidtool::ids::sid_table::read)
+            .transpose()?;
+        if let Some(meta) = previous.as_ref().and_then(|t| t.meta.as_ref()) {
+            // As the CLI: the existing table's dedup and token format unless given.
+            let given: serde_json::Value = serde_json::from_str(settings).unwrap_or_default();
+            let ids = &given["ids"];
+            cfg.ids.follow_existing(
+                meta,
+                !ids["dedup"].is_null(),
+                !ids["token_format"].is_null(),
+            )?;
+        }
+        let collab = sidtool::pipeline::collab_for(q, &embeddings, &cfg)?;
+        let source = sidtool::pipeline::Source::File {
+            path: &embeddings,
+            input: &cfg.input,
+            collab: collab.as_ref(),
+        };
+        let a = sidtool::pipeline::assign(
+            &source,
+            q,
+            &cfg,
+            previous.as_ref(),
+            &sidtool::progress::Silent,
+        )?;
+        sidtool::pipeline::write_assigned(&a, &out, stats.as_deref())?;
+        Ok(json(&a.stats))
+    })
+    .map_err(err)
+}
+
+/// `sidtool stats`; returns the statistics as JSON text.
+#[pyfunction]
+fn _stats(
+    py: Python<'_>,
+    sids: PathBuf,
+    embeddings: Option<PathBuf>,
+    quantizer: Option<&Quantizer>,
+    config_file: Option<PathBuf>,
+    settings: &str,
+) -> PyResult<String> {
+    let q = quantizer.map(|q| q.inner.as_ref());
+    py.detach(|| -> sidtool::error::Result<String> {
+        let cfg = config(config_file, settings)?;
+        let s = match (embeddings.as_deref(), q) {
+            (Some(e), Some(q)) => {
+                let collab = sidtool::pipeline::collab_for(q, e, &cfg)?;
+                let source = sidtool::pipeline::Source::File {
+                    path: e,
+                    input: &cfg.input,
+                    collab: collab.as_ref(),
+                };
+                sidtool::pipeline::stats_of_table(&sids, Some((&source, q)))?
+            }
+            (None, None) => sidtool::pipeline::stats_of_table(&sids, None)?,
+            _ => {
+                return Err(sidtool::error::Error::Config(
+                    "stats: embeddings and quantizer go together (the reconstruction error needs \
+                     both)"
+                        .into(),
+                ));
+            }
+        };
+        Ok(json(&s))
+    })
+    .map_err(err)
+}
+
+/// `sidtool vocab`; returns the vocabulary report (sid_tokens.json) as JSON text.
+#[pyfunction]
+fn _vocab(
+    py: Python<'_>,
+    sids: PathBuf,
+    out: PathBuf,
+    config_file: Option<PathBuf>,
+    settings: &str,
+) -> PyResult<String> {
+    py.detach(|| -> sidtool::error::Result<String> {
+        let cfg = config(config_file, settings)?;
+        let v = &cfg.vocab;
+        let Some(spec) = &v.llm else {
+            return Err(sidtool::error::Error::Config(
+                "vocab needs llm: the LLM that will learn the SIDs (hub id, model directory or \
+                 tokenizer.json)"
+                    .into(),
+            ));
+        };
+        let llm = sidtool::vocab::llm::Llm::resolve(spec, &v.llm_revision)?;
+        let table = sidtool::ids::sid_table::read(&sids)?;
+        let opts = sidtool::vocab::extend::Options::new(v, cfg.seed);
+        Ok(json(&sidtool::vocab::write_all(&table, &llm, &out, &opts)?))
+    })
+    .map_err(err)
+}
+
 #[pymodule]
 fn _sidtool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Quantizer>()?;
+    m.add_class::<Embedder>()?;
     m.add_function(wrap_pyfunction!(resolve, m)?)?;
+    for f in [
+        wrap_pyfunction!(_build, m)?,
+        wrap_pyfunction!(_embed_file, m)?,
+        wrap_pyfunction!(_train, m)?,
+        wrap_pyfunction!(_assign, m)?,
+        wrap_pyfunction!(_stats, m)?,
+        wrap_pyfunction!(_vocab, m)?,
+    ] {
+        m.add_function(f)?;
+    }
     m.add("SidtoolError", m.py().get_type::<SidtoolError>())?;
     m.add("__version__", sidtool::VERSION)?;
     Ok(())

@@ -3,6 +3,7 @@
 SIDTOOL_BIN names the CLI binary; the repository root is the working directory.
 """
 
+import json
 import os
 import subprocess
 import threading
@@ -118,3 +119,66 @@ def test_threads_encode_at_once_with_the_same_result(trained):
     for t in threads:
         t.join()
     assert got == want
+
+
+TEXT = os.path.join(ROOT, "testdata/items_text.parquet")
+MODEL = os.path.join(ROOT, "testdata/tiny-qwen3")
+
+
+def test_embedder_gives_the_clis_vectors(tmp_path):
+    cli("embed", TEXT, "--model", MODEL, "--out", str(tmp_path / "e.parquet"))
+    want = pq.read_table(tmp_path / "e.parquet")
+    e = sidtool.Embedder(MODEL)
+    assert e.info["dim"] == len(want.column("embedding")[0])
+    table = pq.read_table(TEXT)
+    # The whole file as one batch: the CLI's windows and length-sorted batches exactly.
+    got = e.embed(table.to_batches(max_chunksize=len(table))[0])
+    assert got.column("item_id").to_pylist() == want.column("item_id").to_pylist()
+    assert got.column("embedding").to_pylist() == want.column("embedding").to_pylist()
+    assert b"sidtool:embed" in got.schema.metadata
+    # Smaller batches pad differently; the vectors agree to rounding.
+    parts = [e.embed(b) for b in table.to_batches(max_chunksize=37)]
+    small = np.array(pa.Table.from_batches(parts).column("embedding").to_pylist())
+    np.testing.assert_allclose(small, np.array(want.column("embedding").to_pylist()), atol=1e-5)
+    with pytest.raises(sidtool.SidtoolError, match="no such column"):
+        sidtool.Embedder(MODEL, template="{nope}").embed(table.to_batches()[0])
+    with pytest.raises(sidtool.SidtoolError, match="unknown variant"):
+        sidtool.Embedder(MODEL, pooling="max")
+
+
+def test_wrappers_write_what_the_commands_write(tmp_path):
+    small = {"quantizer": {"codebook_sizes": [8, 4]}}
+    # build
+    cli("build", ITEMS, "--codebook-sizes", "8,4", "--out", str(tmp_path / "cli-build"))
+    st = sidtool.build(ITEMS, tmp_path / "py-build", settings=small)
+    assert st["after"]["distinct_ids"] == 400
+    for f in ["sids.parquet", "stats.json"]:
+        assert (tmp_path / "py-build" / f).read_bytes() == (tmp_path / "cli-build" / f).read_bytes(), f
+    # train + assign (+ stats, with the reconstruction error)
+    cli("train", ITEMS, "--codebook-sizes", "8,4", "--out", str(tmp_path / "cli-q"))
+    q = sidtool.train(ITEMS, tmp_path / "py-q", settings=small)
+    assert q.info["fingerprint"] == sidtool.Quantizer.load(tmp_path / "cli-q").info["fingerprint"]
+    cli("assign", ITEMS, "--quantizer", str(tmp_path / "cli-q"), "--dedup", "reassign",
+        "--out", str(tmp_path / "cli.parquet"))
+    st = sidtool.assign(ITEMS, q, tmp_path / "py.parquet", settings={"ids": {"dedup": "reassign"}})
+    assert (tmp_path / "py.parquet").read_bytes() == (tmp_path / "cli.parquet").read_bytes()
+    r = subprocess.run([BIN, "stats", str(tmp_path / "cli.parquet"), "--embeddings", ITEMS,
+                        "--quantizer", str(tmp_path / "cli-q"), "--json", "-"],
+                       capture_output=True, text=True, check=True)
+    assert sidtool.stats(tmp_path / "py.parquet", ITEMS, tmp_path / "py-q") == json.loads(r.stdout)
+    assert sidtool.stats(tmp_path / "py.parquet")["after"] == st["after"]
+    # vocab
+    cli("vocab", "--sids", str(tmp_path / "cli.parquet"), "--llm", MODEL, "--out", str(tmp_path / "cli-v"))
+    rep = sidtool.vocab(tmp_path / "py.parquet", tmp_path / "py-v", llm=MODEL)
+    assert rep["added"] > 0
+    for f in ["tokenizer.json", "sid_tokens.json"]:
+        assert (tmp_path / "py-v" / f).read_bytes() == (tmp_path / "cli-v" / f).read_bytes(), f
+    # embed (file)
+    cli("embed", TEXT, "--model", MODEL, "--out", str(tmp_path / "cli-e.parquet"))
+    rep = sidtool.embed(TEXT, tmp_path / "py-e.parquet", settings={"embed": {"model": MODEL}})
+    assert rep["items"] == 400
+    assert (tmp_path / "py-e.parquet").read_bytes() == (tmp_path / "cli-e.parquet").read_bytes()
+    # Bad settings fail as the config file would.
+    with pytest.raises(sidtool.SidtoolError, match="codebok_sizes"):
+        sidtool.train(ITEMS, tmp_path / "bad", settings={"quantizer": {"codebok_sizes": [4]}})
+    assert not (tmp_path / "bad").exists()

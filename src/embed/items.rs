@@ -18,13 +18,20 @@ pub struct TextBatch {
     pub first_row: u64,
 }
 
-/// Streams `(id, text)` rows; text is the template rendered over each row.
-pub struct ItemTextReader {
+/// How rows of one schema become text: the id column, and the template rendered over the
+/// template fields the schema has. Shared by the file reader and the batch API (Python).
+pub struct TextColumns {
+    /// What errors name: the file, or `<arrow batch>`.
     path: PathBuf,
     id_col: String,
     template: Template,
-    /// Template fields the file has (absent ones are always null).
+    /// Template fields the schema has (absent ones are always null).
     present: Vec<String>,
+}
+
+/// Streams `(id, text)` rows; text is the template rendered over each row.
+pub struct ItemTextReader {
+    cols: TextColumns,
     inner: crate::io::parts::Parts,
     pub num_rows: u64,
     next_row: u64,
@@ -55,9 +62,31 @@ impl ItemTextReader {
         batch_rows: usize,
     ) -> Result<Self> {
         let builder = open_parquet(path)?;
-        let schema = builder.schema().clone();
+        let (cols, roots) = TextColumns::new(builder.schema(), path, id_col, template, strict)?;
+        let num_rows = builder.num_rows();
+        // By root index: a name-based projection would split `movie.title` at the dot.
+        let inner = builder.reader(Some(batch_rows), Some(&roots))?;
+        Ok(ItemTextReader {
+            cols,
+            inner,
+            num_rows,
+            next_row: 0,
+        })
+    }
+}
+
+impl TextColumns {
+    /// Check `schema` against the template (see [`ItemTextReader::open`] for `strict`);
+    /// returns the columns and the schema's indices of the columns they read.
+    pub fn new(
+        schema: &arrow_schema::Schema,
+        path: &Path,
+        id_col: &str,
+        template: &Template,
+        strict: bool,
+    ) -> Result<(Self, Vec<usize>)> {
         let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let id_idx = crate::item_id::id_column_index(&schema, path, id_col)?;
+        let id_idx = crate::item_id::id_column_index(schema, path, id_col)?;
         let mut present = Vec::new();
         let mut roots = vec![id_idx];
         for f in template.fields() {
@@ -110,22 +139,17 @@ impl ItemTextReader {
                 ),
             ));
         }
-        let num_rows = builder.num_rows();
-        // By root index: a name-based projection would split `movie.title` at the dot.
-        let inner = builder.reader(Some(batch_rows), Some(&roots))?;
-        Ok(ItemTextReader {
+        let cols = TextColumns {
             path: path.to_path_buf(),
             id_col: id_col.to_string(),
             template: template.clone(),
             present,
-            inner,
-            num_rows,
-            next_row: 0,
-        })
+        };
+        Ok((cols, roots))
     }
 
-    fn convert(&self, batch: RecordBatch) -> Result<TextBatch> {
-        let first = self.next_row;
+    /// The ids and texts of `batch`, whose first row is row `first` of its input.
+    pub fn texts(&self, batch: &RecordBatch, first: u64) -> Result<TextBatch> {
         let ids_arr = batch.column_by_name(&self.id_col).expect("projected");
         let ids = ItemIds::from_column(ids_arr.as_ref(), &self.path, &self.id_col, first)?;
         let cols: Vec<(String, Vec<Option<String>>)> = self
@@ -240,9 +264,9 @@ impl Iterator for ItemTextReader {
     fn next(&mut self) -> Option<Self::Item> {
         let batch = match self.inner.next()? {
             Ok(b) => b,
-            Err(e) => return Some(Err(Error::arrow(&self.path, e))),
+            Err(e) => return Some(Err(Error::arrow(&self.cols.path, e))),
         };
-        let out = self.convert(batch);
+        let out = self.cols.texts(&batch, self.next_row);
         if let Ok(b) = &out {
             self.next_row += b.texts.len() as u64;
         }

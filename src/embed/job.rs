@@ -47,6 +47,23 @@ pub struct EmbedReport {
     pub seconds: f64,
 }
 
+impl EmbedReport {
+    /// An empty report of a run with this encoder and template.
+    pub(crate) fn new(encoder: EncoderInfo, template: &str) -> Self {
+        EmbedReport {
+            encoder,
+            template: template.into(),
+            items: 0,
+            resumed_items: 0,
+            tokens: 0,
+            padded_tokens: 0,
+            truncated: 0,
+            empty_texts: 0,
+            seconds: 0.0,
+        }
+    }
+}
+
 /// The settings a partial run must share with the run that resumes it.
 #[derive(Serialize, PartialEq)]
 struct RunKey {
@@ -319,17 +336,7 @@ impl Run<'_> {
         reader: &mut ItemTextReader,
         progress: &dyn Progress,
     ) -> Result<(usize, EmbedReport)> {
-        let mut report = EmbedReport {
-            encoder: self.encoder.info.clone(),
-            template: String::new(),
-            items: 0,
-            resumed_items: 0,
-            tokens: 0,
-            padded_tokens: 0,
-            truncated: 0,
-            empty_texts: 0,
-            seconds: 0.0,
-        };
+        let mut report = EmbedReport::new(self.encoder.info.clone(), "");
         progress.start("embed", Some(reader.num_rows));
         let mut window: Option<(ItemIds, Vec<String>)> = None;
         let mut w = 0usize;
@@ -391,7 +398,7 @@ impl Run<'_> {
 }
 
 /// Tokenize, batch by length and run one window; rows come back in input order.
-fn embed_window(
+pub(crate) fn embed_window(
     encoder: &Encoder,
     texts: &[String],
     batch_tokens: usize,

@@ -7,8 +7,9 @@
 //! pooling, the fused CPU kernels). [`encoder::Encoder`] tokenizes and runs a model,
 //! [`batching`] plans length-bucketed batches, [`items`] renders each item's text from the
 //! [`template`], and [`job`] streams a catalogue through all of it into
-//! `embeddings.parquet`, resumably.
+//! `embeddings.parquet`, resumably; [`batch`] embeds one caller's Arrow batch the same way.
 
+pub mod batch;
 pub mod batching;
 pub mod config;
 pub mod encoder;
