@@ -1,7 +1,8 @@
 """The recipes of docs/distributed.md, run: Spark `mapInArrow` on `local[2]` and Ray Data
-`map_batches` with 2 CPUs code the catalogue in partitions with `Quantizer.encode`, their own
-Parquet writers write the parts (without sidtool's footer), and `resolve` with the quantizer
-gives every item the final ID the single-machine `sidtool assign` gives it.
+`map_batches` with 2 CPUs code a catalogue of 5 000 items in partitions with
+`Quantizer.encode`, their own Parquet writers write the parts (without sidtool's footer), and
+`resolve` with the quantizer gives every item the final ID the single-machine `sidtool assign`
+gives it. Spark's `mapInArrow` also embeds item text with `Embedder`, as `sidtool embed` does.
 
 They need pyspark (with Java 17) and ray; scripts/python-tests.sh installs both. Without them
 the tests skip, unless CI=true, where they fail.
@@ -11,12 +12,26 @@ import importlib
 import os
 import sys
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import sidtool
-from test_api import ITEMS, trained  # noqa: F401  (the fixture)
+from test_api import MODEL, TEXT, cli
+
+ROWS = 5000
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory):
+    """5 000 items (a Gaussian mixture, int64 ids), a quantizer with many collisions, and the
+    single-machine IDs."""
+    d = tmp_path_factory.mktemp("catalogue")
+    cli("bench", "gen", "--n", str(ROWS), "--d", "32", "--out", str(d / "items.parquet"))
+    cli("train", str(d / "items.parquet"), "--codebook-sizes", "32,8", "--out", str(d / "q"))
+    cli("assign", str(d / "items.parquet"), "--quantizer", str(d / "q"), "--out", str(d / "sids.parquet"))
+    return d
 
 
 def need(module):
@@ -33,23 +48,26 @@ def final_ids(path):
     return dict(zip(t.column("item_id").to_pylist(), t.column("sid").to_pylist()))
 
 
-def test_spark_map_in_arrow_then_resolve_gives_the_single_machine_ids(trained, tmp_path):
+def spark_session():
     need("pyspark")
     from pyspark.sql import SparkSession
 
     # The workers run this interpreter (with sidtool and pyarrow), not the system's python3.
     os.environ["PYSPARK_PYTHON"] = sys.executable
-
-    spark = (
+    return (
         SparkSession.builder.master("local[2]")
         .appName("sidtool-test")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .getOrCreate()
     )
+
+
+def test_spark_map_in_arrow_then_resolve_gives_the_single_machine_ids(catalogue, tmp_path):
+    spark = spark_session()
     try:
         # Shipped to every executor; SparkFiles.get finds the local copy.
-        spark.sparkContext.addFile(str(trained / "q"), recursive=True)
+        spark.sparkContext.addFile(str(catalogue / "q"), recursive=True)
 
         def encode_partition(batches):
             import pyarrow as pa
@@ -65,18 +83,54 @@ def test_spark_map_in_arrow_then_resolve_gives_the_single_machine_ids(trained, t
                     [raw.column(0), raw.column(1).cast(pa.list_(pa.int32()))], ["item_id", "codes"]
                 )
 
-        df = spark.read.parquet(ITEMS).repartition(4)
-        raw = df.mapInArrow(encode_partition, "item_id string, codes array<int>")
+        df = spark.read.parquet(str(catalogue / "items.parquet")).repartition(4)
+        raw = df.mapInArrow(encode_partition, "item_id long, codes array<int>")
         raw.write.parquet(str(tmp_path / "raw"))
     finally:
         spark.stop()
-    q = sidtool.Quantizer.load(trained / "q")
+    q = sidtool.Quantizer.load(catalogue / "q")
     stats = sidtool.resolve(tmp_path / "raw", tmp_path / "sids.parquet", quantizer=q)
-    assert stats["after"]["distinct_ids"] == 400
-    assert final_ids(tmp_path / "sids.parquet") == final_ids(trained / "sids.parquet")
+    assert stats["after"]["distinct_ids"] == ROWS
+    assert stats["before"]["collision_rate"] > 0.5, "the test needs collisions across partitions"
+    assert final_ids(tmp_path / "sids.parquet") == final_ids(catalogue / "sids.parquet")
 
 
-def test_ray_map_batches_then_resolve_gives_the_single_machine_ids(trained, tmp_path):
+def test_spark_map_in_arrow_embeds_as_the_cli_does(tmp_path):
+    cli("embed", TEXT, "--model", MODEL, "--out", str(tmp_path / "cli.parquet"))
+    spark = spark_session()
+    try:
+        spark.sparkContext.addFile(MODEL, recursive=True)
+        name = os.path.basename(MODEL)
+
+        def embed_partition(batches):
+            import pyarrow as pa
+            from pyspark import SparkFiles
+
+            import sidtool
+
+            e = sidtool.Embedder(SparkFiles.get(name))
+            for b in batches:
+                v = e.embed(b)
+                # Spark has no fixed-size lists: the vectors travel as array<float>.
+                yield pa.RecordBatch.from_arrays(
+                    [v.column(0), v.column(1).cast(pa.list_(pa.float32()))], ["item_id", "embedding"]
+                )
+
+        df = spark.read.parquet(TEXT).repartition(3)
+        out = df.mapInArrow(embed_partition, "item_id string, embedding array<float>")
+        out.write.parquet(str(tmp_path / "emb"))
+    finally:
+        spark.stop()
+    got = pq.read_table(tmp_path / "emb")
+    want = pq.read_table(tmp_path / "cli.parquet")
+    g = dict(zip(got.column("item_id").to_pylist(), got.column("embedding").to_pylist()))
+    w = dict(zip(want.column("item_id").to_pylist(), want.column("embedding").to_pylist()))
+    assert g.keys() == w.keys()
+    keys = sorted(w)
+    np.testing.assert_allclose(np.array([g[k] for k in keys]), np.array([w[k] for k in keys]), atol=1e-5)
+
+
+def test_ray_map_batches_then_resolve_gives_the_single_machine_ids(catalogue, tmp_path):
     ray = need("ray")
 
     class Encoder:
@@ -96,11 +150,11 @@ def test_ray_map_batches_then_resolve_gives_the_single_machine_ids(trained, tmp_
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        ds = ray.data.read_parquet(ITEMS).repartition(4).map_batches(
+        ds = ray.data.read_parquet(str(catalogue / "items.parquet")).repartition(4).map_batches(
             Encoder,
-            fn_constructor_args=(str(trained / "q"),),
+            fn_constructor_args=(str(catalogue / "q"),),
             batch_format="pyarrow",
-            batch_size=100,
+            batch_size=500,
             concurrency=2,
             # Two encoder actors and the read tasks share the 2 CPUs: whole-CPU actors would
             # leave the reads none and the pipeline would wait forever.
@@ -109,6 +163,6 @@ def test_ray_map_batches_then_resolve_gives_the_single_machine_ids(trained, tmp_
         ds.write_parquet(str(tmp_path / "raw"))
     finally:
         ray.shutdown()
-    q = sidtool.Quantizer.load(trained / "q")
+    q = sidtool.Quantizer.load(catalogue / "q")
     sidtool.resolve(tmp_path / "raw", tmp_path / "sids.parquet", quantizer=q)
-    assert final_ids(tmp_path / "sids.parquet") == final_ids(trained / "sids.parquet")
+    assert final_ids(tmp_path / "sids.parquet") == final_ids(catalogue / "sids.parquet")
