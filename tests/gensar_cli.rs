@@ -588,3 +588,92 @@ fn a_later_build_removes_outputs_it_does_not_write() {
         ]
     );
 }
+
+/// GenSAR through the distributed path: partitions coded apart (`assign --dedup none`: SID and
+/// CID raw codes), resolved once, give the single-machine table byte for byte; and with
+/// `--existing`, what `assign --existing` gives.
+#[test]
+fn partitions_resolve_to_the_single_machine_sids_and_cids() {
+    let t = tempfile::tempdir().unwrap();
+    let items = items_with_collab(t.path());
+    let q = t.path().join("q");
+    run(&with_train("train", &items, &q));
+    let reference = t.path().join("ref.parquet");
+    let assign = |input: &Path, out: &Path, more: &[&str]| {
+        let mut a = vec![
+            "assign",
+            input.to_str().unwrap(),
+            "--quantizer",
+            q.to_str().unwrap(),
+        ];
+        a.extend(["--out", out.to_str().unwrap(), "-q"]);
+        a.extend(more);
+        ok(&a);
+    };
+    assign(&items, &reference, &[]);
+    let parts = t.path().join("parts");
+    let raw = t.path().join("raw");
+    std::fs::create_dir_all(&parts).unwrap();
+    std::fs::create_dir_all(&raw).unwrap();
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&items).unwrap(),
+    )
+    .unwrap()
+    .with_batch_size(10_000)
+    .build()
+    .unwrap();
+    let all = r.into_iter().next().unwrap().unwrap();
+    for k in 0..3 {
+        let b = all.slice(k * 200, 200);
+        let part = parts.join(format!("part-{k}.parquet"));
+        let cols = ["item_id", "embedding", "collab_embedding"];
+        write_batch(
+            &part,
+            cols.iter()
+                .map(|c| (*c, b.column_by_name(c).unwrap().clone()))
+                .collect(),
+        );
+        assign(
+            &part,
+            &raw.join(format!("part-{k}.parquet")),
+            &["--dedup", "none"],
+        );
+    }
+    let resolved = t.path().join("sids.parquet");
+    ok(&[
+        "resolve",
+        raw.to_str().unwrap(),
+        "--out",
+        resolved.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(
+        std::fs::read(&resolved).unwrap(),
+        std::fs::read(&reference).unwrap()
+    );
+    check_dual(&sid_table::read(&resolved).unwrap());
+    // Day 2: the first two partitions were coded before; all three are resolved against them.
+    let day1 = t.path().join("day1.parquet");
+    let first_two = t.path().join("first-two.parquet");
+    let b = all.slice(0, 400);
+    let cols = ["item_id", "embedding", "collab_embedding"];
+    write_batch(
+        &first_two,
+        cols.iter()
+            .map(|c| (*c, b.column_by_name(c).unwrap().clone()))
+            .collect(),
+    );
+    assign(&first_two, &day1, &[]);
+    let (want, got) = (t.path().join("want.parquet"), t.path().join("got.parquet"));
+    assign(&items, &want, &["--existing", day1.to_str().unwrap()]);
+    ok(&[
+        "resolve",
+        raw.to_str().unwrap(),
+        "--existing",
+        day1.to_str().unwrap(),
+        "--out",
+        got.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&want).unwrap());
+}

@@ -58,14 +58,16 @@ impl Quantizer {
 
     /// Raw codes of one batch: `item_id` and `codes` (uint16 per level), no collision
     /// resolution; the schema metadata carries the footer `resolve` needs, so batches written
-    /// with pyarrow (or Spark) resolve like `sidtool assign --dedup none` parts.
-    #[pyo3(signature = (batch, id_column="item_id", embedding_column="embedding", token_format="<{level}_{code}>"))]
+    /// with pyarrow (or Spark) resolve like `sidtool assign --dedup none` parts. GenSAR
+    /// quantizers read the collaborative vectors too and add `cid_codes`.
+    #[pyo3(signature = (batch, id_column="item_id", embedding_column="embedding", collab_column="collab_embedding", token_format="<{level}_{code}>"))]
     fn encode(
         &self,
         py: Python<'_>,
         batch: PyArrowType<RecordBatch>,
         id_column: &str,
         embedding_column: &str,
+        collab_column: &str,
         token_format: &str,
     ) -> PyResult<PyArrowType<RecordBatch>> {
         let q = self.inner.as_ref();
@@ -76,6 +78,7 @@ impl Quantizer {
                     &batch.0,
                     id_column,
                     embedding_column,
+                    collab_column,
                     token_format,
                 )
             })

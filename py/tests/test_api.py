@@ -182,3 +182,28 @@ def test_wrappers_write_what_the_commands_write(tmp_path):
     with pytest.raises(sidtool.SidtoolError, match="codebok_sizes"):
         sidtool.train(ITEMS, tmp_path / "bad", settings={"quantizer": {"codebok_sizes": [4]}})
     assert not (tmp_path / "bad").exists()
+
+
+def test_gensar_batches_resolve_to_the_single_machine_sids_and_cids(tmp_path):
+    # Items with a collaborative vector column: GenSAR codes both.
+    t = pq.read_table(ITEMS)
+    rng = np.random.default_rng(0)
+    collab = rng.standard_normal((len(t), 6)).astype(np.float32)
+    t = t.append_column("collab_embedding", pa.FixedSizeListArray.from_arrays(pa.array(collab.ravel()), 6))
+    items = tmp_path / "items.parquet"
+    pq.write_table(t, items)
+    cli("train", str(items), "--method", "gensar", "--codebook-sizes", "4", "--epochs", "3",
+        "--hidden", "16", "--latent-dim", "4", "--out", str(tmp_path / "q"))
+    cli("assign", str(items), "--quantizer", str(tmp_path / "q"), "--out", str(tmp_path / "cli.parquet"))
+    q = sidtool.Quantizer.load(tmp_path / "q")
+    parts = tmp_path / "raw"
+    parts.mkdir()
+    for i, b in enumerate(pq.ParquetFile(items).iter_batches(batch_size=150)):
+        raw = q.encode(b)
+        assert raw.schema.names == ["item_id", "codes", "cid_codes"]
+        pq.write_table(pa.Table.from_batches([raw]), parts / f"part-{i}.parquet")
+    stats = sidtool.resolve(parts, tmp_path / "py.parquet")
+    assert stats["cid"]["after"]["distinct_ids"] == 400
+    assert (tmp_path / "py.parquet").read_bytes() == (tmp_path / "cli.parquet").read_bytes()
+    with pytest.raises(sidtool.SidtoolError, match="collab_embedding"):
+        q.encode(pq.read_table(ITEMS).to_batches()[0])

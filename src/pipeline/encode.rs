@@ -5,9 +5,10 @@
 
 use crate::config::Dedup;
 use crate::error::{Error, Result};
-use crate::ids::sid_table::{META_KEY, SidMeta, codes_array, codes_field};
+use crate::ids::sid_table::{DualMeta, META_KEY, SidMeta, codes_array, codes_field};
 use crate::item_id::ItemIds;
 use crate::quant::Quantizer;
+use crate::quant::kind::IdKind;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{Field, Schema};
 use std::collections::HashMap;
@@ -17,37 +18,54 @@ use std::sync::Arc;
 /// Where errors about a caller's batch point: there is no file.
 const BATCH: &str = "<arrow batch>";
 
-/// The footer of raw codes made by `q` (what `assign --dedup none` writes).
+/// The footer of raw codes made by `q` (what `assign --dedup none` writes, with the default
+/// GenSAR token prefixes).
 pub fn raw_meta(q: &dyn Quantizer, token_format: &str) -> SidMeta {
+    let ids = crate::ids::config::IdsConfig::default();
+    let sizes = |kind: IdKind| -> Vec<usize> {
+        let d = q.dual().expect("a dual quantizer");
+        d.kind_levels(kind)
+            .iter()
+            .map(|&l| q.codebook_sizes()[l])
+            .collect()
+    };
     SidMeta {
         sidtool_version: crate::VERSION.into(),
         method: q.method().name(),
-        codebook_sizes: q.codebook_sizes().to_vec(),
+        codebook_sizes: match q.dual() {
+            Some(_) => sizes(IdKind::Sid),
+            None => q.codebook_sizes().to_vec(),
+        },
         dedup: Dedup::None.name(),
         suffix_level: false,
         token_format: token_format.to_string(),
         quantizer_fingerprint: Some(q.fingerprint()),
-        dual: None,
+        dual: q.dual().map(|d| DualMeta {
+            shared_levels: d.shared_levels,
+            semantic_levels: d.semantic_levels,
+            collab_levels: d.collab_levels,
+            cid_codebook_sizes: sizes(IdKind::Cid),
+            cid_suffix_level: false,
+            sid_prefix: ids.sid_prefix,
+            cid_prefix: ids.cid_prefix,
+        }),
     }
 }
 
 /// Encode `batch` (an id column and a vector column) with `q`: a batch of `item_id` (the ids as
 /// given) and `codes` (UInt16 per level), no collision resolution. Rows are checked as `assign`
-/// checks a file's (nulls, lengths, finite values, the quantizer's dimension).
+/// checks a file's (nulls, lengths, finite values, the quantizer's dimension). A GenSAR
+/// quantizer codes the semantic vector and the collaborative one (`collab_column`) together,
+/// and the batch gets `codes` (the SID's levels) and `cid_codes` (the CID's), as `assign
+/// --dedup none` writes them.
 pub fn encode_batch(
     q: &dyn Quantizer,
     batch: &RecordBatch,
     id_column: &str,
     embedding_column: &str,
+    collab_column: &str,
     token_format: &str,
 ) -> Result<RecordBatch> {
-    if q.dual().is_some() {
-        return Err(Error::Config(
-            "GenSAR quantizers code from two vectors per item; batch encoding handles single-ID \
-             quantizers (rq-kmeans, rq-vae) so far: use `sidtool assign`"
-                .into(),
-        ));
-    }
     crate::ids::tokens::TokenFormat::new(token_format)?;
     let path = Path::new(BATCH);
     let col = |name: &str, role: &str| {
@@ -82,22 +100,50 @@ pub fn encode_batch(
             ),
         ));
     }
+    let collab = match q.dual() {
+        Some(_) => Some(col(collab_column, "collaborative vector column (GenSAR)")?),
+        None => None,
+    };
     let ids = ItemIds::from_column(ids_col.as_ref(), path, id_column, 0)?;
     let mut codes = Vec::new();
     if batch.num_rows() > 0 {
-        let x = crate::io::embeddings::batch_vectors(emb, path, embedding_column, 0, &mut None)?;
+        let mut x =
+            crate::io::embeddings::batch_vectors(emb, path, embedding_column, 0, &mut None)?;
+        if let (Some(d), Some(c)) = (q.dual(), collab) {
+            if x.cols != d.semantic_dim {
+                return Err(Error::input(
+                    path,
+                    Some(embedding_column),
+                    None,
+                    format!(
+                        "vectors have {} dimensions but the quantizer's semantic part was \
+                         trained on {}",
+                        x.cols, d.semantic_dim
+                    ),
+                ));
+            }
+            let u = crate::io::embeddings::batch_vectors(c, path, collab_column, 0, &mut None)?;
+            x = crate::matrix::Matrix::hcat(&[&x, &u]);
+        }
         crate::quant::check_dim(q, x.cols, path, embedding_column)?;
         codes = q.encode(&x)?;
     }
     let meta = serde_json::to_string(&raw_meta(q, token_format)).expect("metadata serialises");
-    let schema = Schema::new(vec![
-        Field::new("item_id", ids.data_type(), false),
-        Field::new("codes", codes_field(q.levels()), false),
-    ])
-    .with_metadata(HashMap::from([(META_KEY.to_string(), meta)]));
-    RecordBatch::try_new(
-        Arc::new(schema),
-        vec![ids.to_arrow(0, ids.len()), codes_array(&codes, q.levels())],
-    )
-    .map_err(|e| Error::arrow(path, e))
+    let mut fields = vec![Field::new("item_id", ids.data_type(), false)];
+    let mut columns = vec![ids.to_arrow(0, ids.len())];
+    match q.dual() {
+        None => {
+            fields.push(Field::new("codes", codes_field(q.levels()), false));
+            columns.push(codes_array(&codes, q.levels()));
+        }
+        Some(d) => {
+            for (kind, name) in [(IdKind::Sid, "codes"), (IdKind::Cid, "cid_codes")] {
+                let width = d.kind_levels(kind).len();
+                fields.push(Field::new(name, codes_field(width), false));
+                columns.push(codes_array(&d.split(&codes, kind), width));
+            }
+        }
+    }
+    let schema = Schema::new(fields).with_metadata(HashMap::from([(META_KEY.to_string(), meta)]));
+    RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| Error::arrow(path, e))
 }

@@ -3,14 +3,16 @@
 //! are concatenated in the order given and resolved exactly as `assign` resolves the whole
 //! catalogue, so the final IDs are the single-machine ones.
 
-use super::assign::Assigned;
+use super::assign::{Assigned, CidAssigned};
 use super::existing::prepend;
-use super::stats::make_stats;
+use super::kinds::name_levels;
+use super::stats::{id_stats, make_stats};
 use crate::config::Dedup;
 use crate::error::{Error, Result};
 use crate::ids::dedup;
-use crate::ids::sid_table::{self, Expect, SidMeta, SidTable};
+use crate::ids::sid_table::{self, DualMeta, Expect, SidMeta, SidTable};
 use crate::item_id::{IdKey, ItemIds};
+use crate::quant::kind::IdKind;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -79,18 +81,29 @@ fn read_part(path: &Path, coded_by: Option<&SidMeta>) -> Result<(SidTable, SidMe
             ),
         ));
     }
-    if meta.dual.is_some() || t.cid.is_some() {
-        return Err(Error::input(
-            path,
-            Some("cid_codes"),
-            None,
-            "is a GenSAR table (SID and CID); resolve handles single-ID tables so far: assign \
-             GenSAR IDs on one machine",
-        ));
+    match (&meta.dual, &t.cid) {
+        (Some(_), None) => {
+            return Err(Error::input(
+                path,
+                Some("cid_codes"),
+                None,
+                "no such column, but the quantizer is GenSAR's: its parts carry the CIDs' raw \
+                 codes too (`cid_codes`)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(Error::input(
+                path,
+                Some("cid_codes"),
+                None,
+                "has CID codes but the quantizer that coded it is not GenSAR's",
+            ));
+        }
+        _ => {}
     }
     t.validate(&Expect {
         sizes: Some(&meta.codebook_sizes),
-        cid_sizes: None,
+        cid_sizes: meta.dual.as_ref().map(|d| d.cid_codebook_sizes.as_slice()),
         allow_shared_ids: true,
     })?;
     Ok((t, meta))
@@ -118,7 +131,9 @@ pub fn resolve(
     }
     let mut meta: Option<(SidMeta, PathBuf)> = None;
     let mut ids: Option<ItemIds> = None;
+    // Raw codes per ID kind: the SID's, and GenSAR's CID's.
     let mut raw: Vec<u16> = Vec::new();
+    let mut cid_raw: Vec<u16> = Vec::new();
     // Item id → (part, row), to name both places of an item listed twice.
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
     for (k, p) in parts.iter().enumerate() {
@@ -168,6 +183,9 @@ pub fn resolve(
             ));
         }
         raw.extend_from_slice(&t.codes);
+        if let Some(c) = &t.cid {
+            cid_raw.extend_from_slice(&c.codes);
+        }
         match &mut ids {
             Some(all) => all.extend(t.ids),
             None => ids = Some(t.ids),
@@ -175,69 +193,127 @@ pub fn resolve(
     }
     let (meta, _) = meta.ok_or_else(|| Error::Config("resolve needs at least one part".into()))?;
     let ids = ids.expect("a part was read");
-    let sizes = &meta.codebook_sizes;
-    let levels = sizes.len();
     if let Some(ex) = existing {
         check_existing(ex, &meta, strategy)?;
     }
     // With --existing, the items it holds keep their IDs: only the others are resolved.
-    let (input_ids, new_ids, new_raw) = match existing {
-        None => (None, ids, raw),
-        Some(ex) => {
-            let known: std::collections::HashSet<IdKey> =
-                (0..ex.ids.len()).map(|i| ex.ids.key(i)).collect();
-            let fresh: Vec<usize> = (0..ids.len())
-                .filter(|&i| !known.contains(&ids.key(i)))
-                .collect();
-            let fresh_raw = fresh
-                .iter()
-                .flat_map(|&i| raw[i * levels..(i + 1) * levels].iter().copied())
-                .collect();
-            (Some(ids.clone()), ids.select(&fresh), fresh_raw)
-        }
+    let fresh: Option<Vec<usize>> = existing.map(|ex| {
+        let known: std::collections::HashSet<IdKey> =
+            (0..ex.ids.len()).map(|i| ex.ids.key(i)).collect();
+        (0..ids.len())
+            .filter(|&i| !known.contains(&ids.key(i)))
+            .collect()
+    });
+    let new_ids = match &fresh {
+        Some(f) => ids.select(f),
+        None => ids.clone(),
     };
-    let resolution = dedup::resolve(
-        &new_raw,
-        levels,
-        &new_ids,
-        strategy,
-        sizes[levels - 1],
-        existing.map(|e| dedup::Existing {
-            codes: &e.codes,
-            width: e.width,
-        }),
-        |_| unreachable!("reassign is refused above"),
-    )?;
+    // Each ID kind on its own, as `assign` resolves them.
+    let mut kinds = vec![(IdKind::Sid, raw)];
+    if meta.dual.is_some() {
+        kinds.push((IdKind::Cid, cid_raw));
+    }
+    let mut resolved = Vec::new();
+    for (kind, kraw) in kinds {
+        let sizes = meta.sizes(kind).to_vec();
+        let levels = sizes.len();
+        let new_raw: Vec<u16> = match &fresh {
+            Some(f) => f
+                .iter()
+                .flat_map(|&i| kraw[i * levels..(i + 1) * levels].iter().copied())
+                .collect(),
+            None => kraw,
+        };
+        let fixed = existing.and_then(|e| match kind {
+            IdKind::Sid => Some(dedup::Existing {
+                codes: &e.codes,
+                width: e.width,
+            }),
+            IdKind::Cid => e.cid.as_ref().map(|c| dedup::Existing {
+                codes: &c.codes,
+                width: c.width,
+            }),
+        });
+        let res = dedup::resolve(
+            &new_raw,
+            levels,
+            &new_ids,
+            strategy,
+            sizes[levels - 1],
+            fixed,
+            |_| unreachable!("reassign is refused above"),
+        )?;
+        resolved.push((kind, levels, new_raw, res));
+    }
     let meta = SidMeta {
         sidtool_version: crate::VERSION.into(),
         dedup: strategy.name(),
-        suffix_level: resolution.suffix_level,
+        suffix_level: resolved[0].3.suffix_level,
+        dual: meta.dual.clone().map(|d| DualMeta {
+            cid_suffix_level: resolved[1].3.suffix_level,
+            ..d
+        }),
         ..meta
     };
-    let (ids, raw, resolution) = match existing {
-        None => (new_ids, new_raw, resolution),
+    let all_ids = match existing {
+        None => new_ids,
         Some(ex) => {
-            let mut all_ids = ex.ids.clone();
-            all_ids.extend(new_ids);
-            let cols = ex.sid_columns();
-            let (raw, resolution) = prepend(&cols, &all_ids, levels, new_raw, resolution);
-            (all_ids, raw, resolution)
+            let mut all = ex.ids.clone();
+            all.extend(new_ids);
+            all
         }
     };
-    let mut stats = make_stats(&ids, &raw, &resolution, &meta, None);
-    if let (Some(ex), Some(input)) = (existing, &input_ids) {
-        let present: std::collections::HashSet<IdKey> =
-            (0..input.len()).map(|i| input.key(i)).collect();
-        stats.sid.resolution.existing_items = ex.ids.len() as u64;
-        stats.sid.resolution.existing_not_in_input = (0..ex.ids.len())
-            .filter(|&i| !present.contains(&ex.ids.key(i)))
-            .count() as u64;
+    let mut out = Vec::new();
+    for (kind, levels, new_raw, res) in resolved {
+        out.push(match existing {
+            None => (new_raw, res),
+            Some(ex) => {
+                let cols = match kind {
+                    IdKind::Sid => ex.sid_columns(),
+                    IdKind::Cid => ex.cid.clone().expect("check_existing requires CID columns"),
+                };
+                prepend(&cols, &all_ids, levels, new_raw, res)
+            }
+        });
+    }
+    let mut out = out.into_iter();
+    let (raw, resolution) = out.next().expect("a SID");
+    let cid = out
+        .next()
+        .map(|(raw, resolution)| CidAssigned { raw, resolution });
+    let mut stats = make_stats(&all_ids, &raw, &resolution, &meta, None);
+    let (existing_items, existing_not_in_input) = match existing {
+        None => (0, 0),
+        Some(ex) => {
+            let present: std::collections::HashSet<IdKey> =
+                (0..ids.len()).map(|i| ids.key(i)).collect();
+            let absent = (0..ex.ids.len())
+                .filter(|&i| !present.contains(&ex.ids.key(i)))
+                .count();
+            (ex.ids.len() as u64, absent as u64)
+        }
+    };
+    stats.sid.resolution.existing_items = existing_items;
+    stats.sid.resolution.existing_not_in_input = existing_not_in_input;
+    if let Some(c) = &cid {
+        let mut s = id_stats(
+            &all_ids,
+            &c.raw,
+            &c.resolution,
+            meta.sizes(IdKind::Cid),
+            None,
+        );
+        s.resolution.existing_items = existing_items;
+        s.resolution.existing_not_in_input = existing_not_in_input;
+        name_levels(&mut s, &meta.format(IdKind::Cid)?);
+        name_levels(&mut stats.sid, &meta.format(IdKind::Sid)?);
+        stats.cid = Some(s);
     }
     Ok(Assigned {
-        ids,
+        ids: all_ids,
         raw,
         resolution,
-        cid: None,
+        cid,
         stats,
         meta,
     })
@@ -255,30 +331,34 @@ fn check_existing(ex: &SidTable, parts: &SidMeta, strategy: Dedup) -> Result<()>
             "has no sidtool footer: --existing takes a sids.parquet that sidtool wrote",
         ));
     };
-    let problem = if m.dual.is_some() || ex.cid.is_some() {
-        Some("is a GenSAR table; resolve handles single-ID tables so far".to_string())
-    } else if !same_run(m, parts) {
-        Some(
+    let problem =
+        if m.dual.is_some() != parts.dual.is_some() || ex.cid.is_some() != parts.dual.is_some() {
+            Some(
+                "is not of the parts' kind (GenSAR tables hold SIDs and CIDs, others SIDs only)"
+                    .to_string(),
+            )
+        } else if !same_run(m, parts) {
+            Some(
             "was made by another quantizer or ID format than the parts (method, codebook sizes, \
              token format and quantizer fingerprint must agree)"
                 .to_string(),
         )
-    } else if m.dedup != strategy.name() {
-        Some(format!(
-            "was made with --dedup {}, not {}",
-            m.dedup,
-            strategy.name()
-        ))
-    } else {
-        None
-    };
+        } else if m.dedup != strategy.name() {
+            Some(format!(
+                "was made with --dedup {}, not {}",
+                m.dedup,
+                strategy.name()
+            ))
+        } else {
+            None
+        };
     if let Some(p) = problem {
         return Err(Error::input(&ex.path, None, None, p));
     }
     // New IDs are resolved against these: a flaw here would be copied into the output.
     ex.validate(&Expect {
         sizes: Some(&m.codebook_sizes),
-        cid_sizes: None,
+        cid_sizes: m.dual.as_ref().map(|d| d.cid_codebook_sizes.as_slice()),
         allow_shared_ids: false,
     })
 }

@@ -21,9 +21,11 @@ class Quantizer:
         batch: pa.RecordBatch,
         id_column: str = "item_id",
         embedding_column: str = "embedding",
+        collab_column: str = "collab_embedding",
         token_format: str = "<{level}_{code}>",
     ) -> pa.RecordBatch:
-        """item_id + codes (uint16 per level), no collision resolution; resolvable parts."""
+        """item_id + codes (uint16 per level; GenSAR: + cid_codes), no collision resolution;
+        resolvable parts."""
     def decode(self, codes: Sequence[Sequence[int]]) -> pa.FixedSizeListArray:
         """The reconstruction (sum of the codewords) of each row of codes."""
 
