@@ -614,7 +614,7 @@ impl<'a> Trainer<'a> {
             codes,
             residuals,
             cb_loss,
-        } = self.residual_quantize(&z)?;
+        } = self.residual_quantize(&z, true)?;
         let mut recon: Option<Tensor> = None;
         for (kind, k) in self.arch.kinds.iter().enumerate() {
             // This ID's share of each of its levels' codewords.
@@ -654,8 +654,9 @@ impl<'a> Trainer<'a> {
 
     /// Residual quantization of latents `z`: per level the nearest codeword of the detached
     /// residual of its span (exact on the tuned path, the distance GEMM's argmin on the
-    /// generic one), r ← r − sg(e) on that span, with the codebook and commitment losses.
-    pub(super) fn residual_quantize(&self, z: &Tensor) -> Result<Levels> {
+    /// generic one), r ← r − sg(e) on that span, with the codebook and commitment losses when
+    /// `losses` (else `cb_loss` stays 0).
+    pub(super) fn residual_quantize(&self, z: &Tensor, losses: bool) -> Result<Levels> {
         let l = self.codebooks.len();
         let width = self.arch.width();
         let mut r = z.clone();
@@ -680,8 +681,10 @@ impl<'a> Trainer<'a> {
                 Backend::Generic(_) => super::generic::nearest(&rd, e_all)?,
             };
             let e = e_all.index_select(&idx, 0)?;
-            out.cb_loss =
-                (&out.cb_loss + mse(&rd, &e)? + (mse(&rs, &e.detach())? * self.cfg.beta)?)?;
+            if losses {
+                out.cb_loss =
+                    (&out.cb_loss + mse(&rd, &e)? + (mse(&rs, &e.detach())? * self.cfg.beta)?)?;
+            }
             r = (r - place(&e.detach(), span, width)?)?;
             out.parts.push(e);
             out.codes.push(idx);
@@ -694,7 +697,8 @@ impl<'a> Trainer<'a> {
     pub(super) fn quantized_st(&self, x: &Tensor) -> Result<Tensor> {
         let width = self.arch.width();
         let z = self.encode(x)?;
-        let parts = self.residual_quantize(&z)?.parts;
+        // Only the codewords: the contrastive term has no codebook or commitment loss.
+        let parts = self.residual_quantize(&z, false)?.parts;
         let mut zq = place(&parts[0].detach(), self.arch.level_span[0], width)?;
         for (level, p) in parts.iter().enumerate().skip(1) {
             zq = (zq + place(&p.detach(), self.arch.level_span[level], width)?)?;
