@@ -4,12 +4,14 @@
 //!
 //! The tuned CPU path's codes are the exact nearest codewords of latents computed by its own
 //! GEMMs. A device computes the latents and distances with other roundings, so it can only
-//! disagree on a row whose nearest and second-nearest codeword are nearly equidistant. Each
-//! level's search therefore also flags every row whose runner-up is within a margin
-//! ([`SETTLE_MARGIN`] of ‖r‖² + max‖c‖², far above any f32 rounding of the encoder and the
-//! GEMM); only those rows come back to the host, where the CPU path encodes them itself.
-//! Codes are then identical to the CPU path's unless a device rounds a latent by more than
-//! that margin.
+//! disagree where a row's nearest and second-nearest codeword are nearly equidistant. A latent
+//! off by δ moves the difference of the squared distances to two codewords c₁, c₂ by at most
+//! 2‖δ‖‖c₁ − c₂‖; the GEMM itself rounds each distance by at most `gemm_slack` (the k-means
+//! search's bound). Each level's search therefore flags every row whose runner-up is within
+//! 2·[`LATENT_REL_ERROR`]·‖z‖·‖c₁ − c₂‖ plus twice that slack of its nearest codeword (z the
+//! row's latent), and only those rows come back to the host, where the CPU path encodes them
+//! itself. Codes are then identical to the CPU path's unless the device's latent differs from
+//! the CPU's by more than that share of ‖z‖.
 
 use super::dense::Dense;
 use super::generic::{Layer, mlp_layers};
@@ -23,11 +25,11 @@ use candle_core::{D, DType, Device, Tensor};
 /// Rows per block of device inference (a 65 536 × 1024 block of f32 inputs is 256 MiB).
 pub(super) const ENCODE_ROWS: usize = 65_536;
 
-/// A row whose runner-up codeword is within this share of ‖r‖² + max‖c‖² of its nearest one
-/// is encoded on the host (see the module doc). f32 GEMMs round a distance by about
-/// (D + 2)·2⁻²⁴ of that scale (about 6·10⁻⁵ at D = 1024, in the worst case); the margin leaves
-/// room for the encoder's own rounding on top.
-pub(super) const SETTLE_MARGIN: f32 = 1e-3;
+/// How far (relative to ‖z‖) a device's latent may be from the CPU path's before a code could
+/// differ unnoticed (see the module doc). f32 GEMMs typically round a dot product of D terms by
+/// about √D·2⁻²⁴ of its terms' magnitude (2·10⁻⁶ at D = 1024); this leaves a factor of 50 for
+/// several layers and for cancellation in them.
+pub(super) const LATENT_REL_ERROR: f32 = 1e-4;
 
 /// An RQ-VAE's weights on a device, beside the host model they came from.
 pub(super) struct DeviceModel<'m> {
@@ -35,8 +37,24 @@ pub(super) struct DeviceModel<'m> {
     device: Device,
     enc: Vec<Vec<Layer>>,
     dec: Vec<Vec<Layer>>,
-    /// Per level: codewords (K × span width), ‖c‖² (1 × K), max ‖c‖², and 0..K (1 × K).
+    /// Per level: codewords (K × span width), ‖c‖² (1 × K), max ‖c‖², and each codeword's
+    /// first copy (1 × K, u32; see [`first_copies`]).
     codebooks: Vec<(Tensor, Tensor, f32, Tensor)>,
+}
+
+/// For each codeword, the lowest index of a codeword equal to it (itself, unless it repeats an
+/// earlier one). The CPU path breaks a tie between equal codewords by the lower index; the
+/// device does the same through this map instead of sending such rows back. (Dead-code resets
+/// can make codewords equal: two dead codes may receive the same residual.)
+fn first_copies(c: &Matrix) -> Vec<u32> {
+    let mut seen: std::collections::HashMap<Vec<u32>, u32> = Default::default();
+    (0..c.rows)
+        .map(|j| {
+            // +0 and −0 are equal codewords; the bits of the rest identify them.
+            let key = c.row(j).iter().map(|v| (v + 0.0).to_bits()).collect();
+            *seen.entry(key).or_insert(j as u32)
+        })
+        .collect()
 }
 
 fn upload_mlp(layers: &[Dense], device: &Device) -> Result<Vec<Layer>> {
@@ -67,7 +85,7 @@ impl<'m> DeviceModel<'m> {
                     upload(&cb.centroids, device)?,
                     Tensor::from_slice(norms, (1, k), device)?,
                     norms.iter().copied().fold(0.0, f32::max),
-                    Tensor::arange(0u32, k as u32, device)?.unsqueeze(0)?,
+                    Tensor::from_vec(first_copies(&cb.centroids), (1, k), device)?,
                 ))
             })
             .collect::<Result<_>>()?;
@@ -88,6 +106,17 @@ impl<'m> DeviceModel<'m> {
         })
     }
 
+    /// The same model with every latent scaled by `factor` (tests: a device whose latents are
+    /// off by a known relative error).
+    #[cfg(test)]
+    pub(super) fn scaled_latents(mut self, factor: f64) -> Result<Self> {
+        for e in &mut self.enc {
+            let (w, b) = e.last_mut().expect("an encoder has layers");
+            (*w, *b) = (w.affine(factor, 0.0)?, b.affine(factor, 0.0)?);
+        }
+        Ok(self)
+    }
+
     /// Concatenated latents of device rows `x`.
     fn latent(&self, x: &Tensor) -> Result<Tensor> {
         let parts = self
@@ -100,14 +129,20 @@ impl<'m> DeviceModel<'m> {
     }
 
     /// Codes of latents `z` (rows × L, u32) and, per row, whether some level's choice was a
-    /// close call (> 0) under `margin` (see the module doc).
-    fn quantize(&self, z: &Tensor, margin: f32) -> Result<(Tensor, Tensor)> {
+    /// close call (> 0) for a latent error of `rel_error`·‖z‖ (see the module doc).
+    fn quantize(&self, z: &Tensor, rel_error: f32) -> Result<(Tensor, Tensor)> {
         let rows = z.dim(0)?;
         let width = self.host.arch.width();
+        // 2·rel_error·‖z‖ per row: times ‖c₁ − c₂‖, the reach of the latent's error.
+        let reach = z
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .affine(2.0 * rel_error as f64, 0.0)?;
         let mut r = z.clone();
         let mut codes = Vec::with_capacity(self.codebooks.len());
-        let mut close = Tensor::zeros(rows, DType::F32, &self.device)?;
-        for (level, (c, norms, max_norm, all)) in self.codebooks.iter().enumerate() {
+        let mut close = Tensor::zeros((rows, 1), DType::F32, &self.device)?;
+        for (level, (c, norms, max_norm, first)) in self.codebooks.iter().enumerate() {
             let span = self.host.arch.level_span[level];
             let rs = r.narrow(1, span.0, span.1)?.contiguous()?;
             // ‖c‖² − 2 r·c: the squared distance less ‖r‖².
@@ -115,30 +150,42 @@ impl<'m> DeviceModel<'m> {
                 .matmul(&c.t()?)?
                 .affine(-2.0, 0.0)?
                 .broadcast_add(norms)?;
-            let idx = v.argmin_keepdim(D::Minus1)?;
+            // The nearest codeword's first copy, and the runner-up among the other codewords.
+            let near = v.argmin(D::Minus1)?;
+            let idx = first.squeeze(0)?.index_select(&near, 0)?.unsqueeze(1)?;
             let best = v.min_keepdim(D::Minus1)?;
             let inf = Tensor::full(f32::INFINITY, v.shape(), &self.device)?;
-            let second = idx
-                .broadcast_eq(all)?
-                .where_cond(&inf, &v)?
-                .min_keepdim(D::Minus1)?;
-            let slack = rs.sqr()?.sum_keepdim(D::Minus1)?.affine(
-                margin as f64,
-                (margin * max_norm + f32::MIN_POSITIVE) as f64,
-            )?;
-            let flag = (second - best)?.le(&slack)?.to_dtype(DType::F32)?;
-            close = close.maximum(&flag.squeeze(1)?)?;
+            let v2 = first.broadcast_eq(&idx)?.where_cond(&inf, &v)?;
+            let second = v2.min_keepdim(D::Minus1)?;
             let e = c.index_select(&idx.squeeze(1)?, 0)?;
+            // (With one distinct codeword the runner-up is at infinity: no close call.)
+            let e2 = c.index_select(&v2.argmin(D::Minus1)?, 0)?;
+            let apart = (&e - e2)?.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+            // Twice the GEMM's rounding slack (`gemm_slack`) for ‖r‖² and max ‖c‖².
+            let a = 2.0 * (span.1 as f32 + 2.0) * f32::EPSILON;
+            let slack = rs
+                .sqr()?
+                .sum_keepdim(D::Minus1)?
+                .affine(a as f64, (a * max_norm + 2.0 * f32::MIN_POSITIVE) as f64)?;
+            let gap = ((apart * &reach)? + slack)?;
+            let flag = (second - best)?.le(&gap)?.to_dtype(DType::F32)?;
+            close = close.maximum(&flag)?;
             r = (r - super::trainer::place(&e, span, width)?)?;
             codes.push(idx);
         }
-        Ok((Tensor::cat(&codes, 1)?, close))
+        Ok((Tensor::cat(&codes, 1)?, close.squeeze(1)?))
     }
 
     /// Codes of every row of `x` (rows × L), the CPU path's (see the module doc). `xd`: the
-    /// same rows already on the device, if they are; `margin`: [`SETTLE_MARGIN`] (0 leaves
-    /// only exact ties to the host; tests use it to check the device's own choices).
-    pub(super) fn encode(&self, x: &Matrix, xd: Option<&Tensor>, margin: f32) -> Result<Vec<u16>> {
+    /// same rows already on the device, if they are; `rel_error`: [`LATENT_REL_ERROR`] (0
+    /// leaves only what the GEMM's own rounding could decide to the host; tests use it to
+    /// check the device's choices).
+    pub(super) fn encode(
+        &self,
+        x: &Matrix,
+        xd: Option<&Tensor>,
+        rel_error: f32,
+    ) -> Result<Vec<u16>> {
         let l = self.codebooks.len();
         let mut codes = Vec::with_capacity(x.rows * l);
         let mut settle: Vec<usize> = Vec::new();
@@ -152,7 +199,7 @@ impl<'m> DeviceModel<'m> {
                     &self.device,
                 )?,
             };
-            let (c, close) = self.quantize(&self.latent(&block)?, margin)?;
+            let (c, close) = self.quantize(&self.latent(&block)?, rel_error)?;
             codes.extend(
                 c.flatten_all()?
                     .to_vec1::<u32>()?
@@ -211,17 +258,32 @@ impl RqVae {
     /// [`Quantizer::encode`] through the device-generic path on `device` (candle's CPU
     /// backend too): the same codes (see `rqvae/device.rs`).
     pub(crate) fn encode_generic(&self, x: &Matrix, device: &Device) -> Result<Vec<u16>> {
-        DeviceModel::new(self, device)?.encode(x, None, SETTLE_MARGIN)
+        DeviceModel::new(self, device)?.encode(x, None, LATENT_REL_ERROR)
     }
 
-    /// [`RqVae::encode_generic`] with another settling margin (tests).
+    /// [`RqVae::encode_generic`] for another assumed latent error (tests).
     #[cfg(test)]
     pub(super) fn encode_generic_with(
         &self,
         x: &Matrix,
         device: &Device,
-        margin: f32,
+        rel_error: f32,
     ) -> Result<Vec<u16>> {
-        DeviceModel::new(self, device)?.encode(x, None, margin)
+        DeviceModel::new(self, device)?.encode(x, None, rel_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_copies_name_the_lowest_equal_codeword() {
+        let c = Matrix::new(
+            vec![1.0, 2.0, 0.0, 0.0, 1.0, 2.0, -0.0, 0.0, 3.0, 1.0],
+            5,
+            2,
+        );
+        assert_eq!(first_copies(&c), vec![0, 1, 0, 1, 4]);
     }
 }

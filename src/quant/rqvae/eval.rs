@@ -1,6 +1,6 @@
 //! Evaluation during training: reconstruction error, collision rate, utilisation, entropy.
 
-use super::device::{DeviceModel, ENCODE_ROWS, SETTLE_MARGIN};
+use super::device::{DeviceModel, ENCODE_ROWS, LATENT_REL_ERROR};
 use super::model::*;
 use super::store::*;
 use crate::error::Result;
@@ -51,7 +51,7 @@ pub(super) fn evaluate_on(
     loss: f64,
 ) -> Result<Evaluation> {
     let dm = DeviceModel::new(m, xd.device())?;
-    let codes = dm.encode(x, Some(xd), SETTLE_MARGIN)?;
+    let codes = dm.encode(x, Some(xd), LATENT_REL_ERROR)?;
     let l = m.levels();
     let mut recon_mse = 0.0;
     for (kind, k) in m.arch.kinds.iter().enumerate() {

@@ -466,11 +466,12 @@ mod generic {
     /// Encoding through the generic path (device encoders, distance GEMMs, argmin) gives the
     /// CPU path's codes for trained RQ-VAE and GenSAR models, on synthetic rows and on the
     /// test catalogue's vectors, both with the close calls settled on the host and with the
-    /// device deciding every row by itself (margin 0); the device evaluation equals the CPU
+    /// device deciding all but what its GEMM's rounding could tip (no latent error assumed);
+    /// the device evaluation equals the CPU
     /// evaluation (codes-derived figures exactly, the reconstruction error to rounding).
     #[test]
     fn generic_encoding_gives_the_cpu_codes() {
-        use super::super::device::SETTLE_MARGIN;
+        use super::super::device::LATENT_REL_ERROR;
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/items.parquet");
         let (_, items) =
             crate::io::embeddings::read_all(&path, "item_id", "embedding", 8192).unwrap();
@@ -494,9 +495,9 @@ mod generic {
         ];
         for (x, m) in &models {
             let cpu = m.encode(x).unwrap();
-            for margin in [SETTLE_MARGIN, 0.0] {
-                let generic = m.encode_generic_with(x, &Device::Cpu, margin).unwrap();
-                same_codes(&generic, &cpu, &format!("margin {margin}"));
+            for rel_error in [LATENT_REL_ERROR, 0.0] {
+                let generic = m.encode_generic_with(x, &Device::Cpu, rel_error).unwrap();
+                same_codes(&generic, &cpu, &format!("latent error {rel_error}"));
             }
             same_codes(&m.encode_on(x, &Device::Cpu).unwrap(), &cpu, "encode_on");
             let xd = crate::quant::kmeans::device::upload(x, &Device::Cpu).unwrap();
@@ -523,6 +524,44 @@ mod generic {
                 )
             );
         }
+    }
+
+    /// The close calls a device's rounding could tip are found and settled on the host: with
+    /// latents off by a relative 5e-5 (within [`LATENT_REL_ERROR`]), the device alone gives
+    /// some other codes, and with the settling the CPU path's codes.
+    #[test]
+    fn close_calls_are_settled_on_the_host() {
+        use super::super::device::{DeviceModel, LATENT_REL_ERROR};
+        let x = clustered(20_000, 32, 64, 2);
+        let m = RqVae::fit_on(
+            &x,
+            &cfg(&[64, 64, 64], 4),
+            None,
+            3,
+            &[],
+            &Silent,
+            Backend::Tuned,
+        )
+        .unwrap();
+        let cpu = m.encode(&x).unwrap();
+        let off = || {
+            DeviceModel::new(&m, &Device::Cpu)
+                .unwrap()
+                .scaled_latents(1.0 + 5e-5)
+                .unwrap()
+        };
+        let alone = off().encode(&x, None, 0.0).unwrap();
+        let differ = alone.iter().zip(&cpu).filter(|(a, b)| a != b).count();
+        eprintln!(
+            "codes changed by a 5e-5 latent error: {differ} of {}",
+            cpu.len()
+        );
+        assert!(differ > 0, "the test needs rows that the error tips");
+        same_codes(
+            &off().encode(&x, None, LATENT_REL_ERROR).unwrap(),
+            &cpu,
+            "settled",
+        );
     }
 
     /// The generic path stops a diverging run with the tuned path's error: the same epoch,
