@@ -22,8 +22,10 @@ use crate::quant::Quantizer;
 use crate::quant::kmeans::device::upload;
 use candle_core::{D, DType, Device, Tensor};
 
-/// Rows per block of device inference (a 65 536 × 1024 block of f32 inputs is 256 MiB).
-pub(super) const ENCODE_ROWS: usize = 65_536;
+/// Most rows per block of device inference (a 65 536 × 1024 block of f32 inputs is 256 MiB).
+const ENCODE_ROWS: usize = 65_536;
+/// Most values per (rows × K) distance block (64 MiB in f32; the search holds a few).
+const DISTANCE_BLOCK: usize = 1 << 24;
 
 /// How far (relative to ‖z‖) a device's latent may be from the CPU path's before a code could
 /// differ unnoticed (see the module doc). f32 GEMMs typically round a dot product of D terms by
@@ -40,6 +42,8 @@ pub(super) struct DeviceModel<'m> {
     /// Per level: codewords (K × span width), ‖c‖² (1 × K), max ‖c‖², and each codeword's
     /// first copy (1 × K, u32; see [`first_copies`]).
     codebooks: Vec<(Tensor, Tensor, f32, Tensor)>,
+    /// Rows per block of inference: [`ENCODE_ROWS`], fewer for large codebooks.
+    block_rows: usize,
 }
 
 /// For each codeword, the lowest index of a codeword equal to it (itself, unless it repeats an
@@ -89,7 +93,9 @@ impl<'m> DeviceModel<'m> {
                 ))
             })
             .collect::<Result<_>>()?;
+        let k = host.codebooks.iter().map(|c| c.len()).max().unwrap_or(1);
         Ok(DeviceModel {
+            block_rows: (DISTANCE_BLOCK / k.max(1)).clamp(256, ENCODE_ROWS),
             host,
             device: device.clone(),
             enc: host
@@ -115,6 +121,18 @@ impl<'m> DeviceModel<'m> {
             (*w, *b) = (w.affine(factor, 0.0)?, b.affine(factor, 0.0)?);
         }
         Ok(self)
+    }
+
+    /// Rows per block of device inference.
+    pub(super) fn block_rows(&self) -> usize {
+        self.block_rows
+    }
+
+    /// The same model, inferring `rows` rows at a time (tests).
+    #[cfg(test)]
+    pub(super) fn with_block_rows(mut self, rows: usize) -> Self {
+        self.block_rows = rows.max(1);
+        self
     }
 
     /// Concatenated latents of device rows `x`.
@@ -189,8 +207,9 @@ impl<'m> DeviceModel<'m> {
         let l = self.codebooks.len();
         let mut codes = Vec::with_capacity(x.rows * l);
         let mut settle: Vec<usize> = Vec::new();
-        for start in (0..x.rows).step_by(ENCODE_ROWS) {
-            let len = ENCODE_ROWS.min(x.rows - start);
+        let block_rows = self.block_rows();
+        for start in (0..x.rows).step_by(block_rows) {
+            let len = block_rows.min(x.rows - start);
             let block = match xd {
                 Some(t) => t.narrow(0, start, len)?,
                 None => Tensor::from_slice(

@@ -1,6 +1,6 @@
 //! Evaluation during training: reconstruction error, collision rate, utilisation, entropy.
 
-use super::device::{DeviceModel, ENCODE_ROWS, LATENT_REL_ERROR};
+use super::device::{DeviceModel, LATENT_REL_ERROR};
 use super::model::*;
 use super::store::*;
 use crate::error::Result;
@@ -54,10 +54,11 @@ pub(super) fn evaluate_on(
     let codes = dm.encode(x, Some(xd), LATENT_REL_ERROR)?;
     let l = m.levels();
     let mut recon_mse = 0.0;
+    let block_rows = dm.block_rows();
     for (kind, k) in m.arch.kinds.iter().enumerate() {
         let mut sq = 0.0;
-        for start in (0..x.rows).step_by(ENCODE_ROWS) {
-            let len = ENCODE_ROWS.min(x.rows - start);
+        for start in (0..x.rows).step_by(block_rows) {
+            let len = block_rows.min(x.rows - start);
             let c = &codes[start * l..(start + len) * l];
             sq += dm.sq_error(c, kind, &xd.narrow(0, start, len)?)?;
         }

@@ -544,9 +544,11 @@ mod generic {
         )
         .unwrap();
         let cpu = m.encode(&x).unwrap();
+        // In blocks of 1000 rows, so that the settled rows' places cross blocks.
         let off = || {
             DeviceModel::new(&m, &Device::Cpu)
                 .unwrap()
+                .with_block_rows(1000)
                 .scaled_latents(1.0 + 5e-5)
                 .unwrap()
         };
