@@ -172,8 +172,17 @@ impl Trainer<'_> {
                     .transpose()
             })
             .collect::<Result<_>>()?;
-        let (anchors, partners) = (upload(anchors)?, upload(partners)?);
-        let target = Tensor::arange(0u32, bc as u32, &dev)?;
+        // The contrastive batches' rows and their targets 0..bc (no empty device buffers
+        // without the term).
+        let pairs_of = if contrastive {
+            Some((
+                upload(anchors)?,
+                upload(partners)?,
+                Tensor::arange(0u32, bc as u32, &dev)?,
+            ))
+        } else {
+            None
+        };
         let codes_of: Vec<Tensor> = self
             .sizes
             .iter()
@@ -198,13 +207,14 @@ impl Trainer<'_> {
                 .map(|m| m.as_ref().map(|m| m.narrow(0, at, b)).transpose())
                 .collect::<candle_core::Result<_>>()?;
             let (mut loss, recon, codes, residuals) = self.step_loss(&x, &m)?;
-            let con = if contrastive {
-                let rows = |t: &Tensor| xd.index_select(&t.narrow(0, s * bc, bc)?, 0);
-                let con = self.contrastive_of(&rows(&anchors)?, &rows(&partners)?, &target)?;
-                loss = (loss + (&con * self.cfg.contrastive_weight)?)?;
-                con
-            } else {
-                zero.clone()
+            let con = match &pairs_of {
+                Some((anchors, partners, target)) => {
+                    let rows = |t: &Tensor| xd.index_select(&t.narrow(0, s * bc, bc)?, 0);
+                    let con = self.contrastive_of(&rows(anchors)?, &rows(partners)?, target)?;
+                    loss = (loss + (&con * self.cfg.contrastive_weight)?)?;
+                    con
+                }
+                None => zero.clone(),
             };
             let grads = loss.backward()?;
             let scale = if self.cfg.grad_clip > 0.0 {
