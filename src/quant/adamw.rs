@@ -6,11 +6,16 @@
 //! same order of operations) in place, over all cores, with the clipping scale folded in. Each
 //! element's update depends only on that element, so the result does not depend on how the
 //! work is split: training stays deterministic.
+//!
+//! [`TensorAdamW`] is the same update from ordinary candle tensor ops, for the device-generic
+//! training path (`--device cuda`/`metal`, and candle's CPU backend in tests): on the CPU backend
+//! it gives the fused op's bits, and its gradient-clipping scale stays a device scalar so that
+//! no step waits for the host.
 
 use crate::error::Result;
 use crate::quant::cpu_data::{slice, with_data};
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, InplaceOp2, Layout, Var};
+use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -94,6 +99,98 @@ pub(crate) fn clip_scale(grads: &GradStore, vars: &[Var], max: f64) -> Result<f6
     }
     let norm = sq.sqrt();
     Ok(if norm > max { max / norm } else { 1.0 })
+}
+
+/// AdamW from candle tensor ops on the variables' own device: [`FusedAdamW`]'s update, element
+/// by element the same f32 operations in the same order (so the same bits wherever the
+/// gradients are the same), with the moments as device tensors.
+pub(crate) struct TensorAdamW {
+    vars: Vec<Var>,
+    /// First and second moments of each variable.
+    moments: Vec<(Tensor, Tensor)>,
+    step_t: i32,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl TensorAdamW {
+    /// candle-nn's defaults, as [`FusedAdamW::new`].
+    pub fn new(vars: Vec<Var>, lr: f64, weight_decay: f64) -> Result<Self> {
+        let moments = vars
+            .iter()
+            .map(|v| Ok((v.zeros_like()?, v.zeros_like()?)))
+            .collect::<Result<_>>()?;
+        Ok(TensorAdamW {
+            vars,
+            moments,
+            step_t: 0,
+            lr,
+            weight_decay,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        })
+    }
+
+    /// One update; every gradient is first multiplied by `grad_scale` (a 0-d tensor on the
+    /// variables' device, from [`clip_scale_tensor`]) when given.
+    pub fn step(&mut self, grads: &GradStore, grad_scale: Option<&Tensor>) -> Result<()> {
+        self.step_t += 1;
+        // The constants exactly as `Update` rounds them to f32 (affine takes f64 and rounds
+        // once; 1 − β is taken in f32, as the fused op does).
+        let b1 = self.beta1 as f32;
+        let b2 = self.beta2 as f32;
+        let scale_m = (1.0 / (1.0 - self.beta1.powi(self.step_t))) as f32 as f64;
+        let scale_v = (1.0 / (1.0 - self.beta2.powi(self.step_t))) as f32 as f64;
+        let decay = (1.0 - self.lr * self.weight_decay) as f32 as f64;
+        let lr = self.lr as f32 as f64;
+        let eps = self.eps as f32 as f64;
+        for (var, (m, v)) in self.vars.iter().zip(self.moments.iter_mut()) {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let g = match grad_scale {
+                Some(s) => g.broadcast_mul(s)?,
+                None => g.clone(),
+            };
+            let nm = (m.affine(b1 as f64, 0.0)? + g.affine((1.0 - b1) as f64, 0.0)?)?;
+            let nv = (v.affine(b2 as f64, 0.0)? + g.sqr()?.affine((1.0 - b2) as f64, 0.0)?)?;
+            let adjusted =
+                (nm.affine(scale_m, 0.0)? / nv.affine(scale_v, 0.0)?.sqrt()?.affine(1.0, eps)?)?;
+            let theta = (var.as_tensor().affine(decay, 0.0)? - adjusted.affine(lr, 0.0)?)?;
+            var.set(&theta)?;
+            *m = nm;
+            *v = nv;
+        }
+        Ok(())
+    }
+}
+
+/// [`clip_scale`] as a 0-d device tensor: min(1, `max` / ‖g‖) over all the variables'
+/// gradients, summed on their device in f32 (None when no variable has a gradient).
+pub(crate) fn clip_scale_tensor(
+    grads: &GradStore,
+    vars: &[Var],
+    max: f64,
+) -> Result<Option<Tensor>> {
+    let mut sq: Option<Tensor> = None;
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            let s = g.sqr()?.sum_all()?;
+            sq = Some(match sq {
+                None => s,
+                Some(acc) => (acc + s)?,
+            });
+        }
+    }
+    let Some(sq) = sq else { return Ok(None) };
+    // max / norm, capped at 1 (an infinite ratio for a zero norm becomes 1); the 1 is made on
+    // the device (a scalar operand would be uploaded every step).
+    let one = Tensor::ones((), sq.dtype(), sq.device())?;
+    Ok(Some(sq.sqrt()?.recip()?.affine(max, 0.0)?.minimum(&one)?))
 }
 
 #[derive(Clone, Copy)]
@@ -235,6 +332,76 @@ mod tests {
             .fold(0f32, f32::max);
         assert!(worst < 1e-5, "largest difference {worst}");
         assert_ne!(x[0], 0.0);
+    }
+
+    /// The tensor-op AdamW gives the fused op's bits on candle's CPU backend, step after step
+    /// (with a changing learning rate and clipping scale), and its device-side clipping scale
+    /// is the host one's to f32 rounding.
+    #[test]
+    fn tensor_adamw_gives_the_fused_bits() {
+        let dev = Device::Cpu;
+        let init: Vec<f32> = (0..3000)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let target = Tensor::from_vec(
+            (0..3000).map(|i| (i % 7) as f32 - 3.0).collect::<Vec<_>>(),
+            (30, 100),
+            &dev,
+        )
+        .unwrap();
+        let var =
+            || Var::from_tensor(&Tensor::from_vec(init.clone(), (30, 100), &dev).unwrap()).unwrap();
+        let (ours, theirs) = (var(), var());
+        let mut fused = FusedAdamW::new(vec![ours.clone()], 0.05, 0.01);
+        let mut tensor = TensorAdamW::new(vec![theirs.clone()], 0.05, 0.01).unwrap();
+        for step in 0..6 {
+            let lr = 0.05 / (step + 1) as f64;
+            (fused.lr, tensor.lr) = (lr, lr);
+            let grads = |v: &Var| {
+                (v.as_tensor() - &target)
+                    .unwrap()
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap()
+            };
+            let (ga, gb) = (grads(&ours), grads(&theirs));
+            let max = [1e9, 10.0][step % 2];
+            let a = clip_scale(&ga, std::slice::from_ref(&ours), max).unwrap();
+            let b = clip_scale_tensor(&gb, std::slice::from_ref(&theirs), max)
+                .unwrap()
+                .unwrap();
+            let b_v = b.to_scalar::<f32>().unwrap();
+            assert!(
+                ((a as f32) - b_v).abs() <= 1e-6 * a as f32,
+                "clip scale {a} vs {b_v}"
+            );
+            assert_eq!(a == 1.0, b_v == 1.0);
+            // The same scale for both, so that the updates can be compared bit for bit.
+            fused.step(&ga, b_v as f64).unwrap();
+            tensor.step(&gb, Some(&b)).unwrap();
+            let bits = |v: &Var| -> Vec<u32> {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect()
+            };
+            assert_eq!(bits(&ours), bits(&theirs), "step {step}");
+        }
+        assert_ne!(
+            ours.as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            init
+        );
     }
 
     #[test]

@@ -53,7 +53,21 @@ impl RqVae {
         pairs: &[(u32, u32)],
         progress: &dyn Progress,
     ) -> Result<Self> {
-        let mut t = Trainer::new(x, cfg, dual, seed)?;
+        Self::fit_on(x, cfg, dual, seed, pairs, progress, Backend::of(cfg)?)
+    }
+
+    /// [`RqVae::fit_arch`] on a chosen backend: the tuned CPU path, or the device-generic
+    /// path on any candle device (the tests force it onto candle's CPU backend).
+    pub(crate) fn fit_on(
+        x: &Matrix,
+        cfg: &QuantizerConfig,
+        dual: Option<DualSpec>,
+        seed: u64,
+        pairs: &[(u32, u32)],
+        progress: &dyn Progress,
+        backend: Backend,
+    ) -> Result<Self> {
+        let mut t = Trainer::new(x, cfg, dual, seed, backend)?;
         t.pairs = pairs.to_vec();
         t.run(progress)
     }
@@ -166,6 +180,14 @@ impl Quantizer for RqVae {
 
     fn encode(&self, x: &Matrix) -> Result<Vec<u16>> {
         self.quantize(&self.latent(x))
+    }
+
+    fn encode_on(&self, x: &Matrix, device: &Device) -> Result<Vec<u16>> {
+        if device.is_cpu() {
+            self.encode(x)
+        } else {
+            self.encode_generic(x, device)
+        }
     }
 
     fn decode_prefix(&self, codes: &[u16], depth: usize) -> Result<Matrix> {

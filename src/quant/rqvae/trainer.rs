@@ -1,15 +1,20 @@
-//! Training: candle variables, the fused MLP ops, AdamW, dead-code resets and the
-//! checkpoint kept by evaluation.
+//! Training: candle variables, the MLPs, AdamW, dead-code resets and the checkpoint kept by
+//! evaluation. What differs between the tuned CPU path and the device-generic path
+//! ([`Backend`]) is chosen at a few seams (the MLP, the decoder's loss, the nearest-codeword
+//! search, the optimiser and the epoch loop); the losses, masking, contrastive term and
+//! schedule are one piece of code for both. The generic epoch loop and its pieces are in
+//! `generic.rs`.
 
 use super::arch::*;
 use super::dense::*;
 use super::eval::*;
 use super::model::*;
 use super::store::*;
+use crate::device::DeviceKind;
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
 use crate::progress::Progress;
-use crate::quant::adamw::{FusedAdamW, clip_scale};
+use crate::quant::adamw::{FusedAdamW, TensorAdamW, clip_scale};
 use crate::quant::config::{Method, PrefixMasking, QuantizerConfig, RqVaeConfig};
 use crate::quant::distance::Codebook;
 use crate::quant::gensar::DualSpec;
@@ -20,6 +25,39 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// Where and how training runs.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    /// The tuned CPU path: the fused MLP ops of `quant/mlp.rs`, [`FusedAdamW`], the exact
+    /// host nearest-codeword search.
+    Tuned,
+    /// Ordinary candle tensor ops and autograd on this device (`--device cuda`/`metal`; the
+    /// CPU backend in tests), [`TensorAdamW`], an argmin over distance GEMMs.
+    Generic(Device),
+}
+
+impl Backend {
+    /// The backend a config asks for: the tuned path for `cpu`, the generic one elsewhere.
+    pub(crate) fn of(cfg: &QuantizerConfig) -> Result<Backend> {
+        match cfg.device {
+            DeviceKind::Cpu => Ok(Backend::Tuned),
+            kind => Ok(Backend::Generic(crate::device::open(kind)?)),
+        }
+    }
+
+    /// The device the variables live on.
+    pub(super) fn device(&self) -> Device {
+        match self {
+            Backend::Tuned => Device::Cpu,
+            Backend::Generic(d) => d.clone(),
+        }
+    }
+
+    pub(super) fn is_generic(&self) -> bool {
+        matches!(self, Backend::Generic(_))
+    }
+}
 
 /// One MLP's parameters, all layers in one variable (see `quant/mlp.rs`).
 pub(super) struct Mlp {
@@ -40,11 +78,16 @@ pub(super) struct Trainer<'a> {
     pub(super) dec: Vec<Mlp>,
     pub(super) codebooks: Vec<Var>,
     pub(super) pairs: Vec<(u32, u32)>,
+    pub(super) backend: Backend,
+    /// The variables' device (CPU for the tuned path).
+    pub(super) device: Device,
+    /// The training rows on the device (generic path only).
+    pub(super) xd: Option<Tensor>,
 }
 
 /// He-uniform weights and zero biases, layer by layer, from our own RNG (candle's random init
 /// is not seedable on the CPU).
-pub(super) fn mlp_vars(rng: &mut ChaCha8Rng, widths: &[usize]) -> Result<Mlp> {
+pub(super) fn mlp_vars(rng: &mut ChaCha8Rng, widths: &[usize], device: &Device) -> Result<Mlp> {
     let mut p = Vec::with_capacity(mlp::param_count(widths));
     for io in widths.windows(2) {
         let (inp, out) = (io[0], io[1]);
@@ -54,14 +97,9 @@ pub(super) fn mlp_vars(rng: &mut ChaCha8Rng, widths: &[usize]) -> Result<Mlp> {
     }
     let n = p.len();
     Ok(Mlp {
-        params: Var::from_tensor(&Tensor::from_vec(p, n, &Device::Cpu)?)?,
+        params: Var::from_tensor(&Tensor::from_vec(p, n, device)?)?,
         widths: widths.to_vec(),
     })
-}
-
-/// `input_grad`: whether the input needs a gradient (not for raw data).
-pub(super) fn forward_mlp(m: &Mlp, x: &Tensor, input_grad: bool) -> Result<Tensor> {
-    Ok(x.apply_op2(m.params.as_tensor(), MlpOp::new(&m.widths, input_grad))?)
 }
 
 pub(super) fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -95,8 +133,10 @@ impl<'a> Trainer<'a> {
         cfg: &QuantizerConfig,
         dual: Option<DualSpec>,
         seed: u64,
+        backend: Backend,
     ) -> Result<Self> {
         let v = cfg.rqvae.clone();
+        let device = backend.device();
         let max_k = cfg.codebook_sizes.iter().copied().max().unwrap_or(0);
         if max_k > x.rows {
             return Err(Error::Config(format!(
@@ -117,7 +157,7 @@ impl<'a> Trainer<'a> {
         let enc = arch
             .enc_in
             .iter()
-            .map(|s| mlp_vars(&mut rng, &widths(s.1, &v.hidden, v.latent_dim)))
+            .map(|s| mlp_vars(&mut rng, &widths(s.1, &v.hidden, v.latent_dim), &device))
             .collect::<Result<_>>()?;
         let dec = arch
             .kinds
@@ -125,9 +165,13 @@ impl<'a> Trainer<'a> {
             .map(|k| {
                 let mut w = widths(k.input.1, &v.hidden, k.latent.1);
                 w.reverse();
-                mlp_vars(&mut rng, &w)
+                mlp_vars(&mut rng, &w, &device)
             })
             .collect::<Result<_>>()?;
+        let xd = match &backend {
+            Backend::Tuned => None,
+            Backend::Generic(d) => Some(kmeans::device::upload(x, d)?),
+        };
         Ok(Trainer {
             x,
             cfg: v,
@@ -140,12 +184,50 @@ impl<'a> Trainer<'a> {
             dec,
             codebooks: Vec::new(),
             pairs: Vec::new(),
+            backend,
+            device,
+            xd,
         })
     }
 
+    /// Rows `idx` of the training data as a tensor on the variables' device.
     pub(super) fn rows(&self, idx: &[usize]) -> Result<Tensor> {
-        let m = self.x.gather(idx);
-        Ok(Tensor::from_vec(m.data, (m.rows, m.cols), &Device::Cpu)?)
+        match &self.xd {
+            None => {
+                let m = self.x.gather(idx);
+                Ok(Tensor::from_vec(m.data, (m.rows, m.cols), &Device::Cpu)?)
+            }
+            Some(xd) => {
+                let idx: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+                let n = idx.len();
+                Ok(xd.index_select(&Tensor::from_vec(idx, n, &self.device)?, 0)?)
+            }
+        }
+    }
+
+    /// An MLP on a batch; `input_grad`: whether the input needs a gradient (not for raw data;
+    /// the generic path leaves that to autograd).
+    pub(super) fn forward_mlp(&self, m: &Mlp, x: &Tensor, input_grad: bool) -> Result<Tensor> {
+        match self.backend {
+            Backend::Tuned => {
+                Ok(x.apply_op2(m.params.as_tensor(), MlpOp::new(&m.widths, input_grad))?)
+            }
+            Backend::Generic(_) => super::generic::mlp_flat(m.params.as_tensor(), &m.widths, x),
+        }
+    }
+
+    /// Decoder `kind`'s reconstruction loss mean((dec(z) − target)²), with gradients to `z`
+    /// and the decoder.
+    pub(super) fn decoder_loss(&self, kind: usize, z: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let dec = &self.dec[kind];
+        match self.backend {
+            Backend::Tuned => Ok(z.contiguous()?.apply_op3(
+                dec.params.as_tensor(),
+                target,
+                MlpLossOp::new(&dec.widths, true),
+            )?),
+            Backend::Generic(_) => mse(&self.forward_mlp(dec, z, true)?, target),
+        }
     }
 
     /// The concatenated latent of a batch of input rows.
@@ -157,7 +239,7 @@ impl<'a> Trainer<'a> {
             .zip(&self.arch.enc_in)
             .map(|(e, &s)| {
                 let xi = narrow(x, s, width)?.contiguous()?;
-                forward_mlp(e, &xi, false)
+                self.forward_mlp(e, &xi, false)
             })
             .collect::<Result<Vec<_>>>()?;
         if parts.len() == 1 {
@@ -169,6 +251,9 @@ impl<'a> Trainer<'a> {
 
     /// TIGER's codebook init: k-means on the residuals of the first batch (at least K rows).
     pub(super) fn init_codebooks(&mut self, order: &[usize]) -> Result<()> {
+        if self.backend.is_generic() {
+            return self.init_codebooks_generic(order);
+        }
         let max_k = self.sizes.iter().copied().max().unwrap_or(1);
         let take = self.cfg.batch_size.max(max_k).min(order.len());
         let z = self.encode(&self.rows(&order[..take])?)?;
@@ -234,7 +319,6 @@ impl<'a> Trainer<'a> {
 
     pub(super) fn run(mut self, progress: &dyn Progress) -> Result<RqVae> {
         let n = self.x.rows;
-        let l = self.sizes.len();
         let bs = self.cfg.batch_size.min(n);
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut self.rng);
@@ -242,7 +326,18 @@ impl<'a> Trainer<'a> {
         let mut vars: Vec<Var> = Vec::new();
         vars.extend(self.enc.iter().chain(&self.dec).map(|m| m.params.clone()));
         vars.extend(self.codebooks.iter().cloned());
-        let mut opt = FusedAdamW::new(vars.clone(), self.cfg.lr, self.cfg.weight_decay);
+        let mut opt = match self.backend {
+            Backend::Tuned => Optimiser::Fused(FusedAdamW::new(
+                vars.clone(),
+                self.cfg.lr,
+                self.cfg.weight_decay,
+            )),
+            Backend::Generic(_) => Optimiser::Tensor(TensorAdamW::new(
+                vars.clone(),
+                self.cfg.lr,
+                self.cfg.weight_decay,
+            )?),
+        };
         let steps_per_epoch = n.div_ceil(bs);
         let total_steps = (steps_per_epoch * self.cfg.epochs).max(1);
         let mut step = 0usize;
@@ -263,86 +358,37 @@ impl<'a> Trainer<'a> {
         );
         for epoch in 1..=self.cfg.epochs {
             order.shuffle(&mut self.rng);
-            let mut used = self
-                .sizes
-                .iter()
-                .map(|&k| vec![false; k])
-                .collect::<Vec<_>>();
-            let mut last_residuals: Vec<Option<Matrix>> = vec![None; l];
-            let (mut sum_loss, mut sum_recon, mut sum_con) = (0.0, 0.0, 0.0);
             let clock = std::time::Instant::now();
-            let mut parts_s = [0f64; 4];
-            for batch in order.chunks(bs) {
-                let lr = self.lr_at(step, total_steps);
-                opt.lr = lr;
-                let t0 = std::time::Instant::now();
-                let x = self.rows(batch)?;
-                let (mut loss, recon, codes, residuals) = self.step_loss(&x)?;
-                if !self.pairs.is_empty() && self.cfg.contrastive_weight > 0.0 {
-                    let con = self.contrastive_loss(bs)?;
-                    sum_con += con.to_scalar::<f32>()? as f64 * batch.len() as f64;
-                    loss = (loss + (con * self.cfg.contrastive_weight)?)?;
-                }
-                let loss_v = loss.to_scalar::<f32>()?;
-                if !loss_v.is_finite() {
-                    return Err(self.diverged(
-                        name,
-                        epoch,
-                        step + 1,
-                        &format!("the loss is {loss_v}"),
-                    ));
-                }
-                let t1 = std::time::Instant::now();
-                let grads = loss.backward()?;
-                let t2 = std::time::Instant::now();
-                let scale = if self.cfg.grad_clip > 0.0 {
-                    clip_scale(&grads, &vars, self.cfg.grad_clip)?
-                } else {
-                    1.0
-                };
-                let t3 = std::time::Instant::now();
-                opt.step(&grads, scale)?;
-                // A finite loss can still come with an update that overflows the weights (a
-                // huge learning rate); the next loss would be NaN, but stop at the step that
-                // broke them.
-                if let Some(what) = non_finite_weights(&vars)? {
-                    return Err(self.diverged(name, epoch, step + 1, &what));
-                }
-                let t4 = std::time::Instant::now();
-                parts_s[0] += (t1 - t0).as_secs_f64();
-                parts_s[1] += (t2 - t1).as_secs_f64();
-                parts_s[2] += (t3 - t2).as_secs_f64();
-                parts_s[3] += (t4 - t3).as_secs_f64();
-                step += 1;
-                sum_loss += loss_v as f64 * batch.len() as f64;
-                sum_recon += recon * batch.len() as f64;
-                for (level, c) in codes.iter().enumerate() {
-                    c.iter().for_each(|&k| used[level][k as usize] = true);
-                }
-                last_residuals = residuals.into_iter().map(Some).collect();
-            }
-            resets += self.reset_dead_codes(&used, &last_residuals)?;
+            let run = Steps {
+                order: &order,
+                bs,
+                total_steps,
+                vars: &vars,
+                epoch,
+                name,
+            };
+            let out = match &mut opt {
+                Optimiser::Fused(o) => self.epoch_tuned(&run, &mut step, o)?,
+                Optimiser::Tensor(o) => self.epoch_generic(&run, &mut step, o)?,
+            };
+            resets += self.reset_dead_codes(&out.used, &out.last_residuals)?;
             epoch_seconds.push(clock.elapsed().as_secs_f64());
-            tracing::debug!(
-                forward_s = parts_s[0],
-                backward_s = parts_s[1],
-                clip_s = parts_s[2],
-                optimiser_s = parts_s[3],
-                "rq-vae epoch time split"
-            );
             epochs_run = epoch;
             progress.advance(1);
-            let loss = sum_loss / n as f64;
+            let loss = out.sum_loss / n as f64;
             tracing::debug!(
                 epoch,
                 loss,
-                recon = sum_recon / n as f64,
-                contrastive = sum_con / n as f64,
+                recon = out.sum_recon / n as f64,
+                contrastive = out.sum_con / n as f64,
                 "rq-vae epoch"
             );
             if epoch % self.cfg.eval_every == 0 || epoch == self.cfg.epochs {
                 let snap = self.snapshot(Vec::new(), epoch, epoch, resets)?;
-                let e = evaluate(&snap, self.x, epoch, loss)?;
+                let e = match &self.xd {
+                    None => evaluate(&snap, self.x, epoch, loss)?,
+                    Some(xd) => evaluate_on(&snap, self.x, xd, epoch, loss)?,
+                };
                 tracing::info!(
                     epoch,
                     loss,
@@ -394,8 +440,99 @@ impl<'a> Trainer<'a> {
         Ok(model)
     }
 
+    /// One epoch on the tuned CPU path: each step's loss is read as soon as it is made, and a
+    /// step that diverges stops training there.
+    fn epoch_tuned(
+        &mut self,
+        run: &Steps,
+        step: &mut usize,
+        opt: &mut FusedAdamW,
+    ) -> Result<EpochOut> {
+        let (epoch, name, vars) = (run.epoch, run.name, run.vars);
+        let mut used = self
+            .sizes
+            .iter()
+            .map(|&k| vec![false; k])
+            .collect::<Vec<_>>();
+        let mut last_residuals: Vec<Option<Tensor>> = vec![None; self.sizes.len()];
+        let (mut sum_loss, mut sum_recon, mut sum_con) = (0.0, 0.0, 0.0);
+        let mut parts_s = [0f64; 4];
+        for batch in run.order.chunks(run.bs) {
+            let lr = self.lr_at(*step, run.total_steps);
+            opt.lr = lr;
+            let t0 = std::time::Instant::now();
+            let x = self.rows(batch)?;
+            let masks = self.mask_tensors(batch.len())?;
+            let (mut loss, recon, codes, residuals) = self.step_loss(&x, &masks)?;
+            let recon = recon.to_scalar::<f32>()? as f64;
+            if self.contrastive_on() {
+                let con = self.contrastive_loss(run.bs)?;
+                sum_con += con.to_scalar::<f32>()? as f64 * batch.len() as f64;
+                loss = (loss + (con * self.cfg.contrastive_weight)?)?;
+            }
+            let loss_v = loss.to_scalar::<f32>()?;
+            if !loss_v.is_finite() {
+                return Err(self.diverged(
+                    name,
+                    epoch,
+                    *step + 1,
+                    &format!("the loss is {loss_v}"),
+                ));
+            }
+            let t1 = std::time::Instant::now();
+            let grads = loss.backward()?;
+            let t2 = std::time::Instant::now();
+            let scale = if self.cfg.grad_clip > 0.0 {
+                clip_scale(&grads, vars, self.cfg.grad_clip)?
+            } else {
+                1.0
+            };
+            let t3 = std::time::Instant::now();
+            opt.step(&grads, scale)?;
+            // A finite loss can still come with an update that overflows the weights (a
+            // huge learning rate); the next loss would be NaN, but stop at the step that
+            // broke them.
+            if let Some(what) = non_finite_weights(vars)? {
+                return Err(self.diverged(name, epoch, *step + 1, &what));
+            }
+            let t4 = std::time::Instant::now();
+            parts_s[0] += (t1 - t0).as_secs_f64();
+            parts_s[1] += (t2 - t1).as_secs_f64();
+            parts_s[2] += (t3 - t2).as_secs_f64();
+            parts_s[3] += (t4 - t3).as_secs_f64();
+            *step += 1;
+            sum_loss += loss_v as f64 * batch.len() as f64;
+            sum_recon += recon * batch.len() as f64;
+            for (level, c) in codes.iter().enumerate() {
+                c.to_vec1::<u32>()?
+                    .iter()
+                    .for_each(|&k| used[level][k as usize] = true);
+            }
+            last_residuals = residuals.into_iter().map(Some).collect();
+        }
+        tracing::debug!(
+            forward_s = parts_s[0],
+            backward_s = parts_s[1],
+            clip_s = parts_s[2],
+            optimiser_s = parts_s[3],
+            "rq-vae epoch time split"
+        );
+        Ok(EpochOut {
+            sum_loss,
+            sum_recon,
+            sum_con,
+            used,
+            last_residuals,
+        })
+    }
+
+    /// Whether the co-occurrence contrastive term is trained.
+    pub(super) fn contrastive_on(&self) -> bool {
+        !self.pairs.is_empty() && self.cfg.contrastive_weight > 0.0
+    }
+
     /// The error that stops diverged training: where it happened, and what to change.
-    fn diverged(&self, name: &str, epoch: usize, step: usize, what: &str) -> Error {
+    pub(super) fn diverged(&self, name: &str, epoch: usize, step: usize, what: &str) -> Error {
         let c = &self.cfg;
         Error::Training(format!(
             "{name} training diverged at epoch {epoch}, step {step}: {what}; nothing was saved. \
@@ -422,38 +559,15 @@ impl<'a> Trainer<'a> {
         lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos()))
     }
 
-    /// Loss of one batch, with each level's codes and the residual entering it.
-    #[allow(clippy::type_complexity)]
-    pub(super) fn step_loss(
-        &mut self,
-        x: &Tensor,
-    ) -> Result<(Tensor, f64, Vec<Vec<u32>>, Vec<Matrix>)> {
-        let b = x.dim(0)?;
-        let width = self.arch.width();
-        let z = self.encode(x)?;
-        let Levels {
-            parts,
-            codes,
-            residuals,
-            cb_loss,
-        } = self.residual_quantize(&z)?;
-        let mut recon: Option<Tensor> = None;
-        for (kind, k) in self.arch.kinds.clone().iter().enumerate() {
-            let l = k.levels.len();
-            // This ID's share of each of its levels' codewords.
-            let part = |level: usize| -> Result<Tensor> {
-                let s = self.arch.level_span[level];
-                narrow(&parts[level], (k.latent.0 - s.0, k.latent.1), s.1)
-            };
-            // Which levels each example reconstructs from (PLUM's progressive masking).
-            let zq = match self.cfg.prefix_masking {
-                PrefixMasking::None => {
-                    let mut s = part(k.levels[0])?;
-                    for &level in &k.levels[1..] {
-                        s = (s + part(level)?)?;
-                    }
-                    s
-                }
+    /// PLUM's progressive masks of one batch of `b` rows, one per decoder (None without
+    /// masking): row-major (b × that ID's levels), 1 for the levels each example
+    /// reconstructs from. Drawn from the training RNG, decoder by decoder.
+    pub(super) fn draw_masks(&mut self, b: usize) -> Vec<Option<Vec<f32>>> {
+        let levels: Vec<usize> = self.arch.kinds.iter().map(|k| k.levels.len()).collect();
+        levels
+            .into_iter()
+            .map(|l| match self.cfg.prefix_masking {
+                PrefixMasking::None => None,
                 PrefixMasking::Uniform => {
                     let mut m = vec![0f32; b * l];
                     for row in m.chunks_mut(l) {
@@ -464,7 +578,60 @@ impl<'a> Trainer<'a> {
                         };
                         row[..depth].fill(1.0);
                     }
-                    let m = Tensor::from_vec(m, (b, l), &Device::Cpu)?;
+                    Some(m)
+                }
+            })
+            .collect()
+    }
+
+    /// [`Trainer::draw_masks`] as (b × levels) tensors on the variables' device.
+    fn mask_tensors(&mut self, b: usize) -> Result<Vec<Option<Tensor>>> {
+        let masks = self.draw_masks(b);
+        masks
+            .into_iter()
+            .zip(&self.arch.kinds)
+            .map(|(m, k)| {
+                m.map(|m| Ok(Tensor::from_vec(m, (b, k.levels.len()), &self.device)?))
+                    .transpose()
+            })
+            .collect()
+    }
+
+    /// Loss of one batch (reconstruction through each decoder from its masked prefix, plus
+    /// the codebook and commitment terms), the reconstruction part alone, and each level's
+    /// codes and the residual entering it. `masks` holds each decoder's prefix mask (see
+    /// [`Trainer::draw_masks`]).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn step_loss(
+        &self,
+        x: &Tensor,
+        masks: &[Option<Tensor>],
+    ) -> Result<(Tensor, Tensor, Vec<Tensor>, Vec<Tensor>)> {
+        let width = self.arch.width();
+        let z = self.encode(x)?;
+        let Levels {
+            parts,
+            codes,
+            residuals,
+            cb_loss,
+        } = self.residual_quantize(&z, true)?;
+        let mut recon: Option<Tensor> = None;
+        for (kind, k) in self.arch.kinds.iter().enumerate() {
+            // This ID's share of each of its levels' codewords.
+            let part = |level: usize| -> Result<Tensor> {
+                let s = self.arch.level_span[level];
+                narrow(&parts[level], (k.latent.0 - s.0, k.latent.1), s.1)
+            };
+            // Which levels each example reconstructs from (PLUM's progressive masking).
+            let zq = match &masks[kind] {
+                None => {
+                    let mut s = part(k.levels[0])?;
+                    for &level in &k.levels[1..] {
+                        s = (s + part(level)?)?;
+                    }
+                    s
+                }
+                Some(m) => {
                     let mut s = part(k.levels[0])?.broadcast_mul(&m.narrow(1, 0, 1)?)?;
                     for (j, &level) in k.levels.iter().enumerate().skip(1) {
                         s = (s + part(level)?.broadcast_mul(&m.narrow(1, j, 1)?)?)?;
@@ -475,26 +642,21 @@ impl<'a> Trainer<'a> {
             let zk = narrow(&z, k.latent, width)?;
             let z_st = (&zk + (zq - &zk)?.detach())?;
             let target = narrow(x, k.input, self.x.cols)?.contiguous()?;
-            let dec = &self.dec[kind];
-            let r = z_st.contiguous()?.apply_op3(
-                dec.params.as_tensor(),
-                &target,
-                MlpLossOp::new(&dec.widths, true),
-            )?;
+            let r = self.decoder_loss(kind, &z_st, &target)?;
             recon = Some(match recon {
                 None => r,
                 Some(acc) => (acc + r)?,
             });
         }
         let recon = recon.expect("at least one decoder");
-        let recon_v = recon.to_scalar::<f32>()? as f64;
-        Ok(((recon + cb_loss)?, recon_v, codes, residuals))
+        Ok(((&recon + cb_loss)?, recon, codes, residuals))
     }
 
-    /// Residual quantization of latents `z`: per level the exact nearest codeword of the
-    /// detached residual of its span, r ← r − sg(e) on that span, with the codebook and
-    /// commitment losses.
-    pub(super) fn residual_quantize(&self, z: &Tensor) -> Result<Levels> {
+    /// Residual quantization of latents `z`: per level the nearest codeword of the detached
+    /// residual of its span (exact on the tuned path, the distance GEMM's argmin on the
+    /// generic one), r ← r − sg(e) on that span, with the codebook and commitment losses when
+    /// `losses` (else `cb_loss` stays 0).
+    pub(super) fn residual_quantize(&self, z: &Tensor, losses: bool) -> Result<Levels> {
         let l = self.codebooks.len();
         let width = self.arch.width();
         let mut r = z.clone();
@@ -502,32 +664,41 @@ impl<'a> Trainer<'a> {
             parts: Vec::with_capacity(l),
             codes: Vec::with_capacity(l),
             residuals: Vec::with_capacity(l),
-            cb_loss: Tensor::zeros((), DType::F32, &Device::Cpu)?,
+            cb_loss: Tensor::zeros((), DType::F32, &self.device)?,
         };
         for (level, cb) in self.codebooks.iter().enumerate() {
             let span = self.arch.level_span[level];
             let e_all = cb.as_tensor();
             let rs = narrow(&r, span, width)?;
             let rd = rs.detach();
-            let rm = Matrix::from_tensor(&rd)?;
-            let near = Codebook::new(Matrix::from_tensor(e_all)?)?.nearest(&rm, false)?;
-            let idx = Tensor::from_slice(&near.index, near.index.len(), &Device::Cpu)?;
+            let idx = match self.backend {
+                Backend::Tuned => {
+                    let rm = Matrix::from_tensor(&rd)?;
+                    let near = Codebook::new(Matrix::from_tensor(e_all)?)?.nearest(&rm, false)?;
+                    let n = near.index.len();
+                    Tensor::from_vec(near.index, n, &Device::Cpu)?
+                }
+                Backend::Generic(_) => super::generic::nearest(&rd, e_all)?,
+            };
             let e = e_all.index_select(&idx, 0)?;
-            out.cb_loss =
-                (&out.cb_loss + mse(&rd, &e)? + (mse(&rs, &e.detach())? * self.cfg.beta)?)?;
+            if losses {
+                out.cb_loss =
+                    (&out.cb_loss + mse(&rd, &e)? + (mse(&rs, &e.detach())? * self.cfg.beta)?)?;
+            }
             r = (r - place(&e.detach(), span, width)?)?;
             out.parts.push(e);
-            out.codes.push(near.index);
-            out.residuals.push(rm);
+            out.codes.push(idx);
+            out.residuals.push(rd);
         }
         Ok(out)
     }
 
-    /// Quantized latents (straight-through, all levels) of rows `idx`.
-    pub(super) fn quantized_st(&self, idx: &[usize]) -> Result<Tensor> {
+    /// Quantized latents (straight-through, all levels) of the rows `x`.
+    pub(super) fn quantized_st(&self, x: &Tensor) -> Result<Tensor> {
         let width = self.arch.width();
-        let z = self.encode(&self.rows(idx)?)?;
-        let parts = self.residual_quantize(&z)?.parts;
+        let z = self.encode(x)?;
+        // Only the codewords: the contrastive term has no codebook or commitment loss.
+        let parts = self.residual_quantize(&z, false)?.parts;
         let mut zq = place(&parts[0].detach(), self.arch.level_span[0], width)?;
         for (level, p) in parts.iter().enumerate().skip(1) {
             zq = (zq + place(&p.detach(), self.arch.level_span[level], width)?)?;
@@ -535,49 +706,78 @@ impl<'a> Trainer<'a> {
         Ok((&z + (zq - &z)?.detach())?)
     }
 
+    /// The rows of one contrastive batch: `batch.min(pairs)` pairs drawn with replacement,
+    /// as (anchors, partners).
+    pub(super) fn draw_pairs(&mut self, batch: usize) -> (Vec<usize>, Vec<usize>) {
+        let b = batch.min(self.pairs.len());
+        (0..b)
+            .map(|_| {
+                let p = self.pairs[self.rng.random_range(0..self.pairs.len())];
+                (p.0 as usize, p.1 as usize)
+            })
+            .unzip()
+    }
+
     /// Symmetric InfoNCE over a random batch of co-occurring pairs, in-batch negatives:
     /// −½ [log softmax_j(cos(q_a, q_p_j)/τ) at the true partner + the same from the p side].
     pub(super) fn contrastive_loss(&mut self, batch: usize) -> Result<Tensor> {
-        let b = batch.min(self.pairs.len());
-        let chosen: Vec<(u32, u32)> = (0..b)
-            .map(|_| self.pairs[self.rng.random_range(0..self.pairs.len())])
-            .collect();
-        let a: Vec<usize> = chosen.iter().map(|p| p.0 as usize).collect();
-        let p: Vec<usize> = chosen.iter().map(|p| p.1 as usize).collect();
+        let (a, p) = self.draw_pairs(batch);
+        let (xa, xp) = (self.rows(&a)?, self.rows(&p)?);
+        let target = Tensor::arange(0u32, a.len() as u32, &self.device)?;
+        self.contrastive_of(&xa, &xp, &target)
+    }
+
+    /// The contrastive loss of anchor rows `xa` and their partners `xp` (row i with row i;
+    /// `target` is 0..rows as u32).
+    pub(super) fn contrastive_of(
+        &self,
+        xa: &Tensor,
+        xp: &Tensor,
+        target: &Tensor,
+    ) -> Result<Tensor> {
         let unit = |t: Tensor| -> Result<Tensor> {
             let n = (t.sqr()?.sum_keepdim(1)? + 1e-12)?.sqrt()?;
             Ok(t.broadcast_div(&n)?)
         };
-        let qa = unit(self.quantized_st(&a)?)?;
-        let qp = unit(self.quantized_st(&p)?)?;
+        let qa = unit(self.quantized_st(xa)?)?;
+        let qp = unit(self.quantized_st(xp)?)?;
         let logits = (qa.matmul(&qp.t()?)? / self.cfg.temperature)?;
-        let target = Tensor::arange(0u32, b as u32, &Device::Cpu)?;
-        let l1 = candle_nn::loss::cross_entropy(&logits, &target)?;
-        let l2 = candle_nn::loss::cross_entropy(&logits.t()?.contiguous()?, &target)?;
+        let l1 = candle_nn::loss::cross_entropy(&logits, target)?;
+        let l2 = candle_nn::loss::cross_entropy(&logits.t()?.contiguous()?, target)?;
         Ok(((l1 + l2)? * 0.5)?)
     }
 
-    /// Re-seed every code no example used this epoch with a random residual of that level.
+    /// Re-seed every code no example used this epoch with a random residual of that level
+    /// (from the epoch's last batch), on the codebooks' own device.
     pub(super) fn reset_dead_codes(
         &mut self,
         used: &[Vec<bool>],
-        residuals: &[Option<Matrix>],
+        residuals: &[Option<Tensor>],
     ) -> Result<usize> {
         let mut count = 0;
         for (level, cb) in self.codebooks.iter().enumerate() {
-            let dead: Vec<usize> = (0..used[level].len())
-                .filter(|&k| !used[level][k])
-                .collect();
+            let k = used[level].len();
+            let dead: Vec<usize> = (0..k).filter(|&c| !used[level][c]).collect();
             let Some(r) = &residuals[level] else { continue };
-            if dead.is_empty() || r.rows == 0 {
+            let rows = r.dim(0)?;
+            if dead.is_empty() || rows == 0 {
                 continue;
             }
-            let mut m = Matrix::from_tensor(cb.as_tensor())?;
-            for &k in &dead {
-                let src = self.rng.random_range(0..r.rows);
-                m.row_mut(k).copy_from_slice(r.row(src));
+            // Row c of the new codebook is row map[c] of [codebook; picked residuals].
+            let mut map: Vec<u32> = (0..k as u32).collect();
+            let mut src = Vec::with_capacity(dead.len());
+            for (j, &c) in dead.iter().enumerate() {
+                src.push(self.rng.random_range(0..rows) as u32);
+                map[c] = (k + j) as u32;
             }
-            cb.set(&m.to_tensor()?)?;
+            let dev = cb.device();
+            let n = src.len();
+            let picked = r
+                .contiguous()?
+                .index_select(&Tensor::from_vec(src, n, dev)?, 0)?;
+            let new = Tensor::cat(&[cb.as_tensor(), &picked], 0)?
+                .index_select(&Tensor::from_vec(map, k, dev)?, 0)?;
+            cb.set(&new)?;
             count += dead.len();
         }
         if count > 0 {
@@ -585,6 +785,37 @@ impl<'a> Trainer<'a> {
         }
         Ok(count)
     }
+}
+
+/// The optimiser of each backend.
+enum Optimiser {
+    Fused(FusedAdamW),
+    Tensor(TensorAdamW),
+}
+
+/// What every epoch's loop needs besides the trainer.
+pub(super) struct Steps<'r> {
+    /// This epoch's order of the training rows; batches are its chunks of `bs`.
+    pub(super) order: &'r [usize],
+    pub(super) bs: usize,
+    pub(super) total_steps: usize,
+    /// Every trained variable, in the optimiser's order.
+    pub(super) vars: &'r [Var],
+    pub(super) epoch: usize,
+    /// "rq-vae" or "gensar", for messages.
+    pub(super) name: &'r str,
+}
+
+/// What one epoch of steps gives the end-of-epoch work.
+pub(super) struct EpochOut {
+    /// Σ over steps of the step's loss (its parts) × its batch size.
+    pub(super) sum_loss: f64,
+    pub(super) sum_recon: f64,
+    pub(super) sum_con: f64,
+    /// Per level, which codes some example chose this epoch.
+    pub(super) used: Vec<Vec<bool>>,
+    /// Per level, the (detached) residuals of the epoch's last batch.
+    pub(super) last_residuals: Vec<Option<Tensor>>,
 }
 
 /// Which of the trained variables (encoders, decoders, codebooks) holds a NaN or an infinity,
@@ -597,14 +828,18 @@ fn non_finite_weights(vars: &[Var]) -> Result<Option<String>> {
                 .any(|c| c.iter().any(|x| !x.is_finite()))
         })?;
         if bad {
-            return Ok(Some(format!(
-                "parameter tensor {} of {} became NaN or infinite after the update",
-                i + 1,
-                vars.len()
-            )));
+            return Ok(Some(non_finite_message(i, vars.len())));
         }
     }
     Ok(None)
+}
+
+/// What the divergence error says about variable `i` (0-based) of `n`.
+pub(super) fn non_finite_message(i: usize, n: usize) -> String {
+    format!(
+        "parameter tensor {} of {n} became NaN or infinite after the update",
+        i + 1
+    )
 }
 
 /// A (rows × span width) tensor placed at `span` of a (rows × `width`) one, zeros elsewhere.
@@ -621,9 +856,10 @@ pub(super) struct Levels {
     /// Chosen codewords (gradients reach the codebooks through these), each as wide as its
     /// level's span.
     pub(super) parts: Vec<Tensor>,
-    pub(super) codes: Vec<Vec<u32>>,
+    /// Each row's code (u32, on the variables' device).
+    pub(super) codes: Vec<Tensor>,
     /// The (detached) residual entering each level.
-    pub(super) residuals: Vec<Matrix>,
+    pub(super) residuals: Vec<Tensor>,
     /// Σ_l mse(sg(r), e) + β·mse(r, sg(e)).
     pub(super) cb_loss: Tensor,
 }
