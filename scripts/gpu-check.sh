@@ -127,6 +127,20 @@ EOF
 )
   emit rqvae_vs_cpu "$line"
   echo "$line" | grep -q '"ok": true' || FAILED=1
+  # The CPU-trained model encoded on the device: the CPU's codes exactly.
+  for dev in cpu "$DEVICE"; do
+    "$SIDTOOL" assign "$W/km.parquet" --quantizer "$W/v-cpu" --out "$W/vs-$dev.parquet" \
+      --dedup none --device "$dev" -q &&
+      "$SIDTOOL" export "$W/vs-$dev.parquet" --format index-json --out "$W/vc-$dev.json" -q ||
+      rq_ok=0
+  done
+  if [ $rq_ok = 1 ]; then
+    line=$(python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); f=sum(b.get(k)==v for k,v in a.items())/len(a); print(json.dumps({"ok": f==1.0, "rows": len(a), "encode_identical_fraction": f}))' "$W/vc-cpu.json" "$W/vc-$DEVICE.json")
+    emit rqvae_codes_vs_cpu "$line"
+    echo "$line" | grep -q '"ok": true' || FAILED=1
+  else
+    fail rqvae_codes_vs_cpu "rq-vae assign failed"
+  fi
 else
   fail rqvae_vs_cpu "rq-vae training failed"
 fi
