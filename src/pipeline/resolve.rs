@@ -13,7 +13,6 @@ use crate::ids::dedup;
 use crate::ids::sid_table::{self, DualMeta, Expect, SidMeta, SidTable};
 use crate::item_id::{IdKey, ItemIds};
 use crate::quant::kind::IdKind;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The Parquet part files of `inputs`, in the order given: files as they are, directories
@@ -134,9 +133,9 @@ pub fn resolve(
     // Raw codes per ID kind: the SID's, and GenSAR's CID's.
     let mut raw: Vec<u16> = Vec::new();
     let mut cid_raw: Vec<u16> = Vec::new();
-    // Item id → (part, row), to name both places of an item listed twice.
-    let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
-    for (k, p) in parts.iter().enumerate() {
+    // Where each part starts in the concatenation, to name both places of an item listed twice.
+    let mut starts: Vec<usize> = Vec::with_capacity(parts.len());
+    for p in parts {
         let (t, m) = read_part(p, coded_by)?;
         match &meta {
             None => meta = Some((m.clone(), p.clone())),
@@ -154,24 +153,6 @@ pub fn resolve(
             }
             _ => {}
         }
-        for i in 0..t.ids.len() {
-            let key = match t.ids.key(i) {
-                IdKey::Int(v) => format!("i{v}"),
-                IdKey::Str(s) => format!("s{s}"),
-            };
-            if let Some((pk, row)) = seen.insert(key, (k, i)) {
-                return Err(Error::input(
-                    p,
-                    Some("item_id"),
-                    Some(i as u64),
-                    format!(
-                        "item {} is also in {} (row {row}): partitions must not overlap",
-                        t.ids.display(i),
-                        parts[pk].display()
-                    ),
-                ));
-            }
-        }
         if let Some(all) = &ids
             && !all.same_kind(&t.ids)
         {
@@ -182,6 +163,7 @@ pub fn resolve(
                 "has integer item ids where other parts have strings (or the reverse)",
             ));
         }
+        starts.push(ids.as_ref().map_or(0, ItemIds::len));
         raw.extend_from_slice(&t.codes);
         if let Some(c) = &t.cid {
             cid_raw.extend_from_slice(&c.codes);
@@ -193,6 +175,24 @@ pub fn resolve(
     }
     let (meta, _) = meta.ok_or_else(|| Error::Config("resolve needs at least one part".into()))?;
     let ids = ids.expect("a part was read");
+    // An item in two places (a hash of the ids, not of formatted keys: ~20 bytes per item).
+    if let Some((first, dup)) = ids.first_duplicate() {
+        let locate = |g: usize| {
+            let k = starts.partition_point(|&s| s <= g) - 1;
+            (k, g - starts[k])
+        };
+        let ((pk, row), (dk, drow)) = (locate(first), locate(dup));
+        return Err(Error::input(
+            &parts[dk],
+            Some("item_id"),
+            Some(drow as u64),
+            format!(
+                "item {} is also in {} (row {row}): partitions must not overlap",
+                ids.display(dup),
+                parts[pk].display()
+            ),
+        ));
+    }
     if let Some(ex) = existing {
         check_existing(ex, &meta, strategy)?;
     }
