@@ -35,6 +35,7 @@ mod dense;
 mod device;
 mod eval;
 mod generic;
+mod losses;
 mod model;
 mod store;
 mod trainer;
