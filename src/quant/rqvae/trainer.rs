@@ -3,8 +3,7 @@
 //! ([`Backend`]) is chosen at a few seams (the MLP, the decoder's loss, the nearest-codeword
 //! search, the optimiser and the epoch loop); the losses, masking, contrastive term and
 //! schedule are one piece of code for both (the losses in `losses.rs`). The generic epoch loop
-//! and its pieces are in
-//! `generic.rs`.
+//! and its pieces are in `generic.rs`.
 
 use super::arch::*;
 use super::dense::*;
