@@ -10,7 +10,8 @@
 #                         loaded at run time
 #   env                   to `source`: PATH, CUDA_ROOT, CUDA_COMPUTE_CAP, SIDTOOL_CUDARC
 # Idempotent: a no-op when everything is there for this script and patch. Needs python3 with
-# pip (PyPI access), tar, patch and sha256sum. Run from anywhere; paths are the repo root's.
+# pip (PyPI access), tar, patch and sha256sum; the build then needs g++ (nvcc's host
+# compiler). Run from anywhere; paths are the repo root's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
