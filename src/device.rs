@@ -80,21 +80,32 @@ pub fn open(kind: DeviceKind) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda() -> Result<Device> {
-    Device::new_cuda(0).map_err(|e| Error::Config(format!("cannot open CUDA device 0: {e}")))
+    gpu(
+        "CUDA",
+        || Device::new_cuda(0),
+        "--device cuda needs an NVIDIA GPU, its driver (libcuda.so.1) and the CUDA 13 libraries \
+         (libcublas, libcublasLt, libcurand, libnvrtc) where the dynamic loader finds them, \
+         e.g. through LD_LIBRARY_PATH (docs/gpu.md)",
+    )
 }
 
 #[cfg(not(feature = "cuda"))]
 fn cuda() -> Result<Device> {
     Err(Error::Config(
         "--device cuda: this sidtool was built without CUDA support; rebuild with \
-         `cargo build --release --features cuda` (needs the CUDA toolkit)"
+         `cargo build --release --features cuda`, or build the one binary that runs anywhere \
+         with scripts/cuda-toolchain.sh and scripts/cuda-build.sh (docs/gpu.md)"
             .into(),
     ))
 }
 
 #[cfg(feature = "metal")]
 fn metal() -> Result<Device> {
-    Device::new_metal(0).map_err(|e| Error::Config(format!("cannot open Metal device 0: {e}")))
+    gpu(
+        "Metal",
+        || Device::new_metal(0),
+        "--device metal needs a Mac with a Metal GPU",
+    )
 }
 
 #[cfg(not(feature = "metal"))]
@@ -104,4 +115,43 @@ fn metal() -> Result<Device> {
          `cargo build --release --features metal`"
             .into(),
     ))
+}
+
+/// Open a GPU device; its error, or its panic, becomes a configuration error that says what the
+/// device needs. cudarc loads libcuda.so.1 and the CUDA libraries at run time, so the binary
+/// starts on any machine, and *panics* inside `Device::new_cuda` when one is missing: the panic
+/// is caught, with the panic hook silenced meanwhile so that no panic text reaches stderr.
+#[cfg(any(feature = "cuda", feature = "metal"))]
+fn gpu(
+    name: &str,
+    open: impl FnOnce() -> candle_core::Result<Device> + std::panic::UnwindSafe,
+    needs: &str,
+) -> Result<Device> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(open);
+    std::panic::set_hook(hook);
+    let reason = match opened {
+        Ok(Ok(device)) => return Ok(device),
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => {
+            let message = match panic.downcast::<String>() {
+                Ok(message) => *message,
+                Err(panic) => match panic.downcast::<&str>() {
+                    Ok(message) => message.to_string(),
+                    Err(_) => "the driver library panicked".into(),
+                },
+            };
+            tracing::debug!("{name} device 0: {message}");
+            // cudarc's "Unable to dynamically load the \"cuda\" shared library - searched for
+            // library names: [34 names]. …": the first clause (the whole with -vv).
+            match message.split_once(" - searched for") {
+                Some((first, _)) => first.to_string(),
+                None => message,
+            }
+        }
+    };
+    Err(Error::Config(format!(
+        "cannot open {name} device 0: {reason}\n{needs}"
+    )))
 }
