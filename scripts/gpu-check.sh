@@ -19,6 +19,16 @@ DEVICE=${DEVICE:-cuda}
 QUICK=${QUICK:-0}
 OUT=${OUT:-target/gpu-check}
 if [ -z "${SIDTOOL:-}" ]; then
+  # The carried binary is target/cuda/sidtool.xz (scripts/cuda-build.sh): unpacked once.
+  if [ ! -x target/cuda/sidtool ] && [ -f target/cuda/sidtool.xz ]; then
+    if command -v xz >/dev/null; then
+      xz -dc target/cuda/sidtool.xz >target/cuda/sidtool
+    else
+      python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+        target/cuda/sidtool.xz target/cuda/sidtool
+    fi
+    chmod +x target/cuda/sidtool
+  fi
   SIDTOOL=target/release/sidtool
   [ -x target/cuda/sidtool ] && SIDTOOL=target/cuda/sidtool
 fi
