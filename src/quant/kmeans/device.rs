@@ -172,22 +172,7 @@ fn kmeans_pp(x: &Tensor, k: usize, rng: &mut ChaCha8Rng) -> Result<Tensor> {
     let mut d2 = dist_to(first)?;
     for _ in 1..k {
         let host: Vec<f64> = d2.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
-        let total: f64 = host.iter().sum();
-        let pick = if total > 0.0 {
-            let mut t = rng.random::<f64>() * total;
-            let mut pick = m - 1;
-            for (i, &d) in host.iter().enumerate() {
-                if t < d {
-                    pick = i;
-                    break;
-                }
-                t -= d;
-            }
-            pick
-        } else {
-            // Fewer distinct points than clusters: duplicates are unavoidable.
-            rng.random_range(0..m)
-        };
+        let pick = super::seeding::draw(&host, rng);
         chosen.push(pick as u32);
         d2 = d2.minimum(&dist_to(pick)?)?;
     }

@@ -26,22 +26,7 @@ pub(crate) fn kmeans_pp(x: &Matrix, k: usize, rng: &mut ChaCha8Rng) -> Matrix {
         .map(|r| sq_dist(r, pts.row(first)) as f64)
         .collect();
     for c in 1..k {
-        let total: f64 = d2.iter().sum();
-        let pick = if total > 0.0 {
-            let mut t = rng.random::<f64>() * total;
-            let mut pick = m - 1;
-            for (i, &d) in d2.iter().enumerate() {
-                if t < d {
-                    pick = i;
-                    break;
-                }
-                t -= d;
-            }
-            pick
-        } else {
-            // Fewer distinct points than clusters: duplicates are unavoidable.
-            rng.random_range(0..m)
-        };
+        let pick = draw(&d2, rng);
         let chosen = pts.row(pick).to_vec();
         centroids.row_mut(c).copy_from_slice(&chosen);
         d2.par_iter_mut()
@@ -54,4 +39,25 @@ pub(crate) fn kmeans_pp(x: &Matrix, k: usize, rng: &mut ChaCha8Rng) -> Matrix {
             });
     }
     centroids
+}
+
+/// The next k-means++ centre: candidate i with probability d2[i] / Σ d2 (a uniform one when
+/// every candidate is a centre already). The device path draws with this too, so both pick
+/// the same seeds.
+pub(super) fn draw(d2: &[f64], rng: &mut ChaCha8Rng) -> usize {
+    let m = d2.len();
+    let total: f64 = d2.iter().sum();
+    if total > 0.0 {
+        let mut t = rng.random::<f64>() * total;
+        for (i, &d) in d2.iter().enumerate() {
+            if t < d {
+                return i;
+            }
+            t -= d;
+        }
+        m - 1
+    } else {
+        // Fewer distinct points than clusters: duplicates are unavoidable.
+        rng.random_range(0..m)
+    }
 }
