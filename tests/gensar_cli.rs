@@ -676,4 +676,42 @@ fn partitions_resolve_to_the_single_machine_sids_and_cids() {
         "-q",
     ]);
     assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&want).unwrap());
+    // Reassign: each colliding item's semantic + collaborative vector, read by item id from
+    // the items file, gives `assign --dedup reassign`'s SIDs and CIDs.
+    let (want, got) = (
+        t.path().join("want-r.parquet"),
+        t.path().join("got-r.parquet"),
+    );
+    let want_stats = t.path().join("want-r.json");
+    assign(
+        &items,
+        &want,
+        &[
+            "--dedup",
+            "reassign",
+            "--stats",
+            want_stats.to_str().unwrap(),
+        ],
+    );
+    ok(&[
+        "resolve",
+        raw.to_str().unwrap(),
+        "--dedup",
+        "reassign",
+        "--quantizer",
+        q.to_str().unwrap(),
+        "--embeddings",
+        items.to_str().unwrap(),
+        "--out",
+        got.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&want).unwrap());
+    let st = read_json(&want_stats);
+    eprintln!(
+        "reassign moved: SID {} CID {}",
+        st["resolution"]["moved_items"], st["cid"]["resolution"]["moved_items"]
+    );
+    assert!(st["resolution"]["moved_items"].as_u64().unwrap() > 0);
+    assert!(st["cid"]["resolution"]["moved_items"].as_u64().unwrap() > 0);
 }

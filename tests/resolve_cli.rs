@@ -23,12 +23,20 @@ fn read_all(path: &Path) -> RecordBatch {
     batches.pop().unwrap()
 }
 
-#[test]
-fn partitions_resolved_globally_equal_the_single_machine_assign() {
-    let t = tempfile::tempdir().unwrap();
+/// A quantizer with few codes for the 400 test items (many collisions, so the resolution has
+/// work to do) and the catalogue cut into four partitions, in Spark-style directories: the
+/// items' (`items-parts`) and each partition's raw codes (`raw-codes`, `assign --dedup none`).
+struct Partitioned {
+    items: std::path::PathBuf,
+    q: std::path::PathBuf,
+    all: RecordBatch,
+    parts: std::path::PathBuf,
+    raw: std::path::PathBuf,
+}
+
+fn partitioned(dir: &Path) -> Partitioned {
     let items = testdata("items.parquet");
-    let q = t.path().join("q");
-    // Few codes for 400 items: many collisions, so the resolution has work to do.
+    let q = dir.join("q");
     ok(&[
         "train",
         s(&items),
@@ -38,24 +46,10 @@ fn partitions_resolved_globally_equal_the_single_machine_assign() {
         s(&q),
         "-q",
     ]);
-    let reference = t.path().join("ref.parquet");
-    let ref_stats = t.path().join("ref.json");
-    ok(&[
-        "assign",
-        s(&items),
-        "--quantizer",
-        s(&q),
-        "--out",
-        s(&reference),
-        "--stats",
-        s(&ref_stats),
-        "-q",
-    ]);
-    // Four partitions of the catalogue, in a Spark-style directory.
     let all = read_all(&items);
-    let parts = t.path().join("items-parts");
+    let parts = dir.join("items-parts");
     std::fs::create_dir(&parts).unwrap();
-    let raw = t.path().join("raw-codes");
+    let raw = dir.join("raw-codes");
     std::fs::create_dir(&raw).unwrap();
     for k in 0..4 {
         let b = all.slice(k * 100, 100);
@@ -79,10 +73,44 @@ fn partitions_resolved_globally_equal_the_single_machine_assign() {
             s(&raw.join(format!("part-{k:05}.parquet"))),
             "-q",
         ]);
+    }
+    Partitioned {
+        items,
+        q,
+        all,
+        parts,
+        raw,
+    }
+}
+
+#[test]
+fn partitions_resolved_globally_equal_the_single_machine_assign() {
+    let t = tempfile::tempdir().unwrap();
+    let Partitioned {
+        items,
+        q,
+        all,
+        parts,
+        raw,
+    } = partitioned(t.path());
+    let reference = t.path().join("ref.parquet");
+    let ref_stats = t.path().join("ref.json");
+    ok(&[
+        "assign",
+        s(&items),
+        "--quantizer",
+        s(&q),
+        "--out",
+        s(&reference),
+        "--stats",
+        s(&ref_stats),
+        "-q",
+    ]);
+    for k in 0..4 {
         // Per-partition resolution is what breaks uniqueness across partitions.
         ok(&[
             "assign",
-            s(&part),
+            s(&parts.join(format!("part-{k:05}.parquet"))),
             "--quantizer",
             s(&q),
             "--out",
@@ -288,17 +316,128 @@ fn partitions_resolved_globally_equal_the_single_machine_assign() {
         err.contains("is also in") && err.contains("must not overlap"),
         "{err}"
     );
-    let err = fails(&[
-        "resolve",
-        s(&raw),
-        "--dedup",
-        "reassign",
-        "--out",
-        s(&t.path().join("x.parquet")),
-    ]);
+    assert!(!t.path().join("x.parquet").exists());
+}
+
+/// `--dedup reassign` over partitions: with the vectors the parts were coded from (read by
+/// item id, only the colliding items'), the single-machine `assign --dedup reassign` table,
+/// byte for byte, also with `--existing`; wrong or missing vectors are refused by name.
+#[test]
+fn reassign_over_partitions_equals_the_single_machine_assign() {
+    let t = tempfile::tempdir().unwrap();
+    let Partitioned {
+        items,
+        q,
+        all,
+        parts,
+        raw,
+    } = partitioned(t.path());
+    let assign = |input: &Path, out: &Path, more: &[&str]| {
+        let mut a = vec!["assign", s(input), "--quantizer", s(&q), "--out", s(out)];
+        a.extend(["--dedup", "reassign", "-q"]);
+        a.extend(more);
+        ok(&a);
+    };
+    let reference = t.path().join("ref.parquet");
+    let ref_stats = t.path().join("ref.json");
+    assign(&items, &reference, &["--stats", s(&ref_stats)]);
+    let resolve = |out: &Path, more: &[&str]| {
+        let mut a = vec!["resolve", s(&raw), "--dedup", "reassign", "--out", s(out)];
+        a.extend(["--quantizer", s(&q), "-q"]);
+        a.extend(more);
+        ok(&a);
+    };
+    // The vectors as one file, and as the directory of partitions the workers read.
+    for (name, vectors) in [("file", &items), ("dir", &parts)] {
+        let got = t.path().join(format!("{name}.parquet"));
+        let stats = t.path().join(format!("{name}.json"));
+        resolve(&got, &["--embeddings", s(vectors), "--stats", s(&stats)]);
+        assert_eq!(
+            std::fs::read(&got).unwrap(),
+            std::fs::read(&reference).unwrap(),
+            "reassign over partitions ({name}) gives the single-machine table, byte for byte"
+        );
+        let (a, b) = (read_json(&stats), read_json(&ref_stats));
+        assert_eq!(a["resolution"], b["resolution"]);
+        assert_eq!(a["after"]["distinct_ids"], 400);
+    }
+    // 8 × 4 codes for 400 items: reassign moved some and fell back to the suffix for others.
+    let r = &read_json(&ref_stats)["resolution"];
     assert!(
-        err.contains("reassign") && err.contains("one machine"),
+        r["moved_items"].as_u64().unwrap() > 0 && r["unresolved_by_reassign"].as_u64().unwrap() > 0,
+        "{r}"
+    );
+
+    // --existing: day 1's reassigned IDs are kept, as `assign --existing` keeps them.
+    let day1_items = t.path().join("day1-items.parquet");
+    let b = all.slice(0, 300);
+    write_batch(
+        &day1_items,
+        vec![
+            ("item_id", b.column_by_name("item_id").unwrap().clone()),
+            ("embedding", b.column_by_name("embedding").unwrap().clone()),
+        ],
+    );
+    let day1 = t.path().join("day1.parquet");
+    assign(&day1_items, &day1, &[]);
+    let want = t.path().join("day2-ref.parquet");
+    assign(&items, &want, &["--existing", s(&day1)]);
+    let got = t.path().join("day2.parquet");
+    resolve(&got, &["--existing", s(&day1), "--embeddings", s(&items)]);
+    assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&want).unwrap());
+
+    // Refusals: no vectors; vectors that lack colliding items; vectors the parts were not
+    // coded from (the rows' vectors shifted by one). No output is written.
+    let x = t.path().join("x.parquet");
+    let base = ["resolve", s(&raw), "--dedup", "reassign", "--out", s(&x)];
+    let err = fails(&base);
+    assert!(
+        err.contains("--embeddings") && err.contains("--quantizer"),
         "{err}"
     );
-    assert!(!t.path().join("x.parquet").exists());
+    let one_part = parts.join("part-00000.parquet");
+    let err = fails(
+        &[
+            &base[..],
+            &["--quantizer", s(&q), "--embeddings", s(&one_part)],
+        ]
+        .concat(),
+    );
+    assert!(
+        err.contains("part-00000.parquet")
+            && err.contains("has no vector for item")
+            && err.contains("column `item_id`"),
+        "{err}"
+    );
+    let shifted = t.path().join("shifted.parquet");
+    let ids = arrow_array::cast::AsArray::as_string::<i32>(all.column_by_name("item_id").unwrap());
+    let mut rotated: Vec<&str> = (0..ids.len()).map(|i| ids.value(i)).collect();
+    rotated.rotate_left(1);
+    write_batch(
+        &shifted,
+        vec![
+            (
+                "item_id",
+                std::sync::Arc::new(arrow_array::StringArray::from(rotated)),
+            ),
+            (
+                "embedding",
+                all.column_by_name("embedding").unwrap().clone(),
+            ),
+        ],
+    );
+    let err = fails(
+        &[
+            &base[..],
+            &["--quantizer", s(&q), "--embeddings", s(&shifted)],
+        ]
+        .concat(),
+    );
+    assert!(
+        err.contains("shifted.parquet")
+            && err.contains("the quantizer codes item")
+            && err.contains("the vectors the parts were coded from"),
+        "{err}"
+    );
+    assert!(!x.exists());
 }

@@ -520,8 +520,7 @@ pub enum Cmd {
         /// Also write statistics as JSON here.
         #[arg(long)]
         stats: Option<PathBuf>,
-        /// suffix or none (reassign needs every item's vector: use assign on one machine)
-        /// [default: suffix].
+        /// suffix, reassign (needs --embeddings and --quantizer) or none [default: suffix].
         #[arg(long, value_enum, default_value = "suffix")]
         dedup: Dedup,
         /// IDs handed out earlier (a sids.parquet from the same quantizer and --dedup): those
@@ -533,6 +532,14 @@ pub enum Cmd {
         /// `[ids] token_format`), and checked against the parts that have one.
         #[arg(long, value_name = "DIR")]
         quantizer: Option<PathBuf>,
+        /// --dedup reassign: the vectors the parts were coded from (any file, directory or glob
+        /// holding every item; only the colliding items' rows are kept in memory).
+        #[arg(long, value_name = "FILE", requires = "quantizer")]
+        embeddings: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        collab: CollabInputArgs,
     },
     /// Collision and codebook statistics of a sids.parquet.
     Stats {

@@ -80,23 +80,43 @@ pub fn run(cli: &Cli) -> Result<()> {
             dedup,
             existing,
             quantizer,
+            embeddings,
+            ..
         } => {
             stdout::refuse_two(&[("--out", Some(out)), ("--stats", stats.as_deref())])?;
+            let cfg = cli.config()?;
             let files = pipeline::part_files(parts)?;
             let existing = match existing {
                 Some(p) => Some(sidtool::ids::sid_table::read(p)?),
                 None => None,
             };
-            let coded_by = match quantizer {
-                Some(dir) => {
-                    let q = sidtool::quant::load(dir)?;
-                    let format = cli.config()?.ids.token_format;
-                    Some(pipeline::raw_meta(q.as_ref(), &format))
-                }
-                None => None,
+            let q = quantizer.as_deref().map(sidtool::quant::load).transpose()?;
+            let coded_by = q
+                .as_ref()
+                .map(|q| pipeline::raw_meta(q.as_ref(), &cfg.ids.token_format));
+            let collab = match (&q, embeddings) {
+                (Some(q), Some(e)) => pipeline::collab_for(q.as_ref(), e, &cfg)?,
+                _ => None,
             };
-            let a = pipeline::resolve(&files, *dedup, existing.as_ref(), coded_by.as_ref())
-                .with_context(|| format!("resolving {} parts failed", files.len()))?;
+            let vectors = q
+                .as_ref()
+                .zip(embeddings.as_deref())
+                .map(|(q, e)| pipeline::Vectors {
+                    quantizer: q.as_ref(),
+                    source: Source::File {
+                        path: e,
+                        input: &cfg.input,
+                        collab: collab.as_ref(),
+                    },
+                });
+            let a = pipeline::resolve(
+                &files,
+                *dedup,
+                existing.as_ref(),
+                coded_by.as_ref(),
+                vectors.as_ref(),
+            )
+            .with_context(|| format!("resolving {} parts failed", files.len()))?;
             let say = write_assigned(&a, out, stats.as_deref(), say)?;
             say.report(&render(&a.stats))?;
             say.log(&format!(

@@ -73,7 +73,9 @@ impl Cmd {
                 .ids(ids)?
                 .collab_input(collab)?
                 .device(device),
-            Cmd::Stats { input, collab, .. } => o.input(input)?.collab_input(collab),
+            Cmd::Stats { input, collab, .. } | Cmd::Resolve { input, collab, .. } => {
+                o.input(input)?.collab_input(collab)
+            }
             Cmd::Vocab { vocab, .. } => o.vocab(vocab),
             Cmd::Collab { collab, device, .. } => o.collab(collab)?.device(device),
             Cmd::Bench {
@@ -84,7 +86,6 @@ impl Cmd {
             | Cmd::Inspect { .. }
             | Cmd::Eval { .. }
             | Cmd::Report { .. }
-            | Cmd::Resolve { .. }
             | Cmd::Completions { .. }
             | Cmd::Man { .. }
             | Cmd::Bench { .. } => Ok(o),

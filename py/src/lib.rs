@@ -135,8 +135,11 @@ impl Quantizer {
 
 /// Global collision resolution of raw-code parts (files or Spark-style directories), written
 /// to `out` exactly as `sidtool resolve` writes it; returns the statistics as JSON text.
+/// `embeddings`: reassign's vectors (with `quantizer`); `config_file`/`settings`: `[input]`,
+/// `[collab]` and `[ids] token_format`, as the CLI reads them.
 #[pyfunction]
-#[pyo3(signature = (parts, out, dedup="suffix", existing=None, stats=None, quantizer=None))]
+#[pyo3(signature = (parts, out, dedup="suffix", existing=None, stats=None, quantizer=None, embeddings=None, config_file=None, settings="{}"))]
+#[allow(clippy::too_many_arguments)]
 fn resolve(
     py: Python<'_>,
     parts: Vec<PathBuf>,
@@ -145,10 +148,10 @@ fn resolve(
     existing: Option<PathBuf>,
     stats: Option<PathBuf>,
     quantizer: Option<&Quantizer>,
+    embeddings: Option<PathBuf>,
+    config_file: Option<PathBuf>,
+    settings: &str,
 ) -> PyResult<String> {
-    let coded_by = quantizer.map(|q| {
-        sidtool::pipeline::raw_meta(q.inner.as_ref(), sidtool::ids::tokens::DEFAULT_TOKEN_FORMAT)
-    });
     let strategy = match dedup {
         "suffix" => Dedup::Suffix,
         "none" => Dedup::None,
@@ -159,15 +162,43 @@ fn resolve(
             )));
         }
     };
+    if embeddings.is_some() && quantizer.is_none() {
+        return Err(SidtoolError::new_err(
+            "embeddings= needs quantizer= (the quantizer that coded the parts)",
+        ));
+    }
+    let q = quantizer.map(|q| q.inner.as_ref());
     py.detach(|| -> sidtool::error::Result<String> {
+        let cfg = config(config_file, settings)?;
+        let coded_by = q.map(|q| sidtool::pipeline::raw_meta(q, &cfg.ids.token_format));
         let files = sidtool::pipeline::part_files(&parts)?;
         let existing = existing
             .as_deref()
             .map(sidtool::ids::sid_table::read)
             .transpose()?;
-        let a = sidtool::pipeline::resolve(&files, strategy, existing.as_ref(), coded_by.as_ref())?;
+        let collab = match (q, &embeddings) {
+            (Some(q), Some(e)) => sidtool::pipeline::collab_for(q, e, &cfg)?,
+            _ => None,
+        };
+        let vectors = q
+            .zip(embeddings.as_deref())
+            .map(|(q, e)| sidtool::pipeline::Vectors {
+                quantizer: q,
+                source: sidtool::pipeline::Source::File {
+                    path: e,
+                    input: &cfg.input,
+                    collab: collab.as_ref(),
+                },
+            });
+        let a = sidtool::pipeline::resolve(
+            &files,
+            strategy,
+            existing.as_ref(),
+            coded_by.as_ref(),
+            vectors.as_ref(),
+        )?;
         sidtool::pipeline::write_assigned(&a, &out, stats.as_deref())?;
-        Ok(serde_json::to_string(&a.stats).expect("statistics serialise"))
+        Ok(json(&a.stats))
     })
     .map_err(err)
 }

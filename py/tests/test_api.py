@@ -71,6 +71,24 @@ def test_parts_written_with_pyarrow_resolve_to_the_single_machine_table(trained,
     assert (tmp_path / "cli.parquet").read_bytes() == out.read_bytes()
 
 
+def test_reassign_over_parts_gives_the_single_machine_table(trained, tmp_path):
+    q = sidtool.Quantizer.load(trained / "q")
+    parts = tmp_path / "raw"
+    parts.mkdir()
+    for i, b in enumerate(batches()):
+        pq.write_table(pa.Table.from_batches([q.encode(b)]), parts / f"part-{i:05}.parquet")
+    want = tmp_path / "cli.parquet"
+    cli("assign", ITEMS, "--quantizer", str(trained / "q"), "--dedup", "reassign", "--out", str(want))
+    out = tmp_path / "sids.parquet"
+    stats = sidtool.resolve(parts, out, dedup="reassign", quantizer=q, embeddings=ITEMS)
+    assert stats["resolution"]["moved_items"] > 0
+    assert out.read_bytes() == want.read_bytes()
+    # Without the vectors, reassign cannot move anything: refused, nothing written.
+    with pytest.raises(sidtool.SidtoolError, match="--embeddings"):
+        sidtool.resolve(parts, tmp_path / "x.parquet", dedup="reassign")
+    assert not (tmp_path / "x.parquet").exists()
+
+
 def test_decode_sums_the_codewords(trained):
     q = sidtool.Quantizer.load(trained / "q")
     books = load_file(str(trained / "q" / "model.safetensors"))

@@ -3,6 +3,7 @@
 
 mod assign;
 mod build;
+mod by_id;
 mod encode;
 mod existing;
 mod join;
@@ -20,7 +21,7 @@ pub use build::{BUILD_OUTPUTS, COLLAB_OUTPUT, build};
 pub use encode::{encode_batch, raw_meta};
 pub use join::{CollabVectors, collab_for, collab_vectors};
 pub use manifest::{InputFile, Manifest, Timing, VocabSummary, sha256_file};
-pub use resolve::{part_files, resolve};
+pub use resolve::{Vectors, part_files, resolve};
 pub use scan::{Scan, scan};
 pub use source::Source;
 pub use stats::stats_of_table;

@@ -4,16 +4,28 @@
 //! catalogue, so the final IDs are the single-machine ones.
 
 use super::assign::{Assigned, CidAssigned};
+use super::by_id::{check_coded, gather_by_id};
 use super::existing::prepend;
-use super::kinds::name_levels;
+use super::kinds::{kind_levels, name_levels};
+use super::source::Source;
 use super::stats::{id_stats, make_stats};
 use crate::config::Dedup;
 use crate::error::{Error, Result};
 use crate::ids::dedup;
 use crate::ids::sid_table::{self, DualMeta, Expect, SidMeta, SidTable};
 use crate::item_id::{IdKey, ItemIds};
+use crate::quant::Quantizer;
 use crate::quant::kind::IdKind;
 use std::path::{Path, PathBuf};
+
+/// What `--dedup reassign` needs beyond the codes: the quantizer that coded the parts and the
+/// vectors it coded them from (for GenSAR joined with the collaborative vectors, as `assign`
+/// reads them). Only the colliding items' vectors are read, by item id, so memory grows with
+/// the collisions and not with the catalogue.
+pub struct Vectors<'a> {
+    pub quantizer: &'a dyn Quantizer,
+    pub source: Source<'a>,
+}
 
 /// The Parquet part files of `inputs`, in the order given: files as they are, directories
 /// and globs expanded as every reading command expands them (see `io::parts`).
@@ -114,17 +126,19 @@ fn read_part(path: &Path, coded_by: Option<&SidMeta>) -> Result<(SidTable, SidMe
 /// keep their IDs and come first, new items get IDs none of them holds.
 ///
 /// `coded_by`: the footer of the quantizer's raw codes ([`super::raw_meta`]), for parts that
-/// lack one, and to check the parts that have one against.
+/// lack one, and to check the parts that have one against. `vectors`: required by
+/// `Dedup::Reassign` (see [`Vectors`]), unused otherwise.
 pub fn resolve(
     parts: &[PathBuf],
     strategy: Dedup,
     existing: Option<&SidTable>,
     coded_by: Option<&SidMeta>,
+    vectors: Option<&Vectors>,
 ) -> Result<Assigned> {
-    if strategy == Dedup::Reassign {
+    if strategy == Dedup::Reassign && vectors.is_none() {
         return Err(Error::Config(
-            "resolve supports --dedup suffix and none: reassign moves items to the nearest free \
-             code, which needs every item's vector; use `sidtool assign` on one machine"
+            "--dedup reassign moves colliding items to the nearest free code, which needs their \
+             vectors: give --embeddings (the vectors the parts were coded from) and --quantizer"
                 .into(),
         ));
     }
@@ -196,6 +210,14 @@ pub fn resolve(
     if let Some(ex) = existing {
         check_existing(ex, &meta, strategy)?;
     }
+    if let Some(v) = vectors
+        && meta.quantizer_fingerprint.as_deref() != Some(v.quantizer.fingerprint().as_str())
+    {
+        return Err(Error::Config(format!(
+            "the parts ({}) were coded by another quantizer than the one given for reassign",
+            parts[0].display()
+        )));
+    }
     // With --existing, the items it holds keep their IDs: only the others are resolved.
     let fresh: Option<Vec<usize>> = existing.map(|ex| {
         let known: std::collections::HashSet<IdKey> =
@@ -213,17 +235,39 @@ pub fn resolve(
     if meta.dual.is_some() {
         kinds.push((IdKind::Cid, cid_raw));
     }
+    let new_raws: Vec<(IdKind, Vec<u16>)> = kinds
+        .into_iter()
+        .map(|(kind, kraw)| {
+            let levels = meta.sizes(kind).len();
+            let new_raw = match &fresh {
+                Some(f) => f
+                    .iter()
+                    .flat_map(|&i| kraw[i * levels..(i + 1) * levels].iter().copied())
+                    .collect(),
+                None => kraw,
+            };
+            (kind, new_raw)
+        })
+        .collect();
+    // Reassign: the quantizer's own codes (all its levels) of new items `need`, as the parts
+    // hold them, and their vectors.
+    let own_codes = |need: &[usize]| -> Vec<u16> {
+        let pick = |raw: &[u16], w: usize| -> Vec<u16> {
+            need.iter()
+                .flat_map(|&i| raw[i * w..(i + 1) * w].iter().copied())
+                .collect()
+        };
+        let sid = pick(&new_raws[0].1, meta.sizes(IdKind::Sid).len());
+        match vectors.and_then(|v| v.quantizer.dual()) {
+            None => sid,
+            Some(d) => d.join(&sid, &pick(&new_raws[1].1, meta.sizes(IdKind::Cid).len())),
+        }
+    };
     let mut resolved = Vec::new();
-    for (kind, kraw) in kinds {
+    for (kind, new_raw) in &new_raws {
+        let (kind, new_raw) = (*kind, new_raw.clone());
         let sizes = meta.sizes(kind).to_vec();
         let levels = sizes.len();
-        let new_raw: Vec<u16> = match &fresh {
-            Some(f) => f
-                .iter()
-                .flat_map(|&i| kraw[i * levels..(i + 1) * levels].iter().copied())
-                .collect(),
-            None => kraw,
-        };
         let fixed = existing.and_then(|e| match kind {
             IdKind::Sid => Some(dedup::Existing {
                 codes: &e.codes,
@@ -241,7 +285,14 @@ pub fn resolve(
             strategy,
             sizes[levels - 1],
             fixed,
-            |_| unreachable!("reassign is refused above"),
+            |need| {
+                let v = vectors.expect("reassign is refused above without vectors");
+                let x = gather_by_id(&v.source, &new_ids, need)?;
+                let codes = own_codes(need);
+                check_coded(v.quantizer, &v.source, &x, &codes, &new_ids, need)?;
+                let last = *kind_levels(v.quantizer, kind).last().expect("a level");
+                v.quantizer.level_distances(&x, &codes, last)
+            },
         )?;
         resolved.push((kind, levels, new_raw, res));
     }

@@ -41,6 +41,14 @@ impl Source<'_> {
         }
     }
 
+    /// The item id column, for error messages.
+    pub(super) fn id_column(&self) -> &str {
+        match self {
+            Source::Memory { .. } => "item_id",
+            Source::File { input, .. } => &input.id_column,
+        }
+    }
+
     /// Call `f(first_row, ids, vectors)` for every batch, in file order.
     pub(super) fn for_each(
         &self,

@@ -62,19 +62,25 @@ class Embedder(_Embedder):
         return _json.loads(self._info)
 
 
-def resolve(parts, out, dedup="suffix", existing=None, stats=None, quantizer=None):
+def resolve(parts, out, dedup="suffix", existing=None, stats=None, quantizer=None, embeddings=None,
+            config=None, settings=None):
     """Global collision resolution of raw-code parts, as `sidtool resolve` does.
 
     `parts`: a path or a list of paths: Parquet files written from `Quantizer.encode` batches
     (or by `sidtool assign --dedup none`), directories of them as Spark writes them
     (`_SUCCESS`, `.crc` and hidden files ignored), or globs. Writes the final IDs to `out` (and
-    the statistics JSON to `stats`); returns the statistics as a dict. With `existing` (an
-    earlier sids.parquet of the same quantizer), its items keep their IDs. `quantizer` (a
-    `Quantizer`): the one that coded the parts, for parts an engine rewrote without sidtool's
-    footer (Spark's and Ray's Parquet writers drop it).
+    the statistics JSON to `stats`); returns the statistics as a dict. `dedup`: "suffix",
+    "reassign" or "none". With `existing` (an earlier sids.parquet of the same quantizer), its
+    items keep their IDs. `quantizer` (a `Quantizer` or its directory): the one that coded the
+    parts, for parts an engine rewrote without sidtool's footer (Spark's and Ray's Parquet
+    writers drop it). `embeddings`: for "reassign", the vectors the parts were coded from (a
+    file, directory or glob; only the colliding items' rows are kept). `config`/`settings`:
+    `[input]` columns, `[collab]` and `[ids] token_format`, as for `assign`.
     """
     if isinstance(parts, (str, bytes, _os.PathLike)):
         parts = [parts]
+    if quantizer is not None and not isinstance(quantizer, Quantizer):
+        quantizer = Quantizer.load(quantizer)
     text = _resolve(
         [_os.fspath(p) for p in parts],
         _os.fspath(out),
@@ -82,6 +88,9 @@ def resolve(parts, out, dedup="suffix", existing=None, stats=None, quantizer=Non
         _path(existing),
         _path(stats),
         quantizer,
+        _path(embeddings),
+        _path(config),
+        _settings(settings),
     )
     return _json.loads(text)
 

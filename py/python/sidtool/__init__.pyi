@@ -84,6 +84,10 @@ def resolve(
     dedup: str = "suffix",
     existing: Union[_Path, None] = None,
     stats: Union[_Path, None] = None,
-    quantizer: Union[Quantizer, None] = None,
+    quantizer: Union[Quantizer, _Path, None] = None,
+    embeddings: Union[_Path, None] = None,
+    config: Union[_Path, None] = None,
+    settings: _Settings = None,
 ) -> dict[str, Any]:
-    """Resolve raw-code parts into final IDs, written to `out`; returns the statistics."""
+    """Resolve raw-code parts into final IDs, written to `out`; returns the statistics.
+    dedup="reassign" needs `quantizer` and `embeddings` (the vectors the parts were coded from)."""
