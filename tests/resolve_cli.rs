@@ -120,6 +120,23 @@ fn partitions_resolved_globally_equal_the_single_machine_assign() {
     }
     std::fs::write(raw.join("_SUCCESS"), "").unwrap();
     std::fs::write(raw.join(".part-00000.parquet.crc"), "crc").unwrap();
+    // Spark writes a part file for an empty partition too: it is skipped.
+    let b = read_all(&raw.join("part-00000.parquet"));
+    let empty = raw.join("part-00004.parquet");
+    write_batch(
+        &empty,
+        vec![
+            ("item_id", b.column_by_name("item_id").unwrap().slice(0, 0)),
+            ("codes", b.column_by_name("codes").unwrap().slice(0, 0)),
+        ],
+    );
+    let err = fails(&[
+        "resolve",
+        s(&empty),
+        "--out",
+        s(&t.path().join("x.parquet")),
+    ]);
+    assert!(err.contains("no rows in the parts (1 file read)"), "{err}");
     let resolved = t.path().join("sids.parquet");
     let stats = t.path().join("stats.json");
     ok(&[

@@ -2,7 +2,8 @@
 `map_batches` with 2 CPUs code a catalogue of 5 000 items in partitions with
 `Quantizer.encode`, their own Parquet writers write the parts (without sidtool's footer), and
 `resolve` with the quantizer gives every item the final ID the single-machine `sidtool assign`
-gives it. Spark's `mapInArrow` also embeds item text with `Embedder`, as `sidtool embed` does.
+gives it; so does the Spark recipe in which tasks read their part files themselves. Spark's
+`mapInArrow` also embeds item text with `Embedder`, as `sidtool embed` does.
 
 They need pyspark (with Java 17) and ray; scripts/python-tests.sh installs both. Without them
 the tests skip, unless CI=true, where they fail.
@@ -92,6 +93,44 @@ def test_spark_map_in_arrow_then_resolve_gives_the_single_machine_ids(catalogue,
     stats = sidtool.resolve(tmp_path / "raw", tmp_path / "sids.parquet", quantizer=q)
     assert stats["after"]["distinct_ids"] == ROWS
     assert stats["before"]["collision_rate"] > 0.5, "the test needs collisions across partitions"
+    assert final_ids(tmp_path / "sids.parquet") == final_ids(catalogue / "sids.parquet")
+
+
+def test_spark_tasks_reading_their_part_files_give_the_single_machine_ids(catalogue, tmp_path):
+    # The vectors stay out of the JVM: only paths go in, only ids and codes come back.
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    items = pq.read_table(catalogue / "items.parquet")
+    for k in range(4):
+        pq.write_table(items.slice(k * 1250, 1250), lake / f"part-{k:05}.parquet")
+    spark = spark_session()
+    try:
+        spark.sparkContext.addFile(str(catalogue / "q"), recursive=True)
+
+        def encode_files(batches):
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            from pyspark import SparkFiles
+
+            import sidtool
+
+            q = sidtool.Quantizer.load(SparkFiles.get("q"))
+            for paths in batches:
+                for path in paths.column(0).to_pylist():
+                    for b in pq.ParquetFile(path).iter_batches(500, columns=["item_id", "embedding"]):
+                        raw = q.encode(b)
+                        yield pa.RecordBatch.from_arrays(
+                            [raw.column(0), raw.column(1).cast(pa.list_(pa.int32()))], ["item_id", "codes"]
+                        )
+
+        files = sorted(str(p) for p in lake.glob("part-*.parquet"))
+        paths = spark.createDataFrame([(f,) for f in files], "path string").repartition(len(files))
+        paths.mapInArrow(encode_files, "item_id long, codes array<int>").write.parquet(str(tmp_path / "raw"))
+    finally:
+        spark.stop()
+    q = sidtool.Quantizer.load(catalogue / "q")
+    stats = sidtool.resolve(tmp_path / "raw", tmp_path / "sids.parquet", quantizer=q)
+    assert stats["after"]["distinct_ids"] == ROWS
     assert final_ids(tmp_path / "sids.parquet") == final_ids(catalogue / "sids.parquet")
 
 

@@ -147,9 +147,14 @@ pub fn resolve(
     // Raw codes per ID kind: the SID's, and GenSAR's CID's.
     let mut raw: Vec<u16> = Vec::new();
     let mut cid_raw: Vec<u16> = Vec::new();
-    // Where each part starts in the concatenation, to name both places of an item listed twice.
-    let mut starts: Vec<usize> = Vec::with_capacity(parts.len());
+    // Where each read part starts in the concatenation, and which part it is, to name both
+    // places of an item listed twice.
+    let mut starts: Vec<(usize, &Path)> = Vec::with_capacity(parts.len());
     for p in parts {
+        // Spark writes a part file for every partition, the empty ones too.
+        if crate::io::parts::ParquetInput::open(p)?.num_rows() == 0 {
+            continue;
+        }
         let (t, m) = read_part(p, coded_by)?;
         match &meta {
             None => meta = Some((m.clone(), p.clone())),
@@ -177,7 +182,7 @@ pub fn resolve(
                 "has integer item ids where other parts have strings (or the reverse)",
             ));
         }
-        starts.push(ids.as_ref().map_or(0, ItemIds::len));
+        starts.push((ids.as_ref().map_or(0, ItemIds::len), p));
         raw.extend_from_slice(&t.codes);
         if let Some(c) = &t.cid {
             cid_raw.extend_from_slice(&c.codes);
@@ -187,23 +192,29 @@ pub fn resolve(
             None => ids = Some(t.ids),
         }
     }
-    let (meta, _) = meta.ok_or_else(|| Error::Config("resolve needs at least one part".into()))?;
+    let (meta, _) = meta.ok_or_else(|| {
+        Error::Config(format!(
+            "no rows in the parts ({} {} read): resolve needs at least one coded item",
+            parts.len(),
+            if parts.len() == 1 { "file" } else { "files" }
+        ))
+    })?;
     let ids = ids.expect("a part was read");
     // An item in two places (a hash of the ids, not of formatted keys: ~20 bytes per item).
     if let Some((first, dup)) = ids.first_duplicate() {
         let locate = |g: usize| {
-            let k = starts.partition_point(|&s| s <= g) - 1;
-            (k, g - starts[k])
+            let k = starts.partition_point(|&(s, _)| s <= g) - 1;
+            (starts[k].1, g - starts[k].0)
         };
         let ((pk, row), (dk, drow)) = (locate(first), locate(dup));
         return Err(Error::input(
-            &parts[dk],
+            dk,
             Some("item_id"),
             Some(drow as u64),
             format!(
                 "item {} is also in {} (row {row}): partitions must not overlap",
                 ids.display(dup),
-                parts[pk].display()
+                pk.display()
             ),
         ));
     }
