@@ -38,7 +38,7 @@ emb=$work/ml1m-minilm.parquet
 # rq-vae-mask and rq-vae-contrastive take PLUM's two parts one at a time. GenSAR: 6 levels,
 # collaborative vectors, ~5 minutes a build on 2 cores. `random`: no build, random codes.
 methods=(
-  "rq-kmeans|1 2 3|--method rq-kmeans"
+  "rq-kmeans|1 2 3|--method rq-kmeans --balanced=false"
   "rq-kmeans-balanced|1 2 3|--method rq-kmeans --balanced"
   "rq-vae|1 2 3|--method rq-vae"
   "rq-vae-plum|1 2 3|--method rq-vae --prefix-masking uniform --interactions $inter"

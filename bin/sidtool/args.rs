@@ -94,8 +94,8 @@ pub struct QuantArgs {
     /// Stop when inertia changes by less than this fraction [default: 1e-4].
     #[arg(long)]
     tol: Option<f64>,
-    /// Balanced k-means: every cluster gets ⌊N/K⌋ or ⌈N/K⌉ training points
-    /// (`--balanced=false` turns off a config file's `balanced = true`).
+    /// Balanced k-means: every cluster gets ⌊N/K⌋ or ⌈N/K⌉ training points; the default, as
+    /// docs/quality.md chose it (`--balanced=false`: plain k-means) [default: true].
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     balanced: Option<bool>,
     #[command(flatten)]

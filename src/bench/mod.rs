@@ -77,6 +77,8 @@ pub fn rq_kmeans(
         max_iter: niter,
         tol: 0.0,
         device,
+        // FAISS's k-means, the comparison's other side, is plain.
+        balanced: false,
         ..QuantizerConfig::default()
     };
     let t = Instant::now();

@@ -177,7 +177,7 @@ impl Default for QuantizerConfig {
             train_sample: DEFAULT_TRAIN_SAMPLE,
             max_iter: super::kmeans::DEFAULT_MAX_ITER,
             tol: super::kmeans::DEFAULT_TOL,
-            balanced: false,
+            balanced: true,
             rqvae: RqVaeConfig::default(),
             gensar: GensarConfig::default(),
             device: DeviceKind::Cpu,

@@ -250,8 +250,9 @@ impl Quantizer for RqKMeans {
         let device = crate::device::open(cfg.device)?;
         if cfg.balanced && !device.is_cpu() {
             tracing::warn!(
-                "balanced k-means has no device path yet: training runs on the CPU \
-                 (encoding still uses --device)"
+                "balanced k-means (the default) has no device path yet: training runs on the \
+                 CPU, encoding still uses --device; --balanced=false trains plain k-means on \
+                 the device"
             );
         }
         let generic = !(device.is_cpu() || cfg.balanced);
@@ -462,7 +463,11 @@ mod tests {
             (items, vec![32, 16, 16]),
             (data(3000, 24, 9), vec![64, 32, 8]),
         ] {
-            let c = cfg(&sizes);
+            // Plain k-means: balanced training always runs on the CPU's own path.
+            let c = QuantizerConfig {
+                balanced: false,
+                ..cfg(&sizes)
+            };
             let cpu = RqKMeans::fit(&x, &c, 42, &Silent).unwrap();
             let dev = RqKMeans::fit_in(&x, &c, 42, &Silent, Some(&Device::Cpu)).unwrap();
             for (a, b) in cpu.codebooks.iter().zip(&dev.codebooks) {
