@@ -71,6 +71,20 @@ def test_parts_written_with_pyarrow_resolve_to_the_single_machine_table(trained,
     assert (tmp_path / "cli.parquet").read_bytes() == out.read_bytes()
 
 
+def test_resolve_takes_encoded_batches_and_returns_a_table(trained):
+    q = sidtool.Quantizer.load(trained / "q")
+    raw = [q.encode(b) for b in batches()]
+    want = pq.read_table(trained / "sids.parquet")
+    for codes in (raw, pa.Table.from_batches(raw), raw[0]):
+        got = sidtool.resolve(codes)
+        n = len(codes) if isinstance(codes, pa.RecordBatch) else 400
+        assert got.num_rows == n
+        if n == 400:
+            assert got.equals(want, check_metadata=True)
+    # The table carries the footer later steps read: it writes the CLI's bytes.
+    assert sidtool.resolve(raw).schema.metadata == want.schema.metadata
+
+
 def test_reassign_over_parts_gives_the_single_machine_table(trained, tmp_path):
     q = sidtool.Quantizer.load(trained / "q")
     parts = tmp_path / "raw"

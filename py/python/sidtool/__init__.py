@@ -8,6 +8,7 @@ The library behind the `sidtool` command line, Arrow in and Arrow out (pyarrow, 
         raw = q.encode(batch)                             # item_id + codes, no resolution
         pq.write_table(pa.Table.from_batches([raw]), f"raw/part-{i:05}.parquet")
     stats = sidtool.resolve("raw/", "sids.parquet")       # = `sidtool assign` on one machine
+    table = sidtool.resolve([q.encode(b) for b in batches])  # or Arrow in, a pa.Table out
 
 `Embedder(model).embed(batch)` is `sidtool embed` per batch. `build`, `embed`, `train`,
 `assign`, `stats` and `vocab` run the commands of the same names on files, through the library
@@ -62,37 +63,70 @@ class Embedder(_Embedder):
         return _json.loads(self._info)
 
 
-def resolve(parts, out, dedup="suffix", existing=None, stats=None, quantizer=None, embeddings=None,
+def resolve(parts, out=None, dedup="suffix", existing=None, stats=None, quantizer=None, embeddings=None,
             config=None, settings=None):
-    """Global collision resolution of raw-code parts, as `sidtool resolve` does.
+    """Global collision resolution of raw codes, as `sidtool resolve` does.
 
     `parts`: a path or a list of paths: Parquet files written from `Quantizer.encode` batches
     (or by `sidtool assign --dedup none`), directories of them as Spark writes them
-    (`_SUCCESS`, `.crc` and hidden files ignored), or globs. Writes the final IDs to `out` (and
-    the statistics JSON to `stats`); returns the statistics as a dict. `dedup`: "suffix",
-    "reassign" or "none". With `existing` (an earlier sids.parquet of the same quantizer), its
-    items keep their IDs. `quantizer` (a `Quantizer` or its directory): the one that coded the
-    parts, for parts an engine rewrote without sidtool's footer (Spark's and Ray's Parquet
-    writers drop it). `embeddings`: for "reassign", the vectors the parts were coded from (a
-    file, directory or glob; only the colliding items' rows are kept). `config`/`settings`:
-    `[input]` columns, `[collab]` and `[ids] token_format`, as for `assign`.
+    (`_SUCCESS`, `.crc` and hidden files ignored), or globs; or the raw codes themselves, as a
+    pyarrow Table, a RecordBatch or a list of RecordBatches (what `Quantizer.encode` returns).
+
+    With `out`, writes the final IDs there (and the statistics JSON to `stats`) and returns the
+    statistics as a dict; without it, returns the final IDs as a pyarrow Table (the table
+    `sidtool resolve` writes, footer in the schema metadata).
+
+    `dedup`: "suffix", "reassign" or "none". With `existing` (an earlier sids.parquet of the
+    same quantizer), its items keep their IDs. `quantizer` (a `Quantizer` or its directory): the
+    one that coded the parts, for parts an engine rewrote without sidtool's footer (Spark's and
+    Ray's Parquet writers drop it). `embeddings`: for "reassign", the vectors the parts were
+    coded from (a file, directory or glob; only the colliding items' rows are kept).
+    `config`/`settings`: `[input]` columns, `[collab]` and `[ids] token_format`, as for `assign`.
     """
-    if isinstance(parts, (str, bytes, _os.PathLike)):
-        parts = [parts]
-    if quantizer is not None and not isinstance(quantizer, Quantizer):
-        quantizer = Quantizer.load(quantizer)
-    text = _resolve(
-        [_os.fspath(p) for p in parts],
-        _os.fspath(out),
-        dedup,
-        _path(existing),
-        _path(stats),
-        quantizer,
-        _path(embeddings),
-        _path(config),
-        _settings(settings),
-    )
-    return _json.loads(text)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sidtool-resolve-") as tmp:
+        if _is_arrow(parts):
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            batches = [parts] if isinstance(parts, pa.RecordBatch) else parts
+            table = parts if isinstance(parts, pa.Table) else pa.Table.from_batches(list(batches))
+            path = _os.path.join(tmp, "raw.parquet")
+            pq.write_table(table, path)  # keeps encode's footer (schema metadata)
+            parts = [path]
+        elif isinstance(parts, (str, bytes, _os.PathLike)):
+            parts = [parts]
+        if quantizer is not None and not isinstance(quantizer, Quantizer):
+            quantizer = Quantizer.load(quantizer)
+        target = _os.path.join(tmp, "sids.parquet") if out is None else _os.fspath(out)
+        text = _resolve(
+            [_os.fspath(p) for p in parts],
+            target,
+            dedup,
+            _path(existing),
+            _path(stats),
+            quantizer,
+            _path(embeddings),
+            _path(config),
+            _settings(settings),
+        )
+        if out is not None:
+            return _json.loads(text)
+        import pyarrow.parquet as pq
+
+        return pq.read_table(target).combine_chunks()
+
+
+def _is_arrow(x):
+    """A pyarrow Table or RecordBatch, or a non-empty list of RecordBatches."""
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return False
+    if isinstance(x, (pa.Table, pa.RecordBatch)):
+        return True
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(b, pa.RecordBatch) for b in x)
 
 
 def build(items, out, config=None, settings=None):

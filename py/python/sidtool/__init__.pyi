@@ -1,5 +1,5 @@
 from os import PathLike
-from typing import Any, Sequence, Union
+from typing import Any, Sequence, Union, overload
 
 import pyarrow as pa
 
@@ -78,8 +78,9 @@ def vocab(
     sids: _Path, out: _Path, llm: Union[_Path, None] = None, config: Union[_Path, None] = None, settings: _Settings = None
 ) -> dict[str, Any]: ...
 
+@overload
 def resolve(
-    parts: Union[_Path, Sequence[_Path]],
+    parts: Union[_Path, Sequence[_Path], pa.Table, pa.RecordBatch, Sequence[pa.RecordBatch]],
     out: _Path,
     dedup: str = "suffix",
     existing: Union[_Path, None] = None,
@@ -89,5 +90,19 @@ def resolve(
     config: Union[_Path, None] = None,
     settings: _Settings = None,
 ) -> dict[str, Any]:
-    """Resolve raw-code parts into final IDs, written to `out`; returns the statistics.
-    dedup="reassign" needs `quantizer` and `embeddings` (the vectors the parts were coded from)."""
+    """Resolve raw codes (part files, or encode's batches) into final IDs written to `out`;
+    returns the statistics. dedup="reassign" needs `quantizer` and `embeddings` (the vectors the
+    parts were coded from)."""
+@overload
+def resolve(
+    parts: Union[_Path, Sequence[_Path], pa.Table, pa.RecordBatch, Sequence[pa.RecordBatch]],
+    out: None = None,
+    dedup: str = "suffix",
+    existing: Union[_Path, None] = None,
+    stats: Union[_Path, None] = None,
+    quantizer: Union[Quantizer, _Path, None] = None,
+    embeddings: Union[_Path, None] = None,
+    config: Union[_Path, None] = None,
+    settings: _Settings = None,
+) -> pa.Table:
+    """Without `out`: the final IDs as a pyarrow Table (what `sidtool resolve` writes)."""
