@@ -3,7 +3,7 @@
 data and quantizer (docs/benchmarks.md).
 
   sidtool bench gen --n 400000 --d 256 --out /tmp/eng.parquet
-  sidtool train /tmp/eng.parquet --codebook-sizes 256,256,256 --out /tmp/eng-q
+  sidtool train /tmp/eng.parquet --codebook-sizes 256,256,256 --balanced=false --out /tmp/eng-q
   python3 bench/engines_bench.py --data /tmp/eng.parquet --quantizer /tmp/eng-q [--sidtool BIN]
 
 Each measurement encodes every row and writes the raw codes: the CLI with `sidtool assign
@@ -182,11 +182,21 @@ def main():
             pq.write_table(t.slice(k * step, step), os.path.join(parts_dir, f"part-{k:05}.parquet"))
         del t
     a.parts = parts_dir
+    try:
+        run_all(a, tools, rows, cores)
+    finally:
+        if parts_dir:
+            shutil.rmtree(parts_dir)
+
+
+def run_all(a, tools, rows, cores):
     for tool in a.tools.split(","):
         d = tempfile.mkdtemp()
         out = os.path.join(d, "raw.parquet" if tool == "cli" else "raw")
-        s, rss, enc = tools[tool](a, out)
-        shutil.rmtree(d)
+        try:
+            s, rss, enc = tools[tool](a, out)
+        finally:
+            shutil.rmtree(d)
         line = {"tool": tool, "rows": rows, "seconds": round(s, 3),
                 "rows_per_s": round(rows / s), "rows_per_s_per_core": round(rows / s / cores),
                 "peak_rss_mb_per_worker": round(rss / 2**20)}
@@ -196,8 +206,6 @@ def main():
             line["encode_seconds"] = round(enc, 3)
             line["encode_share_of_2_cores"] = round(enc / (2 * s), 3)
         print(json.dumps(line), flush=True)
-    if parts_dir:
-        shutil.rmtree(parts_dir)
 
 
 if __name__ == "__main__":

@@ -412,6 +412,39 @@ fn reassign_over_partitions_equals_the_single_machine_assign() {
         err.contains("--embeddings") && err.contains("--quantizer"),
         "{err}"
     );
+    let narrow = t.path().join("narrow.parquet");
+    ok(&[
+        "bench",
+        "gen",
+        "--n",
+        "400",
+        "--d",
+        "8",
+        "--out",
+        s(&narrow),
+    ]);
+    let err = fails(
+        &[
+            &base[..],
+            &["--quantizer", s(&q), "--embeddings", s(&narrow)],
+        ]
+        .concat(),
+    );
+    assert!(
+        err.contains("narrow.parquet") && err.contains("8 dimensions"),
+        "{err}"
+    );
+    let err = fails(&[
+        "resolve",
+        s(&raw),
+        "--quantizer",
+        s(&q),
+        "--embeddings",
+        s(&items),
+        "--out",
+        s(&x),
+    ]);
+    assert!(err.contains("only read by --dedup reassign"), "{err}");
     let one_part = parts.join("part-00000.parquet");
     let err = fails(
         &[

@@ -533,7 +533,8 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR")]
         quantizer: Option<PathBuf>,
         /// --dedup reassign: the vectors the parts were coded from (any file, directory or glob
-        /// holding every item; only the colliding items' rows are kept in memory).
+        /// holding every item; only the colliding items' rows are kept in memory). Its columns
+        /// are --id-column and --embedding-column (the parts' are always item_id and codes).
         #[arg(long, value_name = "FILE", requires = "quantizer")]
         embeddings: Option<PathBuf>,
         #[command(flatten)]

@@ -8,6 +8,7 @@ use crate::args::{BenchCmd, Cli, Cmd};
 use crate::report::{self, Reporter, Say, print_out};
 use crate::stdout::{self, is_stdout};
 use anyhow::{Context, Result};
+use sidtool::config::Dedup;
 use sidtool::ids::stats::render;
 use sidtool::pipeline::{self, Source};
 use std::path::Path;
@@ -84,6 +85,11 @@ pub fn run(cli: &Cli) -> Result<()> {
             ..
         } => {
             stdout::refuse_two(&[("--out", Some(out)), ("--stats", stats.as_deref())])?;
+            if embeddings.is_some() && *dedup != Dedup::Reassign {
+                anyhow::bail!(
+                    "--embeddings is only read by --dedup reassign (the colliding items' vectors)"
+                );
+            }
             let cfg = cli.config()?;
             let files = pipeline::part_files(parts)?;
             let existing = match existing {

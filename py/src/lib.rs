@@ -162,10 +162,20 @@ fn resolve(
             )));
         }
     };
-    if embeddings.is_some() && quantizer.is_none() {
-        return Err(SidtoolError::new_err(
-            "embeddings= needs quantizer= (the quantizer that coded the parts)",
-        ));
+    match (strategy, &embeddings, quantizer) {
+        (Dedup::Reassign, None, _) | (Dedup::Reassign, _, None) => {
+            return Err(SidtoolError::new_err(
+                "dedup=\"reassign\" moves colliding items to the nearest free code, which needs \
+                 their vectors: give quantizer= (the quantizer that coded the parts) and \
+                 embeddings= (the vectors it coded them from)",
+            ));
+        }
+        (Dedup::Suffix | Dedup::None, Some(_), _) => {
+            return Err(SidtoolError::new_err(
+                "embeddings= is only read by dedup=\"reassign\" (the colliding items' vectors)",
+            ));
+        }
+        _ => {}
     }
     let q = quantizer.map(|q| q.inner.as_ref());
     py.detach(|| -> sidtool::error::Result<String> {

@@ -75,9 +75,9 @@ def test_resolve_takes_encoded_batches_and_returns_a_table(trained):
     q = sidtool.Quantizer.load(trained / "q")
     raw = [q.encode(b) for b in batches()]
     want = pq.read_table(trained / "sids.parquet")
-    for codes in (raw, pa.Table.from_batches(raw), raw[0]):
+    for codes in (raw, pa.Table.from_batches(raw), raw[0], (b for b in raw)):
         got = sidtool.resolve(codes)
-        n = len(codes) if isinstance(codes, pa.RecordBatch) else 400
+        n = codes.num_rows if isinstance(codes, pa.RecordBatch) else 400
         assert got.num_rows == n
         if n == 400:
             assert got.equals(want, check_metadata=True)
@@ -98,7 +98,7 @@ def test_reassign_over_parts_gives_the_single_machine_table(trained, tmp_path):
     assert stats["resolution"]["moved_items"] > 0
     assert out.read_bytes() == want.read_bytes()
     # Without the vectors, reassign cannot move anything: refused, nothing written.
-    with pytest.raises(sidtool.SidtoolError, match="--embeddings"):
+    with pytest.raises(sidtool.SidtoolError, match="embeddings="):
         sidtool.resolve(parts, tmp_path / "x.parquet", dedup="reassign")
     assert not (tmp_path / "x.parquet").exists()
 

@@ -10,7 +10,14 @@ use std::collections::HashMap;
 
 /// The vectors of items `need` (indices into `ids`), in that order, read from `source` batch
 /// by batch: memory holds only these rows. Every item must be there exactly once.
-pub(super) fn gather_by_id(source: &Source, ids: &ItemIds, need: &[usize]) -> Result<Matrix> {
+pub(super) fn gather_by_id(
+    q: &dyn Quantizer,
+    source: &Source,
+    ids: &ItemIds,
+    need: &[usize],
+) -> Result<Matrix> {
+    // As `assign` checks them: the vectors must be as wide as the quantizer's input.
+    source.check_dual(q)?;
     let want: HashMap<IdKey, usize> = need
         .iter()
         .enumerate()
@@ -20,6 +27,9 @@ pub(super) fn gather_by_id(source: &Source, ids: &ItemIds, need: &[usize]) -> Re
     let mut found: Vec<Option<u64>> = vec![None; need.len()];
     let mut out: Option<Matrix> = None;
     source.for_each(|first, bids, x| {
+        if out.is_none() {
+            crate::quant::check_dim(q, x.cols, source.path(), source.column())?;
+        }
         if !bids.same_kind(ids) {
             return Err(Error::input(
                 source.path(),
@@ -64,7 +74,9 @@ pub(super) fn gather_by_id(source: &Source, ids: &ItemIds, need: &[usize]) -> Re
 
 /// Re-encode `x` (the vectors of items `need` of `ids`) and compare with the codes the parts
 /// hold for them (`codes`, all of the quantizer's levels): reassign's distances are only right
-/// for the vectors that were coded, and a wrong file would otherwise pass silently.
+/// for the vectors that were coded, and a wrong file would otherwise pass silently. The CPU
+/// encodes here; parts coded on a device hold the CPU's codes (the device paths settle close
+/// calls on the host: docs/gpu.md).
 pub(super) fn check_coded(
     q: &dyn Quantizer,
     source: &Source,

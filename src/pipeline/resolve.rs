@@ -192,7 +192,7 @@ pub fn resolve(
             None => ids = Some(t.ids),
         }
     }
-    let (meta, _) = meta.ok_or_else(|| {
+    let (meta, first_part) = meta.ok_or_else(|| {
         Error::Config(format!(
             "no rows in the parts ({} {} read): resolve needs at least one coded item",
             parts.len(),
@@ -221,13 +221,15 @@ pub fn resolve(
     if let Some(ex) = existing {
         check_existing(ex, &meta, strategy)?;
     }
-    if let Some(v) = vectors
+    if let Some(v) = vectors.filter(|_| strategy == Dedup::Reassign)
         && meta.quantizer_fingerprint.as_deref() != Some(v.quantizer.fingerprint().as_str())
     {
-        return Err(Error::Config(format!(
-            "the parts ({}) were coded by another quantizer than the one given for reassign",
-            parts[0].display()
-        )));
+        return Err(Error::input(
+            &first_part,
+            None,
+            None,
+            "was coded by another quantizer than the one given for reassign's distances",
+        ));
     }
     // With --existing, the items it holds keep their IDs: only the others are resolved.
     let fresh: Option<Vec<usize>> = existing.map(|ex| {
@@ -298,7 +300,7 @@ pub fn resolve(
             fixed,
             |need| {
                 let v = vectors.expect("reassign is refused above without vectors");
-                let x = gather_by_id(&v.source, &new_ids, need)?;
+                let x = gather_by_id(v.quantizer, &v.source, &new_ids, need)?;
                 let codes = own_codes(need);
                 check_coded(v.quantizer, &v.source, &x, &codes, &new_ids, need)?;
                 let last = *kind_levels(v.quantizer, kind).last().expect("a level");

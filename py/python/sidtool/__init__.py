@@ -86,17 +86,17 @@ def resolve(parts, out=None, dedup="suffix", existing=None, stats=None, quantize
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="sidtool-resolve-") as tmp:
-        if _is_arrow(parts):
-            import pyarrow as pa
+        if isinstance(parts, (str, bytes, _os.PathLike)):
+            parts = [parts]
+        elif not hasattr(parts, "schema"):  # not one Table or RecordBatch: a list or a generator
+            parts = list(parts)
+        table = _arrow_table(parts)
+        if table is not None:
             import pyarrow.parquet as pq
 
-            batches = [parts] if isinstance(parts, pa.RecordBatch) else parts
-            table = parts if isinstance(parts, pa.Table) else pa.Table.from_batches(list(batches))
             path = _os.path.join(tmp, "raw.parquet")
             pq.write_table(table, path)  # keeps encode's footer (schema metadata)
             parts = [path]
-        elif isinstance(parts, (str, bytes, _os.PathLike)):
-            parts = [parts]
         if quantizer is not None and not isinstance(quantizer, Quantizer):
             quantizer = Quantizer.load(quantizer)
         target = _os.path.join(tmp, "sids.parquet") if out is None else _os.fspath(out)
@@ -118,15 +118,23 @@ def resolve(parts, out=None, dedup="suffix", existing=None, stats=None, quantize
         return pq.read_table(target).combine_chunks()
 
 
-def _is_arrow(x):
-    """A pyarrow Table or RecordBatch, or a non-empty list of RecordBatches."""
+def _arrow_table(x):
+    """`x` as one pyarrow Table when it is Arrow data (a Table, a RecordBatch, or a list of
+    them); None when it is a list of paths."""
     try:
         import pyarrow as pa
     except ImportError:
-        return False
-    if isinstance(x, (pa.Table, pa.RecordBatch)):
-        return True
-    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(b, pa.RecordBatch) for b in x)
+        return None
+    if isinstance(x, pa.Table):
+        return x
+    if isinstance(x, pa.RecordBatch):
+        return pa.Table.from_batches([x])
+    items = x
+    if items and all(isinstance(b, (pa.Table, pa.RecordBatch)) for b in items):
+        return pa.concat_tables(b if isinstance(b, pa.Table) else pa.Table.from_batches([b]) for b in items)
+    if any(isinstance(b, (pa.Table, pa.RecordBatch)) for b in items):
+        raise TypeError("resolve: mix of Arrow data and paths; give one or the other")
+    return None
 
 
 def build(items, out, config=None, settings=None):

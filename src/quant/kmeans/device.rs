@@ -296,7 +296,8 @@ pub(crate) fn fit(x: &Tensor, cfg: &KMeansConfig) -> Result<KMeansFit> {
     super::check_k(n, k)?;
     if cfg.balanced {
         return Err(Error::Config(
-            "balanced k-means runs on the CPU only; drop --balanced or use --device cpu".into(),
+            "balanced k-means runs on the CPU only; pass --balanced=false or use --device cpu"
+                .into(),
         ));
     }
     let device = x.device();
