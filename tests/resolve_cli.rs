@@ -23,6 +23,17 @@ fn read_all(path: &Path) -> RecordBatch {
     batches.pop().unwrap()
 }
 
+/// The rows of `b` as an items file: `item_id` and `embedding`.
+fn write_items(path: &Path, b: &RecordBatch) {
+    write_batch(
+        path,
+        vec![
+            ("item_id", b.column_by_name("item_id").unwrap().clone()),
+            ("embedding", b.column_by_name("embedding").unwrap().clone()),
+        ],
+    );
+}
+
 /// A quantizer with few codes for the 400 test items (many collisions, so the resolution has
 /// work to do) and the catalogue cut into four partitions, in Spark-style directories: the
 /// items' (`items-parts`) and each partition's raw codes (`raw-codes`, `assign --dedup none`).
@@ -52,15 +63,8 @@ fn partitioned(dir: &Path) -> Partitioned {
     let raw = dir.join("raw-codes");
     std::fs::create_dir(&raw).unwrap();
     for k in 0..4 {
-        let b = all.slice(k * 100, 100);
         let part = parts.join(format!("part-{k:05}.parquet"));
-        write_batch(
-            &part,
-            vec![
-                ("item_id", b.column_by_name("item_id").unwrap().clone()),
-                ("embedding", b.column_by_name("embedding").unwrap().clone()),
-            ],
-        );
+        write_items(&part, &all.slice(k * 100, 100));
         // Each worker codes its partition without resolving collisions.
         ok(&[
             "assign",
@@ -176,14 +180,7 @@ fn partitions_resolved_globally_equal_the_single_machine_assign() {
     // A later day: IDs handed out for the first 300 items are kept. The distributed path with
     // --existing gives what `assign --existing` gives on one machine, byte for byte.
     let day1_items = t.path().join("day1-items.parquet");
-    let b = all.slice(0, 300);
-    write_batch(
-        &day1_items,
-        vec![
-            ("item_id", b.column_by_name("item_id").unwrap().clone()),
-            ("embedding", b.column_by_name("embedding").unwrap().clone()),
-        ],
-    );
+    write_items(&day1_items, &all.slice(0, 300));
     let day1 = t.path().join("day1.parquet");
     ok(&[
         "assign",
@@ -387,14 +384,7 @@ fn reassign_over_partitions_equals_the_single_machine_assign() {
 
     // --existing: day 1's reassigned IDs are kept, as `assign --existing` keeps them.
     let day1_items = t.path().join("day1-items.parquet");
-    let b = all.slice(0, 300);
-    write_batch(
-        &day1_items,
-        vec![
-            ("item_id", b.column_by_name("item_id").unwrap().clone()),
-            ("embedding", b.column_by_name("embedding").unwrap().clone()),
-        ],
-    );
+    write_items(&day1_items, &all.slice(0, 300));
     let day1 = t.path().join("day1.parquet");
     assign(&day1_items, &day1, &[]);
     let want = t.path().join("day2-ref.parquet");
