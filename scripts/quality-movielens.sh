@@ -19,6 +19,11 @@
 # R@10 m=1 = next-item recall@10 when the previous item is known by its first code only;
 # R@10 ID / N@10 ID = the full back-off model; R@10 Mkv = the item-id Markov baseline; T2:
 # Recall/NDCG@10 of the transformer's constrained beam search, its losses, its wall time.
+# With COLD=SHARE (e.g. 0.1), a cold-start run follows for each row: `eval --cold-items SHARE`
+# with tiers 1 and 2 (T2_STEPS steps, default 300) into WORKDIR/eval-cold-<method>-<seed>.json,
+# and a table of the new items' Recall@10 (T1, T2), the uniform floor and the warm T2 Recall@10.
+# Methods that learn from the interactions (rq-vae-plum, rq-vae-contrastive, gensar) saw the new
+# items' interactions when they were built, so their cold-start rows are not cold-start figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "${1:-target/release/sidtool}")
@@ -85,8 +90,33 @@ PY
         --t2 --t2-steps "$T2_STEPS" --out "$work/eval-t2-$name-$seed.json" -q >/dev/null
       echo $(($(date +%s) - start)) >"$work/eval-t2-$name-$seed.seconds"
     fi
+    if [ -n "${COLD:-}" ] && [ ! -f "$work/eval-cold-$name-$seed.json" ]; then
+      start=$(date +%s)
+      "$bin" --seed "$seed" eval "$out/sids.parquet" --interactions "$inter" \
+        --cold-items "$COLD" --t2 --t2-steps "${T2_STEPS:-300}" \
+        --out "$work/eval-cold-$name-$seed.json" -q >/dev/null
+      echo $(($(date +%s) - start)) >"$work/eval-cold-$name-$seed.seconds"
+    fi
   done
 done
+if [ -n "${COLD:-}" ]; then
+  echo
+  printf '%-20s %4s %6s %6s %9s %9s %9s %9s %9s %8s\n' method seed new users 'T1 R@10' \
+    'T2 R@10' 'T2 N@10' 'uniform' 'warm R@10' seconds
+  for f in "$work"/eval-cold-*.json; do
+    python3 - "$f" "${f%.json}.seconds" <<'PY'
+import json, os, sys
+e = json.load(open(sys.argv[1]))[0]
+c1, t2 = e["t1"]["cold"], e["t2"]
+c2 = t2["cold"]
+name, seed = os.path.basename(sys.argv[1])[len("eval-cold-"):-len(".json")].rsplit("-", 1)
+secs = open(sys.argv[2]).read().strip() if os.path.exists(sys.argv[2]) else "?"
+print(f'{name:<20} {seed:>4} {c2["items"]:6d} {c2["users"]:6d} {c1["sid"]["recall@10"]:9.4f} '
+      f'{c2["sid"]["recall@10"]:9.4f} {c2["sid"]["ndcg@10"]:9.4f} {c2["uniform"]["recall@10"]:9.4f} '
+      f'{t2["sid"]["recall@10"]:9.4f} {secs:>8}')
+PY
+  done
+fi
 [ -n "${T2_STEPS:-}" ] || exit 0
 echo
 printf '%-20s %4s %9s %9s %9s %9s %8s\n' method seed 'T2 R@10' 'T2 N@10' 'T2 loss' 'T2 valid' seconds

@@ -47,10 +47,16 @@ impl Lcg {
     }
 }
 
-#[test]
-fn real_ids_score_above_random_codes_and_foreign_tables_are_read() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
+/// A sidtool table built from the shipped catalogue, a foreign table of random codes in the
+/// same code space, and interactions in which each user stays inside one category.
+struct Fixture {
+    sids: std::path::PathBuf,
+    random: std::path::PathBuf,
+    interactions: std::path::PathBuf,
+}
+
+fn fixture(dir: &Path) -> Fixture {
+    let out = dir.join("out");
     ok(&[
         "build",
         s(&testdata("items.parquet")),
@@ -79,8 +85,8 @@ fn real_ids_score_above_random_codes_and_foreign_tables_are_read() {
             times.push((u * 100 + k) as i64);
         }
     }
-    let inter = t.path().join("interactions.parquet");
-    write_interactions(&inter, users, items, Some(times));
+    let interactions = dir.join("interactions.parquet");
+    write_interactions(&interactions, users, items, Some(times));
     // Random codes in the same code space (32, 16, 16), written as another tool would.
     let mut codes = ListBuilder::new(Int64Builder::new());
     for _ in 0..ids.len() {
@@ -89,7 +95,7 @@ fn real_ids_score_above_random_codes_and_foreign_tables_are_read() {
         }
         codes.append(true);
     }
-    let random = t.path().join("random.parquet");
+    let random = dir.join("random.parquet");
     write_batch(
         &random,
         vec![
@@ -100,10 +106,25 @@ fn real_ids_score_above_random_codes_and_foreign_tables_are_read() {
             ("codes", Arc::new(codes.finish()) as ArrayRef),
         ],
     );
+    Fixture {
+        sids: out.join("sids.parquet"),
+        random,
+        interactions,
+    }
+}
+
+#[test]
+fn real_ids_score_above_random_codes_and_foreign_tables_are_read() {
+    let t = tempfile::tempdir().unwrap();
+    let Fixture {
+        sids,
+        random,
+        interactions: inter,
+    } = fixture(t.path());
     let json = t.path().join("eval.json");
     let o = sidtool(&[
         "eval",
-        s(&out.join("sids.parquet")),
+        s(&sids),
         s(&random),
         "--interactions",
         s(&inter),
@@ -200,6 +221,68 @@ fn real_ids_score_above_random_codes_and_foreign_tables_are_read() {
     assert_eq!(real["t2"]["users"], 300);
     assert!(f(&real["t2"]["train_loss"]) < f(&real["t2"]["first_loss"]));
     assert_eq!(real["t2"]["config"]["epochs"], 30);
+}
+
+#[test]
+fn new_items_are_placed_by_their_prefixes_and_random_codes_stay_at_the_floor() {
+    let t = tempfile::tempdir().unwrap();
+    let fx = fixture(t.path());
+    let json = t.path().join("eval.json");
+    let o = sidtool(&[
+        "eval",
+        s(&fx.sids),
+        s(&fx.random),
+        "--interactions",
+        s(&fx.interactions),
+        "--cold-items",
+        "0.25",
+        "--t2",
+        "--t2-epochs",
+        "10",
+        "--t2-dim",
+        "64",
+        "--t2-batch-size",
+        "32",
+        "--out",
+        s(&json),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert!(table.contains("new items, IDs recall@10"), "{table}");
+    assert!(
+        table.contains("new items, uniform guess recall@10"),
+        "{table}"
+    );
+    let e = read_json(&json);
+    let (real, rand) = (&e[0], &e[1]);
+    let f = |v: &serde_json::Value| v.as_f64().unwrap();
+    for tier in ["t1", "t2"] {
+        let (a, b) = (&real[tier]["cold"], &rand[tier]["cold"]);
+        // The same items are new in both tables: the draw depends on the ids and the seed.
+        assert_eq!(a["items"], b["items"]);
+        assert_eq!(a["users"], b["users"]);
+        let items = a["items"].as_u64().unwrap() as f64;
+        assert!((80.0..120.0).contains(&items), "{items} of 400 new");
+        assert!((f(&a["uniform"]["recall@10"]) - 10.0 / items).abs() < 1e-12);
+        // A user's next new item is in the user's category, which real IDs' first code
+        // names (about 12 new items a category); random codes give nothing to go on.
+        let (r, q) = (f(&a["sid"]["recall@10"]), f(&b["sid"]["recall@10"]));
+        eprintln!(
+            "{tier} new items recall@10: real {r} random {q} uniform {}",
+            10.0 / items
+        );
+        assert!(r > 0.4, "{tier}: {r}");
+        assert!(q < 3.0 * 10.0 / items, "{tier}: {q}");
+    }
+    let err = fails(&[
+        "eval",
+        s(&fx.sids),
+        "--interactions",
+        s(&fx.interactions),
+        "--cold-items",
+        "1.5",
+    ]);
+    assert!(err.contains("between 0 and 1"), "{err}");
 }
 
 #[test]

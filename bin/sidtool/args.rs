@@ -622,6 +622,11 @@ pub enum Cmd {
         /// Training-free measures only, even with --interactions.
         #[arg(long)]
         no_next_item: bool,
+        /// Cold start: hold this share of the items (drawn by --seed from their ids) out of the
+        /// next-item tiers' training as new items, and rank each user's last new item among the
+        /// new items from the warm items before it.
+        #[arg(long, value_name = "SHARE", requires = "interactions")]
+        cold_items: Option<f64>,
         #[command(flatten)]
         t2: T2Args,
         /// Also write every table's figures as JSON here (eval.json).

@@ -158,6 +158,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             codes_column,
             embedding_column,
             no_next_item,
+            cold_items,
             t2,
             out,
         } => {
@@ -171,6 +172,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 embedding_column: embedding_column.clone(),
                 no_t1: *no_next_item,
                 t2: t2.config(),
+                cold_items: *cold_items,
                 seed: cli.seed.unwrap_or(sidtool::config::DEFAULT_SEED),
             };
             eval(tables, &o, out.as_deref(), &reporter, say)

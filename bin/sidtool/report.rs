@@ -545,6 +545,35 @@ pub fn eval(evals: &[sidtool::eval::Evaluation]) -> String {
             e.t2.as_ref().map(|t| format!("{:.4}", pick(&t.sid)))
         });
     }
+    row("new items (cold start): items / users".into(), &|e| {
+        let c =
+            e.t1.as_ref()
+                .and_then(|t| t.cold.as_ref())
+                .or(e.t2.as_ref().and_then(|t| t.cold.as_ref()))?;
+        Some(format!("{} / {}", c.items, c.users))
+    });
+    type PickCold = fn(&sidtool::eval::Evaluation) -> Option<&sidtool::eval::cold::ColdRanking>;
+    let cold: [(&str, PickCold); 2] = [
+        ("IDs", |e| e.t1.as_ref().and_then(|t| t.cold.as_ref())),
+        ("T2 transformer", |e| {
+            e.t2.as_ref().and_then(|t| t.cold.as_ref())
+        }),
+    ];
+    for (model, pick_cold) in cold {
+        for (m, pick) in metrics {
+            row(format!("new items, {model} {m}"), &|e| {
+                pick_cold(e).map(|c| format!("{:.4}", pick(&c.sid)))
+            });
+        }
+    }
+    for (m, pick) in metrics {
+        row(format!("new items, uniform guess {m}"), &|e| {
+            e.t1.as_ref()
+                .and_then(|t| t.cold.as_ref())
+                .or(e.t2.as_ref().and_then(|t| t.cold.as_ref()))
+                .map(|c| format!("{:.4}", pick(&c.uniform)))
+        });
+    }
     row("T2 loss: train / validation".into(), &|e| {
         e.t2.as_ref()
             .map(|t| format!("{:.3} / {:.3}", t.train_loss, t.valid_loss))

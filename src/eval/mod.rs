@@ -4,6 +4,7 @@
 //! through the trie ([`t1`]), and tier 2, on request, trains a small generative recommender on
 //! the IDs and decodes it with a constrained beam search ([`t2`]). See docs/methods.md §9.
 
+pub mod cold;
 pub mod t0;
 pub mod t1;
 pub mod t2;
@@ -65,6 +66,9 @@ pub struct Options {
     pub no_t1: bool,
     /// Train and score tier 2 (needs interactions; minutes).
     pub t2: Option<t2::Config>,
+    /// Hold this share of the items out of training as new items and rank each user's next
+    /// new item among them (T1 and T2; [`cold`]).
+    pub cold_items: Option<f64>,
     pub seed: u64,
 }
 
@@ -80,6 +84,7 @@ impl Default for Options {
             embedding_column: "embedding".into(),
             no_t1: false,
             t2: None,
+            cold_items: None,
             seed: crate::config::DEFAULT_SEED,
         }
     }
@@ -106,6 +111,14 @@ pub fn evaluate_with_progress(
             ));
         }
     }
+    if let Some(share) = o.cold_items {
+        cold::validate(share)?;
+        if o.interactions.is_none() {
+            return Err(crate::error::Error::Config(
+                "--cold-items needs --interactions".into(),
+            ));
+        }
+    }
     let t = CodeTable::read(table, &o.id_column, &o.codes_column)?;
     let histories = o
         .interactions
@@ -127,15 +140,21 @@ pub fn evaluate_with_progress(
         embeddings: embeddings.as_ref(),
         seed: o.seed,
     };
+    // With new items held out, the next-item tiers train and test on the rest.
+    let cold = match (&histories, o.cold_items) {
+        (Some(h), Some(share)) => Some(cold::Cold::split(&t, h, share, o.seed)?),
+        _ => None,
+    };
+    let next = cold.as_ref().map(|c| &c.warm).or(histories.as_ref());
     Ok(Evaluation {
         table: table.display().to_string(),
         t0: t0::evaluate(&t, &side),
-        t1: match (&histories, o.no_t1) {
-            (Some(h), false) => Some(t1::evaluate(&t, h)),
+        t1: match (next, o.no_t1) {
+            (Some(h), false) => Some(t1::evaluate(&t, h, cold.as_ref())),
             _ => None,
         },
-        t2: match (&histories, &o.t2) {
-            (Some(h), Some(c)) => Some(t2::evaluate(&t, h, c, o.seed, progress)?),
+        t2: match (next, &o.t2) {
+            (Some(h), Some(c)) => Some(t2::evaluate(&t, h, cold.as_ref(), c, o.seed, progress)?),
             _ => None,
         },
     })

@@ -16,6 +16,7 @@
 //! engine over each item's own row as a one-level ID gives the item-id Markov baseline
 //! (m ≤ 1) and the popularity baseline (m = 0).
 
+use super::cold::{Cold, ColdRanking};
 use super::table::CodeTable;
 use super::trie::Trie;
 use rayon::prelude::*;
@@ -55,6 +56,9 @@ pub struct T1 {
     /// Baselines on raw item ids.
     pub item_markov: Ranking,
     pub popularity: Ranking,
+    /// With `--cold-items`: the users' next new items, ranked among the new items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold: Option<ColdRanking>,
 }
 
 /// [`Ranking`] of the back-off model that conditions on at most `context_len` levels of the
@@ -163,15 +167,16 @@ fn backoff(ctx: Option<&Context>, parent: u32, child: u32, lower: f64) -> f64 {
     (n + ALPHA * lower) / (c as f64 + ALPHA)
 }
 
-/// 1-based rank of `target` when items are ordered by score (desc), then popularity (desc),
-/// then row.
-fn rank(scores: &[f64], popularity: &[u32], target: usize) -> usize {
+/// 1-based rank of `target` among the `candidates` (all items when None) when items are
+/// ordered by score (desc), then popularity (desc), then row.
+fn rank(scores: &[f64], popularity: &[u32], target: usize, candidates: Option<&[bool]>) -> usize {
     let key = |i: usize| (scores[i], popularity[i], std::cmp::Reverse(i));
     let t = key(target);
     1 + (0..scores.len())
         .filter(|&i| {
             let k = key(i);
-            k.0 > t.0 || (k.0 == t.0 && (k.1, k.2) > (t.1, t.2))
+            candidates.is_none_or(|c| c[i])
+                && (k.0 > t.0 || (k.0 == t.0 && (k.1, k.2) > (t.1, t.2)))
         })
         .count()
 }
@@ -196,18 +201,32 @@ pub(crate) fn ranking(ranks: &[usize]) -> Ranking {
     }
 }
 
-/// Ranks of every test target under the back-off model over `codes` (width per item).
-fn ranks(
-    codes: &[u32],
+/// The items an ID table is scored over, and how.
+struct Scoring<'a> {
+    codes: &'a [u32],
     width: usize,
     n: usize,
+    popularity: &'a [u32],
+}
+
+/// Ranks of every test (previous item, target) under the back-off model over `codes` (width
+/// per item) trained on `transitions`, among the `candidates` (all items when None).
+fn ranks(
+    sc: &Scoring,
     max_context: usize,
-    s: &Split,
-    popularity: &[u32],
+    transitions: &[(u32, u32)],
+    tests: &[(u32, u32)],
+    candidates: Option<&[bool]>,
 ) -> Vec<usize> {
+    let Scoring {
+        codes,
+        width,
+        n,
+        popularity,
+    } = *sc;
     let trie = Trie::new(codes, width, n);
-    let counts = Counts::new(&trie, &s.transitions, max_context.min(width));
-    s.tests
+    let counts = Counts::new(&trie, transitions, max_context.min(width));
+    tests
         .par_iter()
         .map(|&(p, target)| {
             let mut scores = vec![0f64; n];
@@ -216,13 +235,14 @@ fn ranks(
                     scores[i as usize] = prob;
                 }
             }
-            rank(&scores, popularity, target as usize)
+            rank(&scores, popularity, target as usize, candidates)
         })
         .collect()
 }
 
-/// T1 for `t`, with per-user histories of table rows in time order.
-pub fn evaluate(t: &CodeTable, histories: &[Vec<u32>]) -> T1 {
+/// T1 for `t`, with per-user histories of table rows in time order (without the new items
+/// when `cold` is given: then the users' next new items are also ranked among the new items).
+pub fn evaluate(t: &CodeTable, histories: &[Vec<u32>], cold: Option<&Cold>) -> T1 {
     let n = t.len();
     let s = split(histories);
     let mut popularity = vec![0u32; n];
@@ -232,19 +252,38 @@ pub fn evaluate(t: &CodeTable, histories: &[Vec<u32>]) -> T1 {
         }
     }
     let own: Vec<u32> = (0..n as u32).collect();
+    let sc = |codes, width| Scoring {
+        codes,
+        width,
+        n,
+        popularity: &popularity,
+    };
+    let ids = sc(&t.codes, t.width);
     let by_context: Vec<ContextRanking> = (0..=t.width)
         .map(|m| ContextRanking {
             context_len: m,
-            ranking: ranking(&ranks(&t.codes, t.width, n, m, &s, &popularity)),
+            ranking: ranking(&ranks(&ids, m, &s.transitions, &s.tests, None)),
         })
         .collect();
+    let items = sc(&own, 1);
     T1 {
         users: s.tests.len(),
         train_transitions: s.transitions.len(),
         sid: by_context[t.width].ranking.clone(),
         by_context,
-        item_markov: ranking(&ranks(&own, 1, n, 1, &s, &popularity)),
-        popularity: ranking(&ranks(&own, 1, n, 0, &s, &popularity)),
+        item_markov: ranking(&ranks(&items, 1, &s.transitions, &s.tests, None)),
+        popularity: ranking(&ranks(&items, 0, &s.transitions, &s.tests, None)),
+        cold: cold.map(|c| {
+            // The same counts as the warm split's; the previous item of a query is the last
+            // warm item before the new one.
+            let tests: Vec<(u32, u32)> = c
+                .queries
+                .iter()
+                .map(|(h, target)| (*h.last().expect("a warm item"), *target))
+                .collect();
+            let r = ranks(&ids, t.width, &s.transitions, &tests, Some(&c.is_new));
+            ColdRanking::new(c, ranking(&r))
+        }),
     }
 }
 
@@ -270,6 +309,50 @@ mod tests {
         assert_eq!(best(1), vec![2]);
     }
 
+    /// 200 items on a cycle, users walking i → i + 1, coded (i / 10, i % 10) or by a seeded
+    /// shuffle of those codes.
+    fn cycle(shuffled: bool) -> (CodeTable, Vec<Vec<u32>>) {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let n = 200u32;
+        let mut perm: Vec<u32> = (0..n).collect();
+        if shuffled {
+            perm.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
+        }
+        let t = CodeTable {
+            path: "cycle".into(),
+            ids: crate::item_id::ItemIds::Int((0..n as i64).collect()),
+            codes: perm.iter().flat_map(|&p| [p / 10, p % 10]).collect(),
+            width: 2,
+            codebook_sizes: None,
+        };
+        let h = (0..300u32)
+            .map(|u| (0..30).map(|k| (u * 7 + k) % n).collect())
+            .collect();
+        (t, h)
+    }
+
+    #[test]
+    fn new_items_are_found_through_shared_prefixes_and_not_through_random_codes() {
+        let score = |shuffled| {
+            let (t, h) = cycle(shuffled);
+            let c = Cold::split(&t, &h, 0.2, 1).unwrap();
+            evaluate(&t, &c.warm, Some(&c)).cold.unwrap()
+        };
+        let (real, random) = (score(false), score(true));
+        assert_eq!(real.items, random.items, "the draw ignores the codes");
+        assert!((real.uniform.recall_5 - 5.0 / real.items as f64).abs() < 1e-12);
+        // After item c − 1 the warm walk went on to c + 1, whose prefix a new item c shares
+        // (but at the end of a block of 10), among about two new items per block.
+        assert!(real.sid.recall_5 > 0.8, "{:?}", real.sid);
+        assert!(
+            random.sid.recall_5 < 2.0 * random.uniform.recall_5,
+            "{:?} {:?}",
+            random.sid,
+            random.uniform
+        );
+    }
+
     #[test]
     fn a_hit_is_the_right_item_even_when_ids_collide() {
         // Items 1 and 2 share an ID: whichever the model points at, only popularity can order
@@ -279,7 +362,13 @@ mod tests {
         assert_eq!(s.tests, vec![(0, 2), (0, 1), (0, 1)]);
         let pop = [3, 2, 0, 1];
         let codes = [0, 0, 1, 1, 1, 1, 2, 0];
-        let r = ranks(&codes, 2, 4, 2, &s, &pop);
+        let sc = Scoring {
+            codes: &codes,
+            width: 2,
+            n: 4,
+            popularity: &pop,
+        };
+        let r = ranks(&sc, 2, &s.transitions, &s.tests, None);
         assert_eq!(r, vec![2, 1, 1]);
         let m = ranking(&r);
         assert!((m.recall_5 - 1.0).abs() < 1e-12);

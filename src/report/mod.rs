@@ -286,6 +286,18 @@ fn eval_table(e: &Value) -> String {
             rows.push((format!("next item, T2 transformer {m}"), v));
         }
     }
+    // With --cold-items: the new items, beside the floor of a uniform guess among them.
+    for (tier, label) in [("t1", "IDs"), ("t2", "T2 transformer")] {
+        if let Some(v) = num(&e[tier]["cold"]["sid"]["recall@10"]) {
+            rows.push((format!("new items, {label} recall@10"), v));
+        }
+    }
+    let floor = [&e["t1"]["cold"], &e["t2"]["cold"]]
+        .into_iter()
+        .find_map(|c| num(&c["uniform"]["recall@10"]));
+    if let Some(v) = floor {
+        rows.push(("new items, uniform guess recall@10".into(), v));
+    }
     let mut t = String::from("<table><tr><th>measure</th><th>value</th></tr>");
     for (k, v) in rows {
         let _ = write!(t, "<tr><td>{}</td><td>{v}</td></tr>", esc(&k));
@@ -386,5 +398,17 @@ mod tests {
         );
         let without = serde_json::json!([{"t0": {}, "t1": {"sid": {"recall@10": 0.25}}}]);
         assert!(!eval_table(&without).contains("T2"));
+        assert!(!eval_table(&without).contains("new items"));
+        let cold = serde_json::json!([{
+            "t0": {},
+            "t2": {"sid": {"recall@10": 0.125},
+                   "cold": {"sid": {"recall@10": 0.5}, "uniform": {"recall@10": 0.25}}},
+        }]);
+        let html = eval_table(&cold);
+        assert!(
+            html.contains("new items, T2 transformer recall@10</td><td>0.5000")
+                && html.contains("new items, uniform guess recall@10</td><td>0.2500"),
+            "{html}"
+        );
     }
 }

@@ -18,6 +18,7 @@ pub(crate) mod model;
 pub(crate) mod train;
 pub(crate) mod vocab;
 
+use super::cold::{Cold, ColdRanking};
 use super::t1::{Ranking, ranking};
 use super::table::CodeTable;
 use super::trie::Trie;
@@ -113,16 +114,21 @@ pub struct T2 {
     pub valid_loss: f64,
     /// The test item (the last) ranked by the constrained beam search.
     pub sid: Ranking,
+    /// With `--cold-items`: the users' next new items, ranked among the new items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold: Option<ColdRanking>,
     pub config: Config,
 }
 
 /// Users decoded per batch: their beams' cached keys and values are the memory that counts.
 const DECODE_USERS: usize = 32;
 
-/// T2 for `t`, with per-user histories of table rows in time order.
+/// T2 for `t`, with per-user histories of table rows in time order (without the new items
+/// when `cold` is given: then the users' next new items are also ranked among the new items).
 pub fn evaluate(
     t: &CodeTable,
     histories: &[Vec<u32>],
+    cold: Option<&Cold>,
     cfg: &Config,
     seed: u64,
     progress: &dyn Progress,
@@ -170,6 +176,12 @@ pub fn evaluate(
         progress,
     )?;
     let ranks: Vec<usize> = ranks.into_iter().map(|r| r.unwrap_or(usize::MAX)).collect();
+    let cold = cold
+        .map(|c| {
+            let r = cold_ranks(&net, &vocab, t, c, cfg, &device, progress)?;
+            Ok::<_, Error>(ColdRanking::new(c, ranking(&r)))
+        })
+        .transpose()?;
     Ok(T2 {
         users: s.test.len(),
         train_windows: windows.len(),
@@ -180,8 +192,50 @@ pub fn evaluate(
         train_loss: log.last_loss,
         valid_loss,
         sid: ranking(&ranks),
+        cold,
         config: cfg.clone(),
     })
+}
+
+/// Ranks of the users' next new items: the beam search is constrained to the trie of the new
+/// items' IDs, so they are the only candidates (none has a training popularity; ties go by
+/// row).
+fn cold_ranks(
+    net: &model::Model,
+    vocab: &vocab::Vocab,
+    t: &CodeTable,
+    c: &Cold,
+    cfg: &Config,
+    device: &candle_core::Device,
+    progress: &dyn Progress,
+) -> Result<Vec<usize>> {
+    let rows: Vec<usize> = (0..t.len()).filter(|&i| c.is_new[i]).collect();
+    let mut index = vec![u32::MAX; t.len()];
+    for (k, &i) in rows.iter().enumerate() {
+        index[i] = k as u32;
+    }
+    let codes: Vec<u32> = rows.iter().flat_map(|&i| t.row(i)).copied().collect();
+    let trie = Trie::new(&codes, t.width, rows.len());
+    let queries: Vec<data::Query> = c
+        .queries
+        .iter()
+        .map(|(h, target)| data::Query {
+            history: h[h.len().saturating_sub(cfg.max_history)..].to_vec(),
+            target: index[*target as usize],
+        })
+        .collect();
+    let ranks = decode::ranks(
+        net,
+        vocab,
+        &trie,
+        &queries,
+        &vec![0; rows.len()],
+        cfg.beam,
+        DECODE_USERS,
+        device,
+        progress,
+    )?;
+    Ok(ranks.into_iter().map(|r| r.unwrap_or(usize::MAX)).collect())
 }
 
 #[cfg(test)]
@@ -234,7 +288,7 @@ mod tests {
     #[test]
     fn a_sequential_pattern_is_learned_and_the_same_seed_gives_the_same_figures() {
         let (t, h) = toy(false);
-        let a = evaluate(&t, &h, &small(), 1, &Silent).unwrap();
+        let a = evaluate(&t, &h, None, &small(), 1, &Silent).unwrap();
         assert_eq!(a.users, 120);
         assert!(
             a.train_loss < 0.5 * a.first_loss,
@@ -247,12 +301,12 @@ mod tests {
         eprintln!("{}", serde_json::to_string(&a).unwrap());
         // Uniform guessing over the 13 tokens costs ln 13 = 2.56 per token.
         assert!(a.valid_loss < 1.0, "{}", a.valid_loss);
-        let b = evaluate(&t, &h, &small(), 1, &Silent).unwrap();
+        let b = evaluate(&t, &h, None, &small(), 1, &Silent).unwrap();
         assert_eq!(
             serde_json::to_string(&a).unwrap(),
             serde_json::to_string(&b).unwrap()
         );
-        let c = evaluate(&t, &h, &small(), 2, &Silent).unwrap();
+        let c = evaluate(&t, &h, None, &small(), 2, &Silent).unwrap();
         assert_ne!(a.first_loss, c.first_loss, "another seed, another run");
     }
 
@@ -271,7 +325,7 @@ mod tests {
                 ..small()
             },
         ] {
-            assert!(evaluate(&t, &h, &bad, 1, &Silent).is_err());
+            assert!(evaluate(&t, &h, None, &bad, 1, &Silent).is_err());
         }
     }
 }

@@ -1,0 +1,227 @@
+//! The new-item (cold-start) split: a seeded share of the items is held out of training as if
+//! it entered the catalogue after it, and each user's last new item is ranked among the new
+//! items from the warm items the user had before it.
+//!
+//! This is what semantic IDs are for and what the leave-one-out split of warm items cannot
+//! show: an item nobody has interacted with can still be generated, because its ID shares
+//! prefixes with items the model has learned. Random codes give such an item nothing to borrow,
+//! so they should score near the uniform floor here however well they do on warm items.
+//!
+//! Which items are new depends only on the item id and the seed (a hash of the id's text), not
+//! on a table's row order or id type, so every table scored with one seed is scored on the same
+//! split, whatever tool wrote it.
+
+use super::t1::{CUTOFFS, Ranking};
+use super::table::CodeTable;
+use crate::error::{Error, Result};
+use serde::Serialize;
+
+/// The split of one table's items and the users' histories.
+pub struct Cold {
+    pub share: f64,
+    /// Per table row: held out as new.
+    pub is_new: Vec<bool>,
+    /// The number of new items (the candidates every query is ranked among).
+    pub items: usize,
+    /// Per user, the history without the new items: what T1 and T2 train and test on.
+    pub warm: Vec<Vec<u32>>,
+    /// Per user with a new item after at least one warm item: the warm items before the
+    /// user's last new item (oldest first) and that item.
+    pub queries: Vec<(Vec<u32>, u32)>,
+}
+
+/// How well the user's next new item is ranked among the new items.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColdRanking {
+    /// The share of items drawn as new (`--cold-items`).
+    pub share: f64,
+    /// New items: the candidates.
+    pub items: usize,
+    /// Users with a new item after a warm one: the queries.
+    pub users: usize,
+    /// The table's IDs.
+    pub sid: Ranking,
+    /// A uniform guess among the new items (exact expectation): the floor that IDs which say
+    /// nothing about an item, such as random codes, stay near.
+    pub uniform: Ranking,
+}
+
+impl ColdRanking {
+    pub(crate) fn new(c: &Cold, sid: Ranking) -> ColdRanking {
+        ColdRanking {
+            share: c.share,
+            items: c.items,
+            users: c.queries.len(),
+            sid,
+            uniform: uniform(c.items),
+        }
+    }
+}
+
+impl Cold {
+    /// Draw the new items of `t` with `seed` and split `histories` (per user, table rows in
+    /// time order).
+    pub fn split(t: &CodeTable, histories: &[Vec<u32>], share: f64, seed: u64) -> Result<Cold> {
+        validate(share)?;
+        let is_new: Vec<bool> = (0..t.len())
+            .map(|i| is_drawn(&id_text(t, i), share, seed))
+            .collect();
+        let items = is_new.iter().filter(|&&c| c).count();
+        let mut warm = Vec::with_capacity(histories.len());
+        let mut queries = Vec::new();
+        for h in histories {
+            let last_new = h
+                .iter()
+                .rposition(|&i| is_new[i as usize])
+                .filter(|&k| h[..k].iter().any(|&i| !is_new[i as usize]));
+            if let Some(k) = last_new {
+                let before = h[..k]
+                    .iter()
+                    .copied()
+                    .filter(|&i| !is_new[i as usize])
+                    .collect();
+                queries.push((before, h[k]));
+            }
+            warm.push(h.iter().copied().filter(|&i| !is_new[i as usize]).collect());
+        }
+        if queries.is_empty() {
+            return Err(Error::Config(format!(
+                "--cold-items {share}: {items} of {} items were drawn as new and no user has one \
+                 after a warm item; nothing to rank (try a larger share)",
+                t.len()
+            )));
+        }
+        Ok(Cold {
+            share,
+            is_new,
+            items,
+            warm,
+            queries,
+        })
+    }
+}
+
+pub(crate) fn validate(share: f64) -> Result<()> {
+    if share > 0.0 && share < 1.0 {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "--cold-items {share}: the share of new items must be between 0 and 1"
+        )))
+    }
+}
+
+/// An id as text, so that 42 and "42" are the same item to the draw.
+fn id_text(t: &CodeTable, i: usize) -> String {
+    match t.ids.key(i) {
+        crate::item_id::IdKey::Int(v) => v.to_string(),
+        crate::item_id::IdKey::Str(s) => s.to_string(),
+    }
+}
+
+/// Whether the item with id text `id` is new: a uniform draw in [0, 1) from a hash of the
+/// text and the seed (FNV-1a, then SplitMix64's finaliser) below `share`. Stable across
+/// versions and machines, which a std hasher does not promise.
+fn is_drawn(id: &str, share: f64, seed: u64) -> bool {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut z = h ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    ((z >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < share
+}
+
+/// The expected Recall/NDCG of a uniformly random order of `n` candidates: the target is at
+/// each rank with probability 1/n.
+pub(crate) fn uniform(n: usize) -> Ranking {
+    let n = n.max(1);
+    let recall = |k: usize| k.min(n) as f64 / n as f64;
+    let ndcg = |k: usize| {
+        (1..=k.min(n))
+            .map(|r| 1.0 / ((r + 1) as f64).log2())
+            .sum::<f64>()
+            / n as f64
+    };
+    Ranking {
+        recall_5: recall(CUTOFFS[0]),
+        recall_10: recall(CUTOFFS[1]),
+        ndcg_5: ndcg(CUTOFFS[0]),
+        ndcg_10: ndcg(CUTOFFS[1]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::item_id::ItemIds;
+
+    fn table(ids: ItemIds) -> CodeTable {
+        let n = ids.len();
+        CodeTable {
+            path: "t".into(),
+            ids,
+            codes: vec![0; n],
+            width: 1,
+            codebook_sizes: None,
+        }
+    }
+
+    #[test]
+    fn the_draw_depends_on_the_id_and_the_seed_only() {
+        let ints = table(ItemIds::Int((0..2000).collect()));
+        let texts = table(ItemIds::Str(
+            (0..2000).rev().map(|i| i.to_string()).collect(),
+        ));
+        let h = vec![(0..2000).collect::<Vec<u32>>()];
+        let a = Cold::split(&ints, &h, 0.1, 7).unwrap();
+        let b = Cold::split(&texts, &h, 0.1, 7).unwrap();
+        // Row i of `texts` is item 1999 − i of `ints`.
+        for i in 0..2000 {
+            assert_eq!(a.is_new[i], b.is_new[1999 - i], "item {i}");
+        }
+        assert!((150..250).contains(&a.items), "{} of 2000", a.items);
+        let c = Cold::split(&ints, &h, 0.1, 8).unwrap();
+        assert_ne!(a.is_new, c.is_new, "another seed, another draw");
+    }
+
+    #[test]
+    fn new_items_leave_the_training_histories_and_the_last_one_is_the_query() {
+        let t = table(ItemIds::Int((0..400).collect()));
+        let c0 = Cold::split(&t, &[(0..400).collect()], 0.2, 1).unwrap();
+        let new: Vec<u32> = (0..400).filter(|&i| c0.is_new[i as usize]).collect();
+        let old: Vec<u32> = (0..400).filter(|&i| !c0.is_new[i as usize]).collect();
+        let h = vec![
+            vec![old[0], new[0], old[1], new[1], old[2]],
+            // A new item with no warm one before it is not a query.
+            vec![new[2], old[3]],
+            vec![old[4], old[5]],
+        ];
+        let c = Cold::split(&t, &h, 0.2, 1).unwrap();
+        assert_eq!(
+            c.warm,
+            vec![
+                vec![old[0], old[1], old[2]],
+                vec![old[3]],
+                vec![old[4], old[5]]
+            ]
+        );
+        assert_eq!(c.queries, vec![(vec![old[0], old[1]], new[1])]);
+        assert_eq!(c.items, new.len());
+        assert!(Cold::split(&t, &h[2..], 0.2, 1).is_err(), "no query");
+        assert!(Cold::split(&t, &h, 1.0, 1).is_err());
+        assert!(Cold::split(&t, &h, 0.0, 1).is_err());
+    }
+
+    #[test]
+    fn the_uniform_floor_is_the_expectation_over_ranks() {
+        let u = uniform(20);
+        assert!((u.recall_10 - 0.5).abs() < 1e-12);
+        assert!((u.recall_5 - 0.25).abs() < 1e-12);
+        let want: f64 = (1..=5).map(|r| 1.0 / ((r + 1) as f64).log2()).sum::<f64>() / 20.0;
+        assert!((u.ndcg_5 - want).abs() < 1e-12);
+        assert!((uniform(4).recall_5 - 1.0).abs() < 1e-12);
+    }
+}
