@@ -22,8 +22,9 @@
 # With COLD=SHARE (e.g. 0.1), a cold-start run follows for each row: `eval --cold-items SHARE`
 # with tiers 1 and 2 (T2_STEPS steps, default 300) into WORKDIR/eval-cold-<method>-<seed>.json,
 # and a table of the new items' Recall@10 (T1, T2), the uniform floor and the warm T2 Recall@10.
-# Methods that learn from the interactions (rq-vae-plum, rq-vae-contrastive, gensar) saw the new
-# items' interactions when they were built, so their cold-start rows are not cold-start figures.
+# Methods that learn from the interactions (rq-vae-plum, rq-vae-contrastive, gensar) are rebuilt
+# for it from `sidtool holdout`'s file (WORKDIR/<method>-warm<SHARE>-<seed>), so that they never
+# see the new items' interactions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "${1:-target/release/sidtool}")
@@ -91,8 +92,18 @@ PY
       echo $(($(date +%s) - start)) >"$work/eval-t2-$name-$seed.seconds"
     fi
     if [ -n "${COLD:-}" ] && [ ! -f "$work/eval-cold-$name-$seed.json" ]; then
+      table=$out/sids.parquet
+      if [[ $flags == *"$inter"* ]]; then
+        # This method learns from the interactions: rebuilt without the new items' rows.
+        warm=$work/warm-$COLD-$seed.parquet
+        [ -f "$warm" ] || "$bin" --seed "$seed" holdout "$inter" --cold-items "$COLD" --out "$warm" -q
+        table=$work/$name-warm$COLD-$seed/sids.parquet
+        # shellcheck disable=SC2086 # the flag list is split on purpose
+        [ -f "$table" ] || "$bin" build "$emb" ${flags//"$inter"/"$warm"} --seed "$seed" \
+          --out "$(dirname "$table")" -q
+      fi
       start=$(date +%s)
-      "$bin" --seed "$seed" eval "$out/sids.parquet" --interactions "$inter" \
+      "$bin" --seed "$seed" eval "$table" --interactions "$inter" \
         --cold-items "$COLD" --t2 --t2-steps "${T2_STEPS:-300}" \
         --out "$work/eval-cold-$name-$seed.json" -q >/dev/null
       echo $(($(date +%s) - start)) >"$work/eval-cold-$name-$seed.seconds"

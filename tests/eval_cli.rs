@@ -283,6 +283,60 @@ fn new_items_are_placed_by_their_prefixes_and_random_codes_stay_at_the_floor() {
         "1.5",
     ]);
     assert!(err.contains("between 0 and 1"), "{err}");
+
+    // `holdout` drops exactly the rows of the items eval holds out: scored against its file,
+    // no user has a new item left, and every other row and column is kept.
+    let warm = t.path().join("warm.parquet");
+    ok(&[
+        "holdout",
+        s(&fx.interactions),
+        "--cold-items",
+        "0.25",
+        "--out",
+        s(&warm),
+        "-q",
+    ]);
+    let err = fails(&[
+        "eval",
+        s(&fx.sids),
+        "--interactions",
+        s(&warm),
+        "--cold-items",
+        "0.25",
+    ]);
+    assert!(err.contains("no user has one after a warm item"), "{err}");
+    let rows = |p: &Path| {
+        let r = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(p).unwrap())
+            .unwrap();
+        let m = parquet::file::reader::FileReader::metadata(&r).clone();
+        let cols: Vec<String> = m
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        (m.file_metadata().num_rows(), cols)
+    };
+    let ((all, cols), (kept, warm_cols)) = (rows(&fx.interactions), rows(&warm));
+    assert_eq!(cols, warm_cols);
+    // Each user's last new item was a query, and only new items' rows are gone.
+    let users = e[0]["t1"]["cold"]["users"].as_i64().unwrap();
+    assert!(kept < all - users, "{kept} of {all}");
+    // Another seed draws other items.
+    let other = t.path().join("warm2.parquet");
+    ok(&[
+        "--seed",
+        "5",
+        "holdout",
+        s(&fx.interactions),
+        "--cold-items",
+        "0.25",
+        "--out",
+        s(&other),
+        "-q",
+    ]);
+    assert_ne!(rows(&other).0, kept, "another seed, another draw");
 }
 
 #[test]

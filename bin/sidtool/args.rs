@@ -633,6 +633,19 @@ pub enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// The interactions without the items `eval --cold-items SHARE` holds out as new (the same
+    /// SHARE and --seed): build a tokenizer that learns from interactions from this file, then
+    /// score it on the new items with `eval --cold-items` and the full interactions.
+    Holdout {
+        /// Interactions (user_id, item_id, any other columns, which are kept).
+        interactions: PathBuf,
+        /// The share of items drawn as new, as given to `eval --cold-items`.
+        #[arg(long, value_name = "SHARE")]
+        cold_items: f64,
+        /// The Parquet file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// One self-contained HTML page of charts for one or more build outputs, side by side:
     /// code usage, collision groups, prefix fan-out, reconstruction error, training curves,
     /// and the eval figures of an eval.json beside them.

@@ -67,6 +67,23 @@ pub fn run(cli: &Cli) -> Result<()> {
             out,
             cid,
         } => export(sids, *format, out, *cid, say),
+        Cmd::Holdout {
+            interactions,
+            cold_items,
+            out,
+        } => {
+            let seed = cli.seed.unwrap_or(sidtool::config::DEFAULT_SEED);
+            let h = sidtool::eval::cold::write_warm(interactions, out, *cold_items, seed)
+                .with_context(|| format!("holdout of {} failed", interactions.display()))?;
+            say.log(&format!(
+                "wrote {}: {} of {} interactions kept; {} items held out as new",
+                out.display(),
+                h.kept,
+                h.rows,
+                h.new_items
+            ));
+            Ok(())
+        }
         Cmd::ImportRecbole { dir, out, name } => import_recbole(dir, out, name.as_deref(), say),
         Cmd::Collab {
             interactions,

@@ -85,6 +85,7 @@ impl Cmd {
             | Cmd::Export { .. }
             | Cmd::Inspect { .. }
             | Cmd::Eval { .. }
+            | Cmd::Holdout { .. }
             | Cmd::Report { .. }
             | Cmd::Completions { .. }
             | Cmd::Man { .. }

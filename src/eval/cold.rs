@@ -15,6 +15,7 @@ use super::t1::{CUTOFFS, Ranking};
 use super::table::CodeTable;
 use crate::error::{Error, Result};
 use serde::Serialize;
+use std::path::Path;
 
 /// The split of one table's items and the users' histories.
 pub struct Cold {
@@ -113,10 +114,90 @@ pub(crate) fn validate(share: f64) -> Result<()> {
 
 /// An id as text, so that 42 and "42" are the same item to the draw.
 fn id_text(t: &CodeTable, i: usize) -> String {
-    match t.ids.key(i) {
+    key_text(t.ids.key(i))
+}
+
+fn key_text(k: crate::item_id::IdKey<'_>) -> String {
+    match k {
         crate::item_id::IdKey::Int(v) => v.to_string(),
         crate::item_id::IdKey::Str(s) => s.to_string(),
     }
+}
+
+/// What [`write_warm`] kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct Holdout {
+    pub rows: u64,
+    pub kept: u64,
+    /// Distinct item ids drawn as new (and their rows dropped).
+    pub new_items: usize,
+}
+
+/// Write `interactions` without the rows whose item `eval --cold-items share` (with `seed`)
+/// draws as new, every column kept, streamed by record batch: what a tokenizer that learns
+/// from interactions is built from when its IDs are to be scored on new items. The draw needs
+/// only the item ids, so this needs no code table.
+pub fn write_warm(interactions: &Path, out: &Path, share: f64, seed: u64) -> Result<Holdout> {
+    use crate::io::interactions::ITEM_COLUMN;
+    validate(share)?;
+    let input = crate::io::embeddings::open_parquet(interactions)?;
+    let schema = input.schema().clone();
+    let Some((_, field)) = schema.column_with_name(ITEM_COLUMN) else {
+        return Err(Error::input(
+            interactions,
+            Some(ITEM_COLUMN),
+            None,
+            "no such column (interactions need user_id and item_id)",
+        ));
+    };
+    if !crate::item_id::ItemIds::supported(field.data_type()) {
+        return Err(Error::input(
+            interactions,
+            Some(ITEM_COLUMN),
+            None,
+            format!(
+                "has type {}; ids must be Utf8, LargeUtf8, Utf8View, Int64 or Int32",
+                field.data_type()
+            ),
+        ));
+    }
+    let mut writer = crate::io::parquet_out::ParquetOut::create(out, schema, Vec::new())?;
+    let mut new_ids = std::collections::HashSet::new();
+    let (mut rows, mut kept) = (0u64, 0u64);
+    for batch in input.reader(None, None)? {
+        let batch = batch.map_err(|e| Error::arrow(interactions, e))?;
+        let col = batch.column_by_name(ITEM_COLUMN).expect("checked");
+        if let Some(r) = crate::item_id::first_null(col.as_ref()) {
+            return Err(Error::input(
+                interactions,
+                Some(ITEM_COLUMN),
+                Some(rows + r as u64),
+                "is null",
+            ));
+        }
+        let ids = crate::item_id::IdColumn::new(col.as_ref()).expect("type checked");
+        let keep: arrow_array::BooleanArray = (0..batch.num_rows())
+            .map(|r| {
+                let id = key_text(ids.key(r));
+                let new = is_drawn(&id, share, seed);
+                if new {
+                    new_ids.insert(id);
+                }
+                Some(!new)
+            })
+            .collect();
+        let warm = arrow_select::filter::filter_record_batch(&batch, &keep)
+            .map_err(|e| Error::arrow(interactions, e))?;
+        rows += batch.num_rows() as u64;
+        kept += warm.num_rows() as u64;
+        writer.write(&warm)?;
+    }
+    writer.finish()?;
+    Ok(Holdout {
+        rows,
+        kept,
+        new_items: new_ids.len(),
+    })
 }
 
 /// Whether the item with id text `id` is new: a uniform draw in [0, 1) from a hash of the
