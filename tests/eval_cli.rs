@@ -236,6 +236,8 @@ fn new_items_are_placed_by_their_prefixes_and_random_codes_stay_at_the_floor() {
         s(&fx.interactions),
         "--cold-items",
         "0.25",
+        "--embeddings",
+        s(&testdata("items.parquet")),
         "--t2",
         "--t2-epochs",
         "10",
@@ -274,6 +276,11 @@ fn new_items_are_placed_by_their_prefixes_and_random_codes_stay_at_the_floor() {
         assert!(r > 0.4, "{tier}: {r}");
         assert!(q < 3.0 * 10.0 / items, "{tier}: {q}");
     }
+    // The content baseline (the item vectors alone) sees the category too, whatever the codes.
+    let content = |x: &serde_json::Value| f(&x["t1"]["cold"]["content"]["recall@10"]);
+    assert_eq!(content(real), content(rand));
+    assert!(content(real) > 0.4, "{}", content(real));
+    assert!(e[0]["t2"]["cold"].get("content").is_none(), "tier 1 only");
     let err = fails(&[
         "eval",
         s(&fx.sids),

@@ -567,6 +567,14 @@ pub fn eval(evals: &[sidtool::eval::Evaluation]) -> String {
         }
     }
     for (m, pick) in metrics {
+        row(format!("new items, content baseline {m}"), &|e| {
+            e.t1.as_ref()
+                .and_then(|t| t.cold.as_ref())
+                .and_then(|c| c.content.as_ref())
+                .map(|c| format!("{:.4}", pick(c)))
+        });
+    }
+    for (m, pick) in metrics {
         row(format!("new items, uniform guess {m}"), &|e| {
             e.t1.as_ref()
                 .and_then(|t| t.cold.as_ref())

@@ -45,7 +45,15 @@ pub struct ColdRanking {
     /// A uniform guess among the new items (exact expectation): the floor that IDs which say
     /// nothing about an item, such as random codes, stay near.
     pub uniform: Ranking,
+    /// With `--embeddings` (tier 1): the new items ranked by the cosine of their vector with
+    /// the mean of the user's last [`CONTENT_HISTORY`] warm items' vectors, no IDs involved:
+    /// what the item vectors the IDs were made from say on their own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<Ranking>,
 }
+
+/// Warm items of history the content baseline averages (T2's default history).
+pub const CONTENT_HISTORY: usize = 20;
 
 impl ColdRanking {
     pub(crate) fn new(c: &Cold, sid: Ranking) -> ColdRanking {
@@ -55,8 +63,50 @@ impl ColdRanking {
             users: c.queries.len(),
             sid,
             uniform: uniform(c.items),
+            content: None,
         }
     }
+}
+
+/// Ranks of the users' next new items among the new items by the content baseline (see
+/// [`ColdRanking::content`]); ties go by row, as the ID models' do.
+pub(crate) fn content_ranks(c: &Cold, vectors: &crate::matrix::Matrix) -> Vec<usize> {
+    use rayon::prelude::*;
+    let unit = |v: &[f32]| {
+        let n = crate::matrix::dot(v, v).sqrt();
+        v.iter()
+            .map(|x| if n > 0.0 { x / n } else { 0.0 })
+            .collect::<Vec<f32>>()
+    };
+    let new: Vec<(usize, Vec<f32>)> = (0..c.is_new.len())
+        .filter(|&i| c.is_new[i])
+        .map(|i| (i, unit(vectors.row(i))))
+        .collect();
+    c.queries
+        .par_iter()
+        .map(|(h, target)| {
+            let recent = &h[h.len().saturating_sub(CONTENT_HISTORY)..];
+            let mut mean = vec![0f32; vectors.cols];
+            for &i in recent {
+                for (m, x) in mean.iter_mut().zip(unit(vectors.row(i as usize))) {
+                    *m += x;
+                }
+            }
+            let score = |v: &[f32]| crate::matrix::dot(&mean, v);
+            let (t, want) = new
+                .iter()
+                .find(|(i, _)| *i == *target as usize)
+                .map(|(i, v)| (*i, score(v)))
+                .expect("the target is new");
+            1 + new
+                .iter()
+                .filter(|(i, v)| {
+                    let s = score(v);
+                    s > want || (s == want && *i < t)
+                })
+                .count()
+        })
+        .collect()
 }
 
 impl Cold {
@@ -294,6 +344,38 @@ mod tests {
         assert!(Cold::split(&t, &h[2..], 0.2, 1).is_err(), "no query");
         assert!(Cold::split(&t, &h, 1.0, 1).is_err());
         assert!(Cold::split(&t, &h, 0.0, 1).is_err());
+    }
+
+    #[test]
+    fn the_content_baseline_ranks_new_items_by_cosine_with_the_recent_history() {
+        let t = table(ItemIds::Int((0..400).collect()));
+        let c0 = Cold::split(&t, &[(0..400).collect()], 0.2, 1).unwrap();
+        let new: Vec<u32> = (0..400).filter(|&i| c0.is_new[i as usize]).collect();
+        let old: Vec<u32> = (0..400).filter(|&i| !c0.is_new[i as usize]).collect();
+        // Item i points along axis i % 3, scaled by its row (the length must not matter).
+        let v: Vec<f32> = (0..400)
+            .flat_map(|i| {
+                let mut r = [0f32; 3];
+                r[i % 3] = 1.0 + i as f32;
+                r
+            })
+            .collect();
+        let m = crate::matrix::Matrix::new(v, 400, 3);
+        let along = |xs: &[u32], axis: u32| -> Vec<u32> {
+            xs.iter().copied().filter(|&i| i % 3 == axis).collect()
+        };
+        // A history along axis 1 then a new item along axis 1; another along axis 2.
+        let a = along(&new, 1)[0];
+        let mut h1: Vec<u32> = along(&old, 1)[..3].to_vec();
+        h1.push(a);
+        let b = along(&new, 2)[4];
+        let mut h2: Vec<u32> = along(&old, 2)[..2].to_vec();
+        h2.push(b);
+        let c = Cold::split(&t, &[h1, h2], 0.2, 1).unwrap();
+        let r = content_ranks(&c, &m);
+        // Every new item along the history's axis ties at cosine 1; ties go by row.
+        let pos = |xs: Vec<u32>, x: u32| 1 + xs.iter().position(|&y| y == x).unwrap();
+        assert_eq!(r, vec![pos(along(&new, 1), a), pos(along(&new, 2), b)]);
     }
 
     #[test]

@@ -150,7 +150,13 @@ pub fn evaluate_with_progress(
         table: table.display().to_string(),
         t0: t0::evaluate(&t, &side),
         t1: match (next, o.no_t1) {
-            (Some(h), false) => Some(t1::evaluate(&t, h, cold.as_ref())),
+            (Some(h), false) => {
+                let mut t1 = t1::evaluate(&t, h, cold.as_ref());
+                if let (Some(c), Some(tc), Some(v)) = (&cold, t1.cold.as_mut(), &embeddings) {
+                    tc.content = Some(t1::ranking(&cold::content_ranks(c, v)));
+                }
+                Some(t1)
+            }
             _ => None,
         },
         t2: match (next, &o.t2) {

@@ -292,6 +292,9 @@ fn eval_table(e: &Value) -> String {
             rows.push((format!("new items, {label} recall@10"), v));
         }
     }
+    if let Some(v) = num(&e["t1"]["cold"]["content"]["recall@10"]) {
+        rows.push(("new items, content baseline recall@10".into(), v));
+    }
     let floor = [&e["t1"]["cold"], &e["t2"]["cold"]]
         .into_iter()
         .find_map(|c| num(&c["uniform"]["recall@10"]));
