@@ -330,6 +330,31 @@ fn new_items_are_placed_by_their_prefixes_and_random_codes_stay_at_the_floor() {
     // Each user's last new item was a query, and only new items' rows are gone.
     let users = e[0]["t1"]["cold"]["users"].as_i64().unwrap();
     assert!(kept < all - users, "{kept} of {all}");
+    // The input is never the output, and a file without user ids is not interactions.
+    let before = std::fs::read(&fx.interactions).unwrap();
+    let err = fails(&[
+        "holdout",
+        s(&fx.interactions),
+        "--cold-items",
+        "0.25",
+        "--out",
+        s(&fx.interactions),
+    ]);
+    assert!(err.contains("input"), "{err}");
+    assert_eq!(std::fs::read(&fx.interactions).unwrap(), before);
+    let err = fails(&[
+        "holdout",
+        s(&testdata("items.parquet")),
+        "--cold-items",
+        "0.25",
+        "--out",
+        s(&t.path().join("x.parquet")),
+    ]);
+    assert!(
+        err.contains("user_id") && err.contains("no such column"),
+        "{err}"
+    );
+    assert!(!t.path().join("x.parquet").exists());
     // Another seed draws other items.
     let other = t.path().join("warm2.parquet");
     ok(&[
@@ -410,6 +435,11 @@ fn ragged_or_missing_codes_are_refused_with_the_row() {
         err.contains("row 2") && err.contains("2 codes where earlier rows have 3"),
         "{err}"
     );
+    // eval.json is never written over an input.
+    let before = std::fs::read(&p).unwrap();
+    let err = fails(&["eval", s(&p), "--out", s(&p)]);
+    assert!(err.contains("is the input"), "{err}");
+    assert_eq!(std::fs::read(&p).unwrap(), before);
     let err = fails(&["eval", s(&p), "--codes-column", "sid"]);
     assert!(
         err.contains("sid") && err.contains("no such column"),

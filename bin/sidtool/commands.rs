@@ -205,6 +205,10 @@ fn eval(
     reporter: &Reporter,
     say: Say,
 ) -> Result<()> {
+    // Refused before the minutes of evaluation, not after them.
+    if let Some(p) = out.filter(|p| !is_stdout(p)) {
+        sidtool::eval::check_output(p, tables, o)?;
+    }
     let evals = tables
         .iter()
         .map(|t| {

@@ -188,18 +188,22 @@ pub struct Holdout {
 /// from interactions is built from when its IDs are to be scored on new items. The draw needs
 /// only the item ids, so this needs no code table.
 pub fn write_warm(interactions: &Path, out: &Path, share: f64, seed: u64) -> Result<Holdout> {
-    use crate::io::interactions::ITEM_COLUMN;
+    use crate::io::interactions::{ITEM_COLUMN, USER_COLUMN};
     validate(share)?;
+    crate::fs::inputs::check_output(out, crate::fs::inputs::OutputKind::File, &[interactions])?;
     let input = crate::io::embeddings::open_parquet(interactions)?;
     let schema = input.schema().clone();
-    let Some((_, field)) = schema.column_with_name(ITEM_COLUMN) else {
-        return Err(Error::input(
-            interactions,
-            Some(ITEM_COLUMN),
-            None,
-            "no such column (interactions need user_id and item_id)",
-        ));
-    };
+    for c in [USER_COLUMN, ITEM_COLUMN] {
+        if schema.column_with_name(c).is_none() {
+            return Err(Error::input(
+                interactions,
+                Some(c),
+                None,
+                "no such column (interactions need user_id and item_id)",
+            ));
+        }
+    }
+    let (_, field) = schema.column_with_name(ITEM_COLUMN).expect("checked");
     if !crate::item_id::ItemIds::supported(field.data_type()) {
         return Err(Error::input(
             interactions,

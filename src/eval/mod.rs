@@ -90,6 +90,19 @@ impl Default for Options {
     }
 }
 
+/// Refuse `out` (eval.json) when it is, or lies inside, one of the files an evaluation with
+/// `o` of `tables` reads.
+pub fn check_output(out: &Path, tables: &[std::path::PathBuf], o: &Options) -> Result<()> {
+    let inputs: Vec<&Path> = tables
+        .iter()
+        .map(|t| t.as_path())
+        .chain(o.interactions.as_deref())
+        .chain(o.items.as_deref())
+        .chain(o.embeddings.as_deref())
+        .collect();
+    crate::fs::inputs::check_output(out, crate::fs::inputs::OutputKind::File, &inputs)
+}
+
 /// Evaluate one code table.
 pub fn evaluate(table: &Path, o: &Options) -> Result<Evaluation> {
     evaluate_with_progress(table, o, &crate::progress::Silent)
