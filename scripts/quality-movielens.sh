@@ -21,7 +21,8 @@
 # Recall/NDCG@10 of the transformer's constrained beam search, its losses, its wall time.
 # With COLD=SHARE (e.g. 0.1), a cold-start run follows for each row: `eval --cold-items SHARE`
 # with tiers 1 and 2 (T2_STEPS steps, default 300) into WORKDIR/eval-cold-<method>-<seed>.json,
-# and a table of the new items' Recall@10 (T1, T2), the uniform floor and the warm T2 Recall@10.
+# and a table of the new items' Recall@10 (T1, T2), the uniform floor, the content baseline
+# (the item vectors alone; the same for every table of a seed) and the warm T2 Recall@10.
 # Methods that learn from the interactions (rq-vae-plum, rq-vae-contrastive, gensar) are rebuilt
 # for it from `sidtool holdout`'s file (WORKDIR/<method>-warm<SHARE>-<seed>), so that they never
 # see the new items' interactions.
@@ -104,7 +105,7 @@ PY
       fi
       start=$(date +%s)
       "$bin" --seed "$seed" eval "$table" --interactions "$inter" \
-        --cold-items "$COLD" --t2 --t2-steps "${T2_STEPS:-300}" \
+        --cold-items "$COLD" --embeddings "$emb" --t2 --t2-steps "${T2_STEPS:-300}" \
         --out "$work/eval-cold-$name-$seed.json" -q >/dev/null
       echo $(($(date +%s) - start)) >"$work/eval-cold-$name-$seed.seconds"
     fi
@@ -112,8 +113,8 @@ PY
 done
 if [ -n "${COLD:-}" ]; then
   echo
-  printf '%-20s %4s %6s %6s %9s %9s %9s %9s %9s %8s\n' method seed new users 'T1 R@10' \
-    'T2 R@10' 'T2 N@10' 'uniform' 'warm R@10' seconds
+  printf '%-20s %4s %6s %6s %9s %9s %9s %9s %9s %9s %8s\n' method seed new users 'T1 R@10' \
+    'T2 R@10' 'T2 N@10' 'uniform' 'content' 'warm R@10' seconds
   for f in "$work"/eval-cold-*.json; do
     python3 - "$f" "${f%.json}.seconds" <<'PY'
 import json, os, sys
@@ -122,9 +123,10 @@ c1, t2 = e["t1"]["cold"], e["t2"]
 c2 = t2["cold"]
 name, seed = os.path.basename(sys.argv[1])[len("eval-cold-"):-len(".json")].rsplit("-", 1)
 secs = open(sys.argv[2]).read().strip() if os.path.exists(sys.argv[2]) else "?"
+content = f'{c1["content"]["recall@10"]:9.4f}' if "content" in c1 else f'{"-":>9}'
 print(f'{name:<20} {seed:>4} {c2["items"]:6d} {c2["users"]:6d} {c1["sid"]["recall@10"]:9.4f} '
       f'{c2["sid"]["recall@10"]:9.4f} {c2["sid"]["ndcg@10"]:9.4f} {c2["uniform"]["recall@10"]:9.4f} '
-      f'{t2["sid"]["recall@10"]:9.4f} {secs:>8}')
+      f'{content} {t2["sid"]["recall@10"]:9.4f} {secs:>8}')
 PY
   done
 fi
