@@ -261,9 +261,9 @@ fn new_items_are_placed_by_their_prefixes_and_random_codes_stay_at_the_floor() {
     for tier in ["t1", "t2"] {
         let (a, b) = (&real[tier]["cold"], &rand[tier]["cold"]);
         // The same items are new in both tables: the draw depends on the ids and the seed.
-        assert_eq!(a["items"], b["items"]);
+        assert_eq!(a["new_items"], b["new_items"]);
         assert_eq!(a["users"], b["users"]);
-        let items = a["items"].as_u64().unwrap() as f64;
+        let items = a["new_items"].as_u64().unwrap() as f64;
         assert!((80.0..120.0).contains(&items), "{items} of 400 new");
         assert!((f(&a["uniform"]["recall@10"]) - 10.0 / items).abs() < 1e-12);
         // A user's next new item is in the user's category, which real IDs' first code
@@ -312,24 +312,56 @@ fn new_items_are_placed_by_their_prefixes_and_random_codes_stay_at_the_floor() {
         "0.25",
     ]);
     assert!(err.contains("no user has one after a warm item"), "{err}");
-    let rows = |p: &Path| {
-        let r = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(p).unwrap())
+    // Every row of a removed item is gone, every other row is kept, and what is removed is
+    // what eval draws as new (those of the new items that anyone interacted with).
+    let item_ids = |p: &Path| -> Vec<String> {
+        let f = std::fs::File::open(p).unwrap();
+        let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
             .unwrap();
-        let m = parquet::file::reader::FileReader::metadata(&r).clone();
-        let cols: Vec<String> = m
-            .file_metadata()
-            .schema_descr()
-            .columns()
-            .iter()
-            .map(|c| c.name().to_string())
-            .collect();
-        (m.file_metadata().num_rows(), cols)
+        r.flat_map(|b| {
+            let b = b.unwrap();
+            let c = b
+                .column_by_name("item_id")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            (0..b.num_rows())
+                .map(|i| c.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
     };
-    let ((all, cols), (kept, warm_cols)) = (rows(&fx.interactions), rows(&warm));
-    assert_eq!(cols, warm_cols);
-    // Each user's last new item was a query, and only new items' rows are gone.
-    let users = e[0]["t1"]["cold"]["users"].as_i64().unwrap();
-    assert!(kept < all - users, "{kept} of {all}");
+    let count = |ids: &[String]| {
+        let mut m = std::collections::BTreeMap::<String, usize>::new();
+        for i in ids {
+            *m.entry(i.clone()).or_default() += 1;
+        }
+        m
+    };
+    let (all, kept) = (count(&item_ids(&fx.interactions)), count(&item_ids(&warm)));
+    for (id, n) in &kept {
+        assert_eq!(all[id], *n, "{id}: every row of a kept item is kept");
+    }
+    let removed = all.len() - kept.len();
+    let new_items = e[0]["t1"]["cold"]["new_items"].as_u64().unwrap() as usize;
+    assert!(
+        removed <= new_items && removed * 10 >= new_items * 9,
+        "{removed} removed, {new_items} new"
+    );
+    assert!(!kept.is_empty());
+    let schema = |p: &Path| {
+        let f = std::fs::File::open(p).unwrap();
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(schema(&warm), schema(&fx.interactions), "every column kept");
     // The input is never the output, and a file without user ids is not interactions.
     let before = std::fs::read(&fx.interactions).unwrap();
     let err = fails(&[
@@ -368,7 +400,7 @@ fn new_items_are_placed_by_their_prefixes_and_random_codes_stay_at_the_floor() {
         s(&other),
         "-q",
     ]);
-    assert_ne!(rows(&other).0, kept, "another seed, another draw");
+    assert_ne!(count(&item_ids(&other)), kept, "another seed, another draw");
 }
 
 #[test]

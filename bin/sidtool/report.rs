@@ -550,7 +550,7 @@ pub fn eval(evals: &[sidtool::eval::Evaluation]) -> String {
             e.t1.as_ref()
                 .and_then(|t| t.cold.as_ref())
                 .or(e.t2.as_ref().and_then(|t| t.cold.as_ref()))?;
-        Some(format!("{} / {}", c.items, c.users))
+        Some(format!("{} / {}", c.new_items, c.users))
     });
     type PickCold = fn(&sidtool::eval::Evaluation) -> Option<&sidtool::eval::cold::ColdRanking>;
     let cold: [(&str, PickCold); 2] = [

@@ -23,7 +23,7 @@ pub struct Cold {
     /// Per table row: held out as new.
     pub is_new: Vec<bool>,
     /// The number of new items (the candidates every query is ranked among).
-    pub items: usize,
+    pub new_items: usize,
     /// Per user, the history without the new items: what T1 and T2 train and test on.
     pub warm: Vec<Vec<u32>>,
     /// Per user with a new item after at least one warm item: the warm items before the
@@ -37,7 +37,7 @@ pub struct ColdRanking {
     /// The share of items drawn as new (`--cold-items`).
     pub share: f64,
     /// New items: the candidates.
-    pub items: usize,
+    pub new_items: usize,
     /// Users with a new item after a warm one: the queries.
     pub users: usize,
     /// The table's IDs.
@@ -59,18 +59,21 @@ impl ColdRanking {
     pub(crate) fn new(c: &Cold, sid: Ranking) -> ColdRanking {
         ColdRanking {
             share: c.share,
-            items: c.items,
+            new_items: c.new_items,
             users: c.queries.len(),
             sid,
-            uniform: uniform(c.items),
+            uniform: uniform(c.new_items),
             content: None,
         }
     }
 }
 
-/// Ranks of the users' next new items among the new items by the content baseline (see
-/// [`ColdRanking::content`]); ties go by row, as the ID models' do.
-pub(crate) fn content_ranks(c: &Cold, vectors: &crate::matrix::Matrix) -> Vec<usize> {
+/// For each query, the new items the content baseline (see [`ColdRanking::content`]) puts
+/// above the target and those level with it.
+pub(crate) fn content_ranks(
+    c: &Cold,
+    vectors: &crate::matrix::Matrix,
+) -> Vec<Option<(usize, usize)>> {
     use rayon::prelude::*;
     let unit = |v: &[f32]| {
         let n = crate::matrix::dot(v, v).sqrt();
@@ -98,13 +101,16 @@ pub(crate) fn content_ranks(c: &Cold, vectors: &crate::matrix::Matrix) -> Vec<us
                 .find(|(i, _)| *i == *target as usize)
                 .map(|(i, v)| (*i, score(v)))
                 .expect("the target is new");
-            1 + new
-                .iter()
-                .filter(|(i, v)| {
-                    let s = score(v);
-                    s > want || (s == want && *i < t)
-                })
-                .count()
+            let (mut ahead, mut tied) = (0, 0);
+            for (i, v) in &new {
+                let s = score(v);
+                if *i != t && s > want {
+                    ahead += 1;
+                } else if *i != t && s == want {
+                    tied += 1;
+                }
+            }
+            Some((ahead, tied))
         })
         .collect()
 }
@@ -117,7 +123,10 @@ impl Cold {
         let is_new: Vec<bool> = (0..t.len())
             .map(|i| is_drawn(&id_text(t, i), share, seed))
             .collect();
-        let items = is_new.iter().filter(|&&c| c).count();
+        let new_items = is_new.iter().filter(|&&c| c).count();
+        let warm_of = |h: &[u32]| -> Vec<u32> {
+            h.iter().copied().filter(|&i| !is_new[i as usize]).collect()
+        };
         let mut warm = Vec::with_capacity(histories.len());
         let mut queries = Vec::new();
         for h in histories {
@@ -125,19 +134,20 @@ impl Cold {
                 .iter()
                 .rposition(|&i| is_new[i as usize])
                 .filter(|&k| h[..k].iter().any(|&i| !is_new[i as usize]));
-            if let Some(k) = last_new {
-                let before = h[..k]
-                    .iter()
-                    .copied()
-                    .filter(|&i| !is_new[i as usize])
-                    .collect();
-                queries.push((before, h[k]));
+            match last_new {
+                // Nothing the user did from the query on is trained on: the items right after
+                // a new one tend to resemble it, and would tell the model where it was.
+                Some(k) => {
+                    let before = warm_of(&h[..k]);
+                    warm.push(before.clone());
+                    queries.push((before, h[k]));
+                }
+                None => warm.push(warm_of(h)),
             }
-            warm.push(h.iter().copied().filter(|&i| !is_new[i as usize]).collect());
         }
         if queries.is_empty() {
             return Err(Error::Config(format!(
-                "--cold-items {share}: {items} of {} items were drawn as new and no user has one \
+                "--cold-items {share}: {new_items} of {} items were drawn as new and no user has one \
                  after a warm item; nothing to rank (try a larger share)",
                 t.len()
             )));
@@ -145,7 +155,7 @@ impl Cold {
         Ok(Cold {
             share,
             is_new,
-            items,
+            new_items,
             warm,
             queries,
         })
@@ -317,7 +327,7 @@ mod tests {
         for i in 0..2000 {
             assert_eq!(a.is_new[i], b.is_new[1999 - i], "item {i}");
         }
-        assert!((150..250).contains(&a.items), "{} of 2000", a.items);
+        assert!((150..250).contains(&a.new_items), "{} of 2000", a.new_items);
         let c = Cold::split(&ints, &h, 0.1, 8).unwrap();
         assert_ne!(a.is_new, c.is_new, "another seed, another draw");
     }
@@ -335,16 +345,13 @@ mod tests {
             vec![old[4], old[5]],
         ];
         let c = Cold::split(&t, &h, 0.2, 1).unwrap();
+        // The query's user keeps only what came before the query.
         assert_eq!(
             c.warm,
-            vec![
-                vec![old[0], old[1], old[2]],
-                vec![old[3]],
-                vec![old[4], old[5]]
-            ]
+            vec![vec![old[0], old[1]], vec![old[3]], vec![old[4], old[5]]]
         );
         assert_eq!(c.queries, vec![(vec![old[0], old[1]], new[1])]);
-        assert_eq!(c.items, new.len());
+        assert_eq!(c.new_items, new.len());
         assert!(Cold::split(&t, &h[2..], 0.2, 1).is_err(), "no query");
         assert!(Cold::split(&t, &h, 1.0, 1).is_err());
         assert!(Cold::split(&t, &h, 0.0, 1).is_err());
@@ -377,9 +384,9 @@ mod tests {
         h2.push(b);
         let c = Cold::split(&t, &[h1, h2], 0.2, 1).unwrap();
         let r = content_ranks(&c, &m);
-        // Every new item along the history's axis ties at cosine 1; ties go by row.
-        let pos = |xs: Vec<u32>, x: u32| 1 + xs.iter().position(|&y| y == x).unwrap();
-        assert_eq!(r, vec![pos(along(&new, 1), a), pos(along(&new, 2), b)]);
+        // Every new item along the history's axis ties at cosine 1, none is ahead.
+        let n = |axis| along(&new, axis).len() - 1;
+        assert_eq!(r, vec![Some((0, n(1))), Some((0, n(2)))]);
     }
 
     #[test]

@@ -126,9 +126,11 @@ pub fn evaluate_with_progress(
     }
     if let Some(share) = o.cold_items {
         cold::validate(share)?;
-        if o.interactions.is_none() {
+        if o.interactions.is_none() || (o.no_t1 && o.t2.is_none()) {
             return Err(crate::error::Error::Config(
-                "--cold-items needs --interactions".into(),
+                "--cold-items needs --interactions and a next-item tier (not --no-next-item \
+                 without --t2)"
+                    .into(),
             ));
         }
     }
@@ -153,7 +155,7 @@ pub fn evaluate_with_progress(
         embeddings: embeddings.as_ref(),
         seed: o.seed,
     };
-    // With new items held out, the next-item tiers train and test on the rest.
+    // The next-item tiers must never train on a new item, nor on a query's aftermath.
     let cold = match (&histories, o.cold_items) {
         (Some(h), Some(share)) => Some(cold::Cold::split(&t, h, share, o.seed)?),
         _ => None,
@@ -166,7 +168,7 @@ pub fn evaluate_with_progress(
             (Some(h), false) => {
                 let mut t1 = t1::evaluate(&t, h, cold.as_ref());
                 if let (Some(c), Some(tc), Some(v)) = (&cold, t1.cold.as_mut(), &embeddings) {
-                    tc.content = Some(t1::ranking(&cold::content_ranks(c, v)));
+                    tc.content = Some(t1::expected_ranking(&cold::content_ranks(c, v)));
                 }
                 Some(t1)
             }

@@ -181,6 +181,49 @@ fn rank(scores: &[f64], popularity: &[u32], target: usize, candidates: Option<&[
         .count()
 }
 
+/// Among the `candidates`, how many score above `target` and how many others score the same.
+pub(crate) fn ahead_and_tied(scores: &[f64], target: usize, candidates: &[bool]) -> (usize, usize) {
+    let t = scores[target];
+    let (mut ahead, mut tied) = (0, 0);
+    for (i, &x) in scores.iter().enumerate() {
+        if candidates[i] && i != target {
+            if x > t {
+                ahead += 1;
+            } else if x == t {
+                tied += 1;
+            }
+        }
+    }
+    (ahead, tied)
+}
+
+/// The expected Recall and NDCG when each query's target has `ahead` candidates above it and
+/// `tied` others level with it, taken in a uniformly random order (None: a miss). Candidates
+/// that nothing tells apart, such as new items that no count reaches, are then worth what a
+/// uniform guess among them is worth, whatever their rows.
+pub(crate) fn expected_ranking(r: &[Option<(usize, usize)>]) -> Ranking {
+    let n = r.len().max(1) as f64;
+    // The target's rank is uniform on ahead + 1 ..= ahead + tied + 1.
+    let at = |k: usize, gain: &dyn Fn(usize) -> f64| {
+        r.iter()
+            .flatten()
+            .map(|&(ahead, tied)| {
+                let last = (ahead + tied + 1).min(k);
+                (ahead + 1..=last).map(gain).sum::<f64>() / (tied + 1) as f64
+            })
+            .sum::<f64>()
+            / n
+    };
+    let hit = |_: usize| 1.0;
+    let dcg = |r: usize| 1.0 / ((r + 1) as f64).log2();
+    Ranking {
+        recall_5: at(CUTOFFS[0], &hit),
+        recall_10: at(CUTOFFS[1], &hit),
+        ndcg_5: at(CUTOFFS[0], &dcg),
+        ndcg_10: at(CUTOFFS[1], &dcg),
+    }
+}
+
 /// Recall and NDCG of 1-based ranks (a miss is any rank past the cut-offs).
 pub(crate) fn ranking(ranks: &[usize]) -> Ranking {
     let n = ranks.len().max(1) as f64;
@@ -224,6 +267,28 @@ fn ranks(
         n,
         popularity,
     } = *sc;
+    scored(
+        codes,
+        width,
+        n,
+        max_context,
+        transitions,
+        tests,
+        |scores, target| rank(scores, popularity, target, candidates),
+    )
+}
+
+/// `f(every item's probability, target)` for every test (previous item, target) under the
+/// back-off model over `codes` trained on `transitions`.
+fn scored<R: Send>(
+    codes: &[u32],
+    width: usize,
+    n: usize,
+    max_context: usize,
+    transitions: &[(u32, u32)],
+    tests: &[(u32, u32)],
+    f: impl Fn(&[f64], usize) -> R + Sync,
+) -> Vec<R> {
     let trie = Trie::new(codes, width, n);
     let counts = Counts::new(&trie, transitions, max_context.min(width));
     tests
@@ -235,7 +300,7 @@ fn ranks(
                     scores[i as usize] = prob;
                 }
             }
-            rank(&scores, popularity, target as usize, candidates)
+            f(&scores, target as usize)
         })
         .collect()
 }
@@ -259,30 +324,42 @@ pub fn evaluate(t: &CodeTable, histories: &[Vec<u32>], cold: Option<&Cold>) -> T
         popularity: &popularity,
     };
     let ids = sc(&t.codes, t.width);
+    // With new items held out, the warm targets are ranked among the warm items only.
+    let warm: Option<Vec<bool>> = cold.map(|c| c.is_new.iter().map(|&x| !x).collect());
+    let among = warm.as_deref();
     let by_context: Vec<ContextRanking> = (0..=t.width)
         .map(|m| ContextRanking {
             context_len: m,
-            ranking: ranking(&ranks(&ids, m, &s.transitions, &s.tests, None)),
+            ranking: ranking(&ranks(&ids, m, &s.transitions, &s.tests, among)),
         })
         .collect();
-    let items = sc(&own, 1);
+    let own_ids = sc(&own, 1);
     T1 {
         users: s.tests.len(),
         train_transitions: s.transitions.len(),
         sid: by_context[t.width].ranking.clone(),
         by_context,
-        item_markov: ranking(&ranks(&items, 1, &s.transitions, &s.tests, None)),
-        popularity: ranking(&ranks(&items, 0, &s.transitions, &s.tests, None)),
+        item_markov: ranking(&ranks(&own_ids, 1, &s.transitions, &s.tests, among)),
+        popularity: ranking(&ranks(&own_ids, 0, &s.transitions, &s.tests, among)),
         cold: cold.map(|c| {
             // The same counts as the warm split's; the previous item of a query is the last
-            // warm item before the new one.
+            // warm item before the new one. No new item has a count of its own, so many tie:
+            // they count as a uniform guess among themselves, not in row order.
             let tests: Vec<(u32, u32)> = c
                 .queries
                 .iter()
                 .map(|(h, target)| (*h.last().expect("a warm item"), *target))
                 .collect();
-            let r = ranks(&ids, t.width, &s.transitions, &tests, Some(&c.is_new));
-            ColdRanking::new(c, ranking(&r))
+            let r = scored(
+                &t.codes,
+                t.width,
+                n,
+                t.width,
+                &s.transitions,
+                &tests,
+                |scores, target| Some(ahead_and_tied(scores, target, &c.is_new)),
+            );
+            ColdRanking::new(c, expected_ranking(&r))
         }),
     }
 }
@@ -340,10 +417,9 @@ mod tests {
             evaluate(&t, &c.warm, Some(&c)).cold.unwrap()
         };
         let (real, random) = (score(false), score(true));
-        assert_eq!(real.items, random.items, "the draw ignores the codes");
-        assert!((real.uniform.recall_5 - 5.0 / real.items as f64).abs() < 1e-12);
-        // After item c − 1 the warm walk went on to c + 1, whose prefix a new item c shares
-        // (but at the end of a block of 10), among about two new items per block.
+        assert!((real.uniform.recall_5 - 5.0 / real.new_items as f64).abs() < 1e-12);
+        // Other users walked from c − 1 (around the removed c) to c + 1, which shares c's
+        // prefix unless c ends a block of 10; about two new items share each block.
         assert!(real.sid.recall_5 > 0.8, "{:?}", real.sid);
         assert!(
             random.sid.recall_5 < 2.0 * random.uniform.recall_5,
@@ -351,6 +427,23 @@ mod tests {
             random.sid,
             random.uniform
         );
+    }
+
+    #[test]
+    fn ties_count_as_a_uniform_guess_among_the_tied() {
+        // All of 20 candidates tied: the uniform floor.
+        let all = expected_ranking(&[Some((0, 19))]);
+        let floor = crate::eval::cold::uniform(20);
+        assert!((all.recall_10 - floor.recall_10).abs() < 1e-12);
+        assert!((all.ndcg_5 - floor.ndcg_5).abs() < 1e-12);
+        // 3 ahead, tied with 3 others: ranks 4..=7 equally likely; a miss counts 0.
+        let r = expected_ranking(&[Some((3, 3)), None]);
+        assert!((r.recall_5 - 0.5 * 2.0 / 4.0).abs() < 1e-12);
+        assert!((r.recall_10 - 0.5).abs() < 1e-12);
+        let scores = [0.5, 0.2, 0.5, 0.9, 0.5];
+        let among = [true, true, true, false, true];
+        assert_eq!(ahead_and_tied(&scores, 0, &among), (0, 2));
+        assert_eq!(ahead_and_tied(&scores, 1, &among), (3, 0));
     }
 
     #[test]

@@ -93,6 +93,25 @@ pub(crate) fn rank(
     None
 }
 
+/// How many decoded items come before `target` and how many share its ID (its equals, in
+/// [`crate::eval::t1::expected_ranking`]), or None when the beam did not reach it: for
+/// candidates with no popularity to order them.
+pub(crate) fn ahead_and_tied(
+    trie: &Trie,
+    leaves: &[(u32, f64)],
+    target: u32,
+) -> Option<(usize, usize)> {
+    let mut seen = 0;
+    for (leaf, _) in leaves {
+        let items = &trie.items_at[leaf];
+        if items.contains(&target) {
+            return Some((seen, items.len() - 1));
+        }
+        seen += items.len();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,20 +11,19 @@ use crate::eval::trie::Trie;
 use crate::progress::Progress;
 use candle_core::{Device, Tensor};
 
-/// Per query, the 1-based rank of its target among the decoded items, or None when the beam
-/// did not reach it.
+/// Per query, `rank(its decoded IDs, most probable first, its target)`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn ranks(
+pub(crate) fn ranks<R>(
     model: &Model,
     vocab: &Vocab,
     trie: &Trie,
     queries: &[Query],
-    popularity: &[u32],
+    rank: impl Fn(&[(u32, f64)], u32) -> R,
     width: usize,
     batch_users: usize,
     device: &Device,
     progress: &dyn Progress,
-) -> Result<Vec<Option<usize>>> {
+) -> Result<Vec<R>> {
     let mut out = Vec::with_capacity(queries.len());
     progress.start("t2 decoding", Some(queries.len() as u64));
     for chunk in queries.chunks(batch_users) {
@@ -55,7 +54,7 @@ pub(crate) fn ranks(
                 .collect())
         })?;
         for (q, l) in chunk.iter().zip(&leaves) {
-            out.push(beam::rank(trie, l, popularity, q.target));
+            out.push(rank(l, q.target));
         }
         progress.advance(chunk.len() as u64);
     }

@@ -19,7 +19,7 @@ pub(crate) mod train;
 pub(crate) mod vocab;
 
 use super::cold::{Cold, ColdRanking};
-use super::t1::{Ranking, ranking};
+use super::t1::{Ranking, expected_ranking, ranking};
 use super::table::CodeTable;
 use super::trie::Trie;
 use crate::device::DeviceKind;
@@ -163,23 +163,47 @@ pub fn evaluate(
             popularity[i as usize] += 1;
         }
     }
-    let trie = Trie::new(&t.codes, t.width, t.len());
-    let ranks = decode::ranks(
+    // With new items held out, the warm targets are decoded among the warm items only.
+    let warm: Vec<usize> = (0..t.len())
+        .filter(|&i| cold.is_none_or(|c| !c.is_new[i]))
+        .collect();
+    let warm_popularity: Vec<u32> = warm.iter().map(|&i| popularity[i]).collect();
+    let ranks = decode_among(
         &net,
         &vocab,
-        &trie,
+        t,
+        &warm,
         &s.test,
-        &popularity,
-        cfg.beam,
-        DECODE_USERS,
+        cfg,
         &device,
         progress,
+        |trie, l, target| beam::rank(trie, l, &warm_popularity, target),
     )?;
     let ranks: Vec<usize> = ranks.into_iter().map(|r| r.unwrap_or(usize::MAX)).collect();
     let cold = cold
         .map(|c| {
-            let r = cold_ranks(&net, &vocab, t, c, cfg, &device, progress)?;
-            Ok::<_, Error>(ColdRanking::new(c, ranking(&r)))
+            let rows: Vec<usize> = (0..t.len()).filter(|&i| c.is_new[i]).collect();
+            let queries: Vec<data::Query> = c
+                .queries
+                .iter()
+                .map(|(h, target)| data::Query {
+                    history: h[h.len().saturating_sub(cfg.max_history)..].to_vec(),
+                    target: *target,
+                })
+                .collect();
+            // No new item has a training popularity: items sharing an ID are equals.
+            let r = decode_among(
+                &net,
+                &vocab,
+                t,
+                &rows,
+                &queries,
+                cfg,
+                &device,
+                progress,
+                beam::ahead_and_tied,
+            )?;
+            Ok::<_, Error>(ColdRanking::new(c, expected_ranking(&r)))
         })
         .transpose()?;
     Ok(T2 {
@@ -197,45 +221,52 @@ pub fn evaluate(
     })
 }
 
-/// Ranks of the users' next new items: the beam search is constrained to the trie of the new
-/// items' IDs, so they are the only candidates (none has a training popularity; ties go by
-/// row).
-fn cold_ranks(
+/// Decode `queries` (targets are table rows) with the beam search constrained to the trie of
+/// the IDs of table rows `rows` alone, and `rank(trie, decoded IDs, target)` each, with items
+/// and the target as positions in `rows` (which must hold every target).
+#[allow(clippy::too_many_arguments)]
+fn decode_among<R>(
     net: &model::Model,
     vocab: &vocab::Vocab,
     t: &CodeTable,
-    c: &Cold,
+    rows: &[usize],
+    queries: &[data::Query],
     cfg: &Config,
     device: &candle_core::Device,
     progress: &dyn Progress,
-) -> Result<Vec<usize>> {
-    let rows: Vec<usize> = (0..t.len()).filter(|&i| c.is_new[i]).collect();
+    rank: impl Fn(&Trie, &[(u32, f64)], u32) -> R,
+) -> Result<Vec<R>> {
     let mut index = vec![u32::MAX; t.len()];
     for (k, &i) in rows.iter().enumerate() {
         index[i] = k as u32;
     }
     let codes: Vec<u32> = rows.iter().flat_map(|&i| t.row(i)).copied().collect();
     let trie = Trie::new(&codes, t.width, rows.len());
-    let queries: Vec<data::Query> = c
-        .queries
+    let queries: Vec<data::Query> = queries
         .iter()
-        .map(|(h, target)| data::Query {
-            history: h[h.len().saturating_sub(cfg.max_history)..].to_vec(),
-            target: index[*target as usize],
+        .map(|q| {
+            debug_assert_ne!(
+                index[q.target as usize],
+                u32::MAX,
+                "a target among the rows"
+            );
+            data::Query {
+                history: q.history.clone(),
+                target: index[q.target as usize],
+            }
         })
         .collect();
-    let ranks = decode::ranks(
+    decode::ranks(
         net,
         vocab,
         &trie,
         &queries,
-        &vec![0; rows.len()],
+        |leaves, target| rank(&trie, leaves, target),
         cfg.beam,
         DECODE_USERS,
         device,
         progress,
-    )?;
-    Ok(ranks.into_iter().map(|r| r.unwrap_or(usize::MAX)).collect())
+    )
 }
 
 #[cfg(test)]
