@@ -124,7 +124,7 @@ c2 = t2["cold"]
 name, seed = os.path.basename(sys.argv[1])[len("eval-cold-"):-len(".json")].rsplit("-", 1)
 secs = open(sys.argv[2]).read().strip() if os.path.exists(sys.argv[2]) else "?"
 content = f'{c1["content"]["recall@10"]:9.4f}' if "content" in c1 else f'{"-":>9}'
-print(f'{name:<20} {seed:>4} {c2["items"]:6d} {c2["users"]:6d} {c1["sid"]["recall@10"]:9.4f} '
+print(f'{name:<20} {seed:>4} {c2["new_items"]:6d} {c2["users"]:6d} {c1["sid"]["recall@10"]:9.4f} '
       f'{c2["sid"]["recall@10"]:9.4f} {c2["sid"]["ndcg@10"]:9.4f} {c2["uniform"]["recall@10"]:9.4f} '
       f'{content} {t2["sid"]["recall@10"]:9.4f} {secs:>8}')
 PY
