@@ -314,6 +314,15 @@ mod tests {
         }
     }
 
+    /// 400 items with integer ids, and the rows seed 1 draws as new at a share of 0.2 and
+    /// those it leaves warm.
+    fn drawn_400() -> (CodeTable, Vec<u32>, Vec<u32>) {
+        let t = table(ItemIds::Int((0..400).collect()));
+        let c = Cold::split(&t, &[(0..400).collect()], 0.2, 1).unwrap();
+        let (new, old) = (0..400).partition(|&i| c.is_new[i as usize]);
+        (t, new, old)
+    }
+
     #[test]
     fn the_draw_depends_on_the_id_and_the_seed_only() {
         let ints = table(ItemIds::Int((0..2000).collect()));
@@ -334,10 +343,7 @@ mod tests {
 
     #[test]
     fn new_items_leave_the_training_histories_and_the_last_one_is_the_query() {
-        let t = table(ItemIds::Int((0..400).collect()));
-        let c0 = Cold::split(&t, &[(0..400).collect()], 0.2, 1).unwrap();
-        let new: Vec<u32> = (0..400).filter(|&i| c0.is_new[i as usize]).collect();
-        let old: Vec<u32> = (0..400).filter(|&i| !c0.is_new[i as usize]).collect();
+        let (t, new, old) = drawn_400();
         let h = vec![
             vec![old[0], new[0], old[1], new[1], old[2]],
             // A new item with no warm one before it is not a query.
@@ -359,10 +365,7 @@ mod tests {
 
     #[test]
     fn the_content_baseline_ranks_new_items_by_cosine_with_the_recent_history() {
-        let t = table(ItemIds::Int((0..400).collect()));
-        let c0 = Cold::split(&t, &[(0..400).collect()], 0.2, 1).unwrap();
-        let new: Vec<u32> = (0..400).filter(|&i| c0.is_new[i as usize]).collect();
-        let old: Vec<u32> = (0..400).filter(|&i| !c0.is_new[i as usize]).collect();
+        let (t, new, old) = drawn_400();
         // Item i points along axis i % 3, scaled by its row (the length must not matter).
         let v: Vec<f32> = (0..400)
             .flat_map(|i| {
